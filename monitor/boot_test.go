@@ -1,0 +1,183 @@
+package monitor_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"atoll.dev/atoll/monitor"
+	"atoll.dev/atoll/monitor/kvm"
+)
+
+// requireKVM skips where /dev/kvm cannot be used, and fails instead under
+// CI, where boot tests must run.
+func requireKVM(t *testing.T) {
+	t.Helper()
+	s, err := kvm.Open()
+	if err == nil {
+		s.Close()
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("boot tests must run in CI, but KVM is unusable: %v", err)
+	}
+	t.Skipf("skipping boot test: %v", err)
+}
+
+var (
+	buildMu sync.Mutex
+	built   = map[string]string{}
+)
+
+// guest builds internal/testguests/name with the stock toolchain, once.
+func guest(t *testing.T, name string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := built[name]; ok {
+		return p
+	}
+	dir, err := os.MkdirTemp("", "atoll-guest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", out, "../internal/testguests/"+name)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, b)
+	}
+	built[name] = out
+	return out
+}
+
+type outcome struct {
+	stdout, stderr string
+	code           int
+}
+
+func native(t *testing.T, bin string, args, env []string) outcome {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return outcome{o.String(), e.String(), code}
+}
+
+func boot(t *testing.T, bin string, args, env []string, mem uint64) (outcome, monitor.Result) {
+	t.Helper()
+	image, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	stdout, _ := os.Create(filepath.Join(dir, "stdout"))
+	stderr, _ := os.Create(filepath.Join(dir, "stderr"))
+	defer stdout.Close()
+	defer stderr.Close()
+	res, err := monitor.Run(monitor.Config{
+		Image: image, Name: filepath.Base(bin), Args: args, Env: env,
+		MemBytes: mem, CPUs: 2, Stdout: stdout, Stderr: stderr, Log: stderr,
+	})
+	if err != nil {
+		t.Fatalf("boot %s: %v", bin, err)
+	}
+	o, _ := os.ReadFile(stdout.Name())
+	e, _ := os.ReadFile(stderr.Name())
+	return outcome{string(o), string(e), res.ExitCode}, res
+}
+
+// TestGuestsMatchNative runs each guest natively and as a unikernel and
+// requires the same output and exit status.
+func TestGuestsMatchNative(t *testing.T) {
+	requireKVM(t)
+	cases := []struct {
+		name       string
+		args, env  []string
+		wantOut    string // substring of stdout in both worlds
+		wantCode   int
+		stderrHas  string // substring of stderr in both worlds
+		onlyStatus bool   // output legitimately differs (addresses)
+	}{
+		{name: "hello", wantOut: "hello from atoll\n"},
+		{name: "goroutines", wantOut: "timer fired\n100MB check 0\ngc ran true\n"},
+		{name: "args", args: []string{"one", "two words"}, env: []string{"GREETING=hi"},
+			wantOut: "args [\"one\" \"two words\"]\nGREETING=\"hi\"\nunset present: false\n"},
+		{name: "exitcode", args: []string{"0"}, wantOut: "exiting with 0\n"},
+		{name: "exitcode", args: []string{"1"}, wantOut: "exiting with 1\n", wantCode: 1},
+		{name: "exitcode", args: []string{"3"}, wantOut: "exiting with 3\n", wantCode: 3},
+		{name: "nilrecover", wantOut: "still running\n"},
+		{name: "nilpanic", wantOut: "about to crash\n", wantCode: 2, stderrHas: "invalid memory address or nil pointer dereference", onlyStatus: true},
+		{name: "preempt", wantOut: "main goroutine ran again: true\n"},
+		{name: "timenow", wantOut: "slept at least 200ms: true\nslept under 2s: true\nwall clock advanced: true\nyear plausible: true\n"},
+	}
+	for _, c := range cases {
+		t.Run(c.name+strings.Join(c.args, "_"), func(t *testing.T) {
+			bin := guest(t, c.name)
+			nat := native(t, bin, c.args, c.env)
+			vm, _ := boot(t, bin, c.args, c.env, 512<<20)
+			for world, o := range map[string]outcome{"native": nat, "atoll": vm} {
+				if !strings.Contains(o.stdout, c.wantOut) {
+					t.Errorf("%s stdout = %q, want it to contain %q", world, o.stdout, c.wantOut)
+				}
+				if o.code != c.wantCode {
+					t.Errorf("%s exit status %d, want %d (stderr: %s)", world, o.code, c.wantCode, o.stderr)
+				}
+				if !strings.Contains(o.stderr, c.stderrHas) {
+					t.Errorf("%s stderr lacks %q:\n%s", world, c.stderrHas, o.stderr)
+				}
+			}
+			if !c.onlyStatus && nat.stdout != vm.stdout {
+				t.Errorf("stdout differs:\nnative: %q\natoll:  %q", nat.stdout, vm.stdout)
+			}
+		})
+	}
+}
+
+// TestNoHostAccess checks that a guest can open no host file and create no
+// host socket (natively, both would work).
+func TestNoHostAccess(t *testing.T) {
+	requireKVM(t)
+	vm, _ := boot(t, guest(t, "noaccess"), nil, nil, 512<<20)
+	if want := "open /etc/passwd failed: true\ndial failed: true\n"; vm.stdout != want || vm.code != 0 {
+		t.Fatalf("exit %d, stdout %q, want %q", vm.code, vm.stdout, want)
+	}
+}
+
+// TestOutOfMemory checks that allocating past the limit ends in Go's own
+// out-of-memory error, not a monitor failure.
+func TestOutOfMemory(t *testing.T) {
+	requireKVM(t)
+	vm, _ := boot(t, guest(t, "oom"), nil, nil, 128<<20)
+	if vm.code != 2 || !strings.Contains(vm.stderr, "fatal error: runtime: out of memory") {
+		t.Fatalf("exit %d, stderr:\n%.2000s", vm.code, vm.stderr)
+	}
+}
+
+// TestBootExits checks the exit statistics a boot reports and that a boot
+// stays within a generous bound, so a regression that multiplies exits
+// shows up here before it shows up in benchmarks.
+func TestBootExits(t *testing.T) {
+	requireKVM(t)
+	_, res := boot(t, guest(t, "hello"), nil, nil, 512<<20)
+	if res.Stats.Total == 0 || res.Stats.Syscalls["write"] == 0 {
+		t.Fatalf("implausible statistics: %v", res.Stats)
+	}
+	if res.Stats.Total > 1000 {
+		t.Errorf("hello took %d exits to boot:\n%v", res.Stats.Total, res.Stats)
+	}
+}

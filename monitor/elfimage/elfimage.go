@@ -1,0 +1,178 @@
+// Package elfimage reads and validates the executable a unikernel is made
+// of: a static, non-PIE linux/amd64 ELF as the stock Go toolchain builds
+// with CGO_ENABLED=0. Everything read from the file is checked before the
+// monitor trusts it; errors say what is wrong and how to fix it.
+package elfimage
+
+import (
+	"bytes"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+)
+
+// Limits on what an image may ask for.
+const (
+	// MinVaddr is the lowest address a segment may occupy; the pages below
+	// stay unmapped so that nil dereferences fault, and the monitor keeps
+	// its own pages there.
+	MinVaddr = 0x400000
+	// MaxVaddr bounds the image's address range (1 TiB).
+	MaxVaddr = 1 << 40
+	// MaxImageBytes bounds the memory the segments may occupy (1 GiB).
+	MaxImageBytes = 1 << 30
+)
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid image")
+
+// Segment is one loadable segment.
+type Segment struct {
+	Vaddr uint64 // where it is mapped
+	Data  []byte // file contents; the rest up to Memsz is zero
+	Memsz uint64
+	Flags elf.ProgFlag
+}
+
+// Image is a validated executable ready to load.
+type Image struct {
+	Entry    uint64
+	Segments []Segment
+	// Start and End bound all segments, page-aligned.
+	Start, End uint64
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// Parse validates an executable held in memory.
+func Parse(data []byte) (*Image, error) {
+	if len(data) < 4 || !bytes.Equal(data[:4], []byte(elf.ELFMAG)) {
+		return nil, invalid("not an ELF executable — build one with CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build")
+	}
+	f, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		return nil, invalid("malformed ELF: %v", err)
+	}
+	if f.Class != elf.ELFCLASS64 || f.Data != elf.ELFDATA2LSB || f.Machine != elf.EM_X86_64 {
+		return nil, invalid("built for %v/%v, not x86-64 — rebuild with GOARCH=amd64", f.Machine, f.Class)
+	}
+	if f.Type == elf.ET_DYN {
+		return nil, invalid("position-independent executable — rebuild without -buildmode=pie")
+	}
+	if f.Type != elf.ET_EXEC {
+		return nil, invalid("ELF type %v is not an executable", f.Type)
+	}
+	img := &Image{Entry: f.Entry, Start: ^uint64(0)}
+	var total uint64
+	for _, p := range f.Progs {
+		switch p.Type {
+		case elf.PT_INTERP, elf.PT_DYNAMIC:
+			return nil, invalid("dynamically linked — rebuild with CGO_ENABLED=0 for a static executable")
+		case elf.PT_LOAD:
+		default:
+			continue
+		}
+		if p.Memsz == 0 {
+			continue
+		}
+		end := p.Vaddr + p.Memsz
+		switch {
+		case p.Filesz > p.Memsz:
+			return nil, invalid("segment at %#x: file size %#x exceeds memory size %#x", p.Vaddr, p.Filesz, p.Memsz)
+		case p.Off > uint64(len(data)) || p.Filesz > uint64(len(data))-p.Off:
+			return nil, invalid("segment at %#x: contents [%#x, +%#x) lie beyond the end of the file (%d bytes): truncated?", p.Vaddr, p.Off, p.Filesz, len(data))
+		case end < p.Vaddr || p.Vaddr < MinVaddr || end > MaxVaddr:
+			return nil, invalid("segment [%#x, +%#x) outside the allowed range [%#x, %#x)", p.Vaddr, p.Memsz, MinVaddr, uint64(MaxVaddr))
+		case p.Memsz > MaxImageBytes:
+			return nil, invalid("segment at %#x is %d bytes, more than the %d allowed", p.Vaddr, p.Memsz, MaxImageBytes)
+		}
+		total += p.Memsz
+		if total > MaxImageBytes {
+			return nil, invalid("segments total more than %d bytes", MaxImageBytes)
+		}
+		img.Segments = append(img.Segments, Segment{
+			Vaddr: p.Vaddr,
+			Data:  data[p.Off : p.Off+p.Filesz],
+			Memsz: p.Memsz,
+			Flags: p.Flags,
+		})
+		img.Start = min(img.Start, p.Vaddr&^0xfff)
+		img.End = max(img.End, (end+0xfff)&^0xfff)
+	}
+	if len(img.Segments) == 0 {
+		return nil, invalid("no loadable segments")
+	}
+	sort.Slice(img.Segments, func(i, j int) bool { return img.Segments[i].Vaddr < img.Segments[j].Vaddr })
+	for i := 1; i < len(img.Segments); i++ {
+		a, b := img.Segments[i-1], img.Segments[i]
+		if a.Vaddr+a.Memsz > b.Vaddr {
+			return nil, invalid("segments at %#x and %#x overlap", a.Vaddr, b.Vaddr)
+		}
+	}
+	entryOK := false
+	for _, s := range img.Segments {
+		if s.Flags&elf.PF_X != 0 && img.Entry >= s.Vaddr && img.Entry < s.Vaddr+s.Memsz {
+			entryOK = true
+		}
+	}
+	if !entryOK {
+		return nil, invalid("entry point %#x is not in an executable segment", img.Entry)
+	}
+	return img, nil
+}
+
+// Symbol is a function symbol, for symbolizing crash backtraces.
+type Symbol struct {
+	Name       string
+	Addr, Size uint64
+}
+
+// Symbols returns the image's function symbols sorted by address. An image
+// without a symbol table (built with -ldflags=-s) yields none.
+func Symbols(data []byte) []Symbol {
+	f, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		return nil
+	}
+	syms, err := f.Symbols()
+	if err != nil {
+		return nil
+	}
+	var out []Symbol
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0 {
+			out = append(out, Symbol{Name: s.Name, Addr: s.Value, Size: s.Size})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
+	return out
+}
+
+// Lookup returns the symbol containing pc and pc's offset in it.
+func Lookup(syms []Symbol, pc uint64) (Symbol, uint64, bool) {
+	i := sort.Search(len(syms), func(i int) bool { return syms[i].Addr > pc }) - 1
+	if i < 0 {
+		return Symbol{}, 0, false
+	}
+	s := syms[i]
+	if s.Size != 0 && pc >= s.Addr+s.Size {
+		return Symbol{}, 0, false
+	}
+	return s, pc - s.Addr, true
+}
+
+// ReadFile reads an image from r, refusing files larger than limit.
+func ReadFile(r io.Reader, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, invalid("file larger than %d bytes", limit)
+	}
+	return data, nil
+}

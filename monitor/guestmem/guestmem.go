@@ -1,0 +1,241 @@
+// Package guestmem owns a guest's address space: the host memory behind it,
+// the KVM memory slots, the identity-mapped page tables, the guest's
+// mmap/munmap bookkeeping and the memory limit.
+//
+// Guest-virtual equals guest-physical. The address space is made of a few
+// large regions, each one host mapping (MAP_NORESERVE, so untouched pages
+// cost nothing) and one KVM memory slot:
+//
+//	[0, 2 MiB)          page-table pool; physical only, never mapped, so
+//	                    nil dereferences fault
+//	[2 MiB, 4 MiB)      system area: monitor-owned code and data pages
+//	[image start, end)  the executable's segments
+//	stack               the initial thread's stack
+//	mmap arena          anonymous mappings without a usable hint
+//	heap region         created at the Go runtime's first large hinted
+//	                    mmap, so its arena hints succeed at once
+//
+// Every access the monitor makes to guest memory goes through Slice, the one
+// bounds-checked conversion from guest addresses to host bytes.
+package guestmem
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"atoll.dev/atoll/monitor/kvm"
+)
+
+// GuestAddr is an address in the guest's address space. It cannot be
+// dereferenced; Memory.Slice turns it into host bytes after checking bounds.
+type GuestAddr uint64
+
+// Page and region granularity.
+const (
+	PageSize  = 4096
+	LargePage = 2 << 20
+
+	// SystemBase is where the monitor's own guest pages live.
+	SystemBase GuestAddr = 2 << 20
+	// SystemSize is the size of the system area.
+	SystemSize = 2 << 20
+
+	ptPoolBase = 0x1000
+	ptPoolEnd  = 2 << 20
+
+	// maxUserAddr is the end of the lower canonical half.
+	maxUserAddr = 1 << 47
+
+	// heapHintMin is the smallest hinted mapping taken as the Go heap's
+	// first arena (the runtime's heapArenaBytes on linux/amd64).
+	heapHintMin = 64 << 20
+)
+
+// ErrFault is returned for guest addresses outside guest memory.
+var ErrFault = errors.New("bad guest address")
+
+// region is one contiguous guest range backed by one host mapping.
+type region struct {
+	base GuestAddr
+	host []byte
+	// arena, when non-zero, is the first page index that mmap may hand out.
+	arena uint64
+	// The bitmaps are guarded by Memory.mu.
+	alloc  bitmap // pages the guest has mapped (any protection)
+	commit bitmap // pages mapped readable or writable: counted in the limit
+}
+
+func (r *region) end() GuestAddr { return r.base + GuestAddr(len(r.host)) }
+
+// Memory is a guest address space.
+type Memory struct {
+	vm *kvm.VM
+
+	// regions is an immutable sorted slice, replaced under mu when a region
+	// is added, so that Slice can read it without locking.
+	regions atomic.Pointer[[]*region]
+
+	// mu guards the fields below and the regions' bitmaps.
+	mu        sync.Mutex
+	limit     uint64 // bytes
+	committed uint64 // bytes
+	ptNext    uint64 // next free page-table page (guest-physical)
+	heap      *region
+	low       *region
+}
+
+// Layout describes the low region.
+type Layout struct {
+	ImageStart, ImageEnd GuestAddr // page-aligned extent of the executable
+	StackSize            uint64
+	ArenaSize            uint64 // address space for unhinted mmaps
+}
+
+// New creates the low region (system area, image, stack and mmap arena) in
+// vm, maps it, and returns the address space and the stack's top.
+func New(vm *kvm.VM, l Layout, limit uint64) (*Memory, GuestAddr, error) {
+	if l.ImageStart < SystemBase+SystemSize {
+		return nil, 0, fmt.Errorf("image starts at %#x, inside the monitor's area below %#x", l.ImageStart, SystemBase+SystemSize)
+	}
+	// A 2 MiB gap of unallocated (but mapped) addresses separates image and stack.
+	stackBase := alignUp(uint64(l.ImageEnd), LargePage) + LargePage
+	stackTop := stackBase + alignUp(l.StackSize, LargePage)
+	arenaStart := stackTop
+	end := arenaStart + alignUp(l.ArenaSize, LargePage)
+	if end > maxUserAddr {
+		return nil, 0, fmt.Errorf("address space too large: %#x", end)
+	}
+	m := &Memory{vm: vm, limit: limit, ptNext: ptPoolBase + PageSize}
+	low, err := m.newRegion(0, end)
+	m.low = low
+	if err != nil {
+		return nil, 0, err
+	}
+	low.arena = arenaStart / PageSize
+	// Physical-only pages are allocated so mmap never hands them out.
+	low.alloc.set(0, uint64(SystemBase)/PageSize)
+	m.low = low
+	m.regions.Store(&[]*region{low})
+	if err := m.mapRange(SystemBase, GuestAddr(end)); err != nil {
+		return nil, 0, err
+	}
+	// The system area, image and stack are committed from the start. The
+	// gap between image and stack is not mapped by mmap.
+	for _, r := range [][2]uint64{
+		{uint64(SystemBase), uint64(SystemBase) + SystemSize},
+		{uint64(l.ImageStart), stackTop},
+	} {
+		lo, hi := r[0]/PageSize, r[1]/PageSize
+		low.alloc.set(lo, hi)
+		m.committed += low.commit.set(lo, hi) * PageSize
+	}
+	low.alloc.set(uint64(SystemBase+SystemSize)/PageSize, uint64(l.ImageStart)/PageSize)
+	if m.committed > limit {
+		return nil, 0, fmt.Errorf("memory limit %d MiB is smaller than the image and stack (%d MiB)", limit>>20, m.committed>>20)
+	}
+	return m, GuestAddr(stackTop), nil
+}
+
+// newRegion allocates host memory for [base, base+size) and registers it
+// as a KVM memory slot. It does not map it in the page tables.
+func (m *Memory) newRegion(base GuestAddr, size uint64) (*region, error) {
+	host, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, fmt.Errorf("reserve %d MiB of host memory: %w", size>>20, err)
+	}
+	var slot uint32
+	if rs := m.regions.Load(); rs != nil {
+		slot = uint32(len(*rs))
+	}
+	if err := m.vm.SetMemory(slot, uint64(base), host); err != nil {
+		unix.Munmap(host)
+		return nil, err
+	}
+	pages := size / PageSize
+	return &region{base: base, host: host, alloc: newBitmap(pages), commit: newBitmap(pages)}, nil
+}
+
+// CR3 is the guest-physical address of the top-level page table.
+func (m *Memory) CR3() uint64 { return ptPoolBase }
+
+// Limit returns the memory limit in bytes.
+func (m *Memory) Limit() uint64 { return m.limit }
+
+// Committed returns the bytes currently counted against the limit.
+func (m *Memory) Committed() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.committed
+}
+
+func (m *Memory) find(a GuestAddr) *region {
+	for _, r := range *m.regions.Load() {
+		if a >= r.base && a < r.end() {
+			return r
+		}
+	}
+	return nil
+}
+
+// Slice returns the host bytes backing [a, a+n). It fails with ErrFault
+// unless the whole range lies in guest memory. n == 0 is valid anywhere.
+func (m *Memory) Slice(a GuestAddr, n uint64) ([]byte, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	if a < SystemBase || uint64(a)+n < uint64(a) {
+		return nil, ErrFault
+	}
+	r := m.find(a)
+	if r == nil {
+		return nil, ErrFault
+	}
+	off := uint64(a - r.base)
+	if n > uint64(len(r.host))-off {
+		return nil, ErrFault
+	}
+	return r.host[off : off+n : off+n], nil
+}
+
+// ReadU64 reads a little-endian word at a.
+func (m *Memory) ReadU64(a GuestAddr) (uint64, error) {
+	b, err := m.Slice(a, 8)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint64(b), nil
+}
+
+// WriteU64 writes a little-endian word at a.
+func (m *Memory) WriteU64(a GuestAddr, v uint64) error {
+	b, err := m.Slice(a, 8)
+	if err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint64(b, v)
+	return nil
+}
+
+// CString reads a NUL-terminated string of at most max bytes at a.
+func (m *Memory) CString(a GuestAddr, max int) (string, error) {
+	var out []byte
+	for len(out) < max {
+		b, err := m.Slice(a+GuestAddr(len(out)), 1)
+		if err != nil {
+			return "", err
+		}
+		if b[0] == 0 {
+			return string(out), nil
+		}
+		out = append(out, b[0])
+	}
+	return "", fmt.Errorf("string at %#x longer than %d bytes", a, max)
+}
+
+func alignUp(v, a uint64) uint64 { return (v + a - 1) &^ (a - 1) }

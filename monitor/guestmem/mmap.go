@@ -1,0 +1,160 @@
+package guestmem
+
+import (
+	"golang.org/x/sys/unix"
+)
+
+// Mmap maps length bytes of anonymous, zeroed memory and returns where.
+// With fixed, the mapping replaces whatever was at hint. Otherwise hint is
+// honoured when it can be (the Go heap's arena hints) and ignored when not,
+// as Linux does. Readable or writable mappings count against the limit.
+func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, fixed bool) (GuestAddr, unix.Errno) {
+	if length == 0 || length > maxUserAddr || (fixed && hint%PageSize != 0) {
+		return 0, unix.EINVAL
+	}
+	length = alignUp(length, PageSize)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+
+	var r *region
+	var at GuestAddr
+	switch {
+	case fixed:
+		if r = m.mappable(hint, length); r == nil {
+			return 0, unix.ENOMEM
+		}
+		at = hint
+	case hint != 0 && hint%PageSize == 0:
+		if r = m.mappable(hint, length); r != nil && r.alloc.count(r.page(hint), r.page(hint)+length/PageSize) == 0 {
+			at = hint
+		} else if m.heap == nil && length >= heapHintMin {
+			if err := m.createHeap(hint, length); err == nil {
+				r, at = m.heap, hint
+			}
+		}
+	}
+	if at == 0 {
+		r = m.low
+		i, ok := r.alloc.findFree(r.arena, uint64(len(r.host))/PageSize, length/PageSize)
+		if !ok {
+			return 0, unix.ENOMEM
+		}
+		at = r.base + GuestAddr(i*PageSize)
+	}
+	lo, hi := r.page(at), r.page(at)+length/PageSize
+	if prot != unix.PROT_NONE {
+		if grow := (hi - lo - r.commit.count(lo, hi)) * PageSize; m.committed+grow > m.limit {
+			return 0, unix.ENOMEM
+		}
+		m.committed += r.commit.set(lo, hi) * PageSize
+	} else {
+		m.committed -= r.commit.clear(lo, hi) * PageSize
+	}
+	if r.alloc.count(lo, hi) != 0 {
+		r.zero(lo, hi)
+	}
+	r.alloc.set(lo, hi)
+	return at, 0
+}
+
+// Munmap removes mappings in [a, a+length). Unmapped pages in the range are
+// not an error, as on Linux.
+func (m *Memory) Munmap(a GuestAddr, length uint64) unix.Errno {
+	if a%PageSize != 0 || length == 0 {
+		return unix.EINVAL
+	}
+	length = alignUp(length, PageSize)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.mappable(a, length)
+	if r == nil {
+		return unix.EINVAL
+	}
+	lo, hi := r.page(a), r.page(a)+length/PageSize
+	m.committed -= r.commit.clear(lo, hi) * PageSize
+	r.alloc.clear(lo, hi)
+	r.zero(lo, hi)
+	return 0
+}
+
+// Mprotect changes whether [a, a+length) counts against the limit. The
+// guest runs in one privilege level with all of its memory accessible, so
+// protections are bookkeeping, not enforcement (see docs/abi.md).
+func (m *Memory) Mprotect(a GuestAddr, length uint64, prot int) unix.Errno {
+	if a%PageSize != 0 {
+		return unix.EINVAL
+	}
+	length = alignUp(length, PageSize)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.mappable(a, length)
+	if r == nil {
+		return unix.ENOMEM
+	}
+	lo, hi := r.page(a), r.page(a)+length/PageSize
+	if prot == unix.PROT_NONE {
+		m.committed -= r.commit.clear(lo, hi) * PageSize
+		return 0
+	}
+	if grow := (hi - lo - r.commit.count(lo, hi)) * PageSize; m.committed+grow > m.limit {
+		return unix.ENOMEM
+	}
+	m.committed += r.commit.set(lo, hi) * PageSize
+	return 0
+}
+
+// Discard releases the host pages behind [a, a+length); the guest reads
+// zeros there afterwards (MADV_DONTNEED semantics).
+func (m *Memory) Discard(a GuestAddr, length uint64) unix.Errno {
+	if a%PageSize != 0 {
+		return unix.EINVAL
+	}
+	length = alignUp(length, PageSize)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.mappable(a, length)
+	if r == nil {
+		return unix.ENOMEM
+	}
+	r.zero(r.page(a), r.page(a)+length/PageSize)
+	return 0
+}
+
+// mappable returns the region in which the guest may map [a, a+length).
+func (m *Memory) mappable(a GuestAddr, length uint64) *region {
+	if uint64(a)+length < uint64(a) {
+		return nil
+	}
+	for _, r := range *m.regions.Load() {
+		if a >= r.base+GuestAddr(r.arena*PageSize) && uint64(a)+length <= uint64(r.end()) {
+			return r
+		}
+	}
+	return nil
+}
+
+// createHeap adds the heap region at base, sized for the memory limit.
+func (m *Memory) createHeap(base GuestAddr, length uint64) error {
+	size := max(alignUp(m.limit, heapHintMin)+heapHintMin, alignUp(length, heapHintMin))
+	if base%LargePage != 0 || base < m.low.end() || uint64(base)+size > maxUserAddr {
+		return unix.EINVAL
+	}
+	r, err := m.newRegion(base, size)
+	if err != nil {
+		return err
+	}
+	if err := m.mapRange(base, base+GuestAddr(size)); err != nil {
+		return err
+	}
+	m.heap = r
+	rs := append(append([]*region(nil), *m.regions.Load()...), r)
+	m.regions.Store(&rs)
+	return nil
+}
+
+func (r *region) page(a GuestAddr) uint64 { return uint64(a-r.base) / PageSize }
+
+// zero discards the host pages of [lo, hi) so they read as zero.
+func (r *region) zero(lo, hi uint64) {
+	unix.Madvise(r.host[lo*PageSize:hi*PageSize], unix.MADV_DONTNEED)
+}

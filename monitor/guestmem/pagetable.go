@@ -1,0 +1,55 @@
+package guestmem
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Page-table entry bits (Intel SDM vol. 3, 4.5).
+const (
+	ptePresent = 1 << 0
+	pteWrite   = 1 << 1
+	pteUser    = 1 << 2
+	pteLarge   = 1 << 7
+)
+
+// mapRange identity-maps [lo, hi) with 2 MiB pages. Both ends must be 2 MiB
+// aligned. Called with mu held (or before the guest runs).
+func (m *Memory) mapRange(lo, hi GuestAddr) error {
+	if lo%LargePage != 0 || hi%LargePage != 0 {
+		return fmt.Errorf("mapRange [%#x, %#x) not 2 MiB aligned", lo, hi)
+	}
+	for a := uint64(lo); a < uint64(hi); a += LargePage {
+		pdpt, err := m.tableAt(ptPoolBase, (a>>39)&511)
+		if err != nil {
+			return err
+		}
+		pd, err := m.tableAt(pdpt, (a>>30)&511)
+		if err != nil {
+			return err
+		}
+		m.putPTE(pd, (a>>21)&511, a|ptePresent|pteWrite|pteUser|pteLarge)
+	}
+	return nil
+}
+
+// tableAt returns the physical address of the table referenced by entry i of
+// the table at phys, creating it if absent.
+func (m *Memory) tableAt(phys, i uint64) (uint64, error) {
+	pt := m.low.host[phys : phys+PageSize]
+	e := binary.LittleEndian.Uint64(pt[i*8:])
+	if e&ptePresent != 0 {
+		return e &^ 0xfff, nil
+	}
+	if m.ptNext >= ptPoolEnd {
+		return 0, fmt.Errorf("page-table pool exhausted")
+	}
+	next := m.ptNext
+	m.ptNext += PageSize
+	m.putPTE(phys, i, next|ptePresent|pteWrite|pteUser)
+	return next, nil
+}
+
+func (m *Memory) putPTE(table, i, v uint64) {
+	binary.LittleEndian.PutUint64(m.low.host[table+i*8:], v)
+}
