@@ -158,6 +158,19 @@ func TestNoHostAccess(t *testing.T) {
 	}
 }
 
+// TestHostileGuest passes bad pointers and lengths to every emulated call
+// that takes one: each must fail and the VM must carry on.
+func TestHostileGuest(t *testing.T) {
+	requireKVM(t)
+	vm, _ := boot(t, guest(t, "hostile"), nil, nil, 512<<20)
+	if vm.code != 0 || !strings.HasSuffix(vm.stdout, "survived\n") || strings.Contains(vm.stdout, "UNEXPECTED") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%.2000s", vm.code, vm.stdout, vm.stderr)
+	}
+	if n := strings.Count(vm.stdout, "bad address"); n < 20 {
+		t.Errorf("only %d calls failed with EFAULT:\n%s", n, vm.stdout)
+	}
+}
+
 // TestOutOfMemory checks that allocating past the limit ends in Go's own
 // out-of-memory error, not a monitor failure.
 func TestOutOfMemory(t *testing.T) {
