@@ -10,9 +10,11 @@ import (
 	"atoll.dev/atoll/monitor/kvm"
 )
 
-// The system area holds monitor-owned guest code at fixed offsets.
+// The system area holds monitor-owned guest pages at fixed offsets.
 const (
-	trampolineAddr = guestmem.SystemBase // SYSCALL lands here (MSR_LSTAR)
+	trampolineAddr = guestmem.SystemBase          // SYSCALL lands here (MSR_LSTAR)
+	vvarAddr       = guestmem.SystemBase + 0x1000 // clock parameters (clock.go)
+	vdsoAddr       = guestmem.SystemBase + 0x2000 // the vDSO image (vdso.go)
 )
 
 // Control-register and EFER bits (Intel SDM vol. 3, 2.5).
@@ -36,6 +38,33 @@ func (v *VM) writeSystemArea() error {
 		return err
 	}
 	b[0] = 0xf4
+	img, err := v.mem.Slice(vdsoAddr, vdsoSize)
+	if err != nil {
+		return err
+	}
+	copy(img, buildVDSO())
+	return nil
+}
+
+// startClock anchors the guest clock on vCPU c, before it first runs, and
+// keeps it anchored until the VM ends.
+func (v *VM) startClock(c *kvm.VCPU) error {
+	khz, err := c.TSCKHz()
+	if err != nil {
+		return err
+	}
+	h1 := rdtsc()
+	g, err := c.GetMSR(kvm.MSRTSC)
+	h2 := rdtsc()
+	if err != nil {
+		return err
+	}
+	page, err := v.mem.Slice(vvarAddr, guestmem.PageSize)
+	if err != nil {
+		return err
+	}
+	clk := newClock(page, khz, int64(g-(h1/2+h2/2)))
+	go clk.run(v.done)
 	return nil
 }
 
@@ -77,7 +106,7 @@ func (v *VM) setupCPU(c *kvm.VCPU, regs *kvm.Regs, fs uint64) error {
 
 // Auxiliary-vector keys (include/uapi/linux/auxvec.h).
 const (
-	atNull, atPagesz, atClktck, atHwcap, atSecure, atRandom, atExecfn = 0, 6, 17, 16, 23, 25, 31
+	atNull, atPagesz, atClktck, atHwcap, atSecure, atRandom, atExecfn, atSysinfoEhdr = 0, 6, 17, 16, 23, 25, 31, 33
 )
 
 // guestEnv returns the environment the guest starts with: the configured
@@ -134,7 +163,7 @@ func (v *VM) buildStack() (guestmem.GuestAddr, error) {
 		}
 	}
 	auxv := []uint64{atPagesz, guestmem.PageSize, atClktck, 100, atHwcap, hwcap,
-		atSecure, 0, atRandom, random, atExecfn, execfn, atNull, 0}
+		atSecure, 0, atRandom, random, atExecfn, execfn, atSysinfoEhdr, uint64(vdsoAddr), atNull, 0}
 
 	var words []uint64
 	words = append(words, uint64(len(argv)))

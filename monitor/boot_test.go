@@ -3,12 +3,14 @@ package monitor_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"atoll.dev/atoll/monitor"
 	"atoll.dev/atoll/monitor/kvm"
@@ -168,6 +170,25 @@ func TestHostileGuest(t *testing.T) {
 	}
 	if n := strings.Count(vm.stdout, "bad address"); n < 20 {
 		t.Errorf("only %d calls failed with EFAULT:\n%s", n, vm.stdout)
+	}
+}
+
+// TestGuestClock checks that the guest's clock (the vDSO) is monotonic
+// across goroutines and agrees with the host's wall clock.
+func TestGuestClock(t *testing.T) {
+	requireKVM(t)
+	vm, res := boot(t, guest(t, "clock"), nil, nil, 512<<20)
+	end := time.Now()
+	var unixNano int64
+	if _, err := fmt.Sscanf(vm.stdout[strings.LastIndex(vm.stdout, "unix "):], "unix %d", &unixNano); err != nil ||
+		!strings.Contains(vm.stdout, "monotonic ok: true") || vm.code != 0 {
+		t.Fatalf("exit %d, stdout %q (%v)", vm.code, vm.stdout, err)
+	}
+	if d := end.Sub(time.Unix(0, unixNano)); d < 0 || d > 5*time.Second {
+		t.Errorf("guest wall clock is %v behind the host's", d)
+	}
+	if n := res.Stats.Syscalls["clock_gettime"]; n > 10 {
+		t.Errorf("%d clock_gettime exits for 800,000 clock reads: the vDSO is not used", n)
 	}
 }
 

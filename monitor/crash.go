@@ -49,8 +49,11 @@ func (t *vcpu) crash(cause string, code int) {
 }
 
 func symbolize(syms []elfimage.Symbol, pc uint64) string {
-	if inSystemArea(pc) {
+	switch {
+	case inMonitorCode(pc):
 		return "(atoll monitor code)"
+	case pc >= uint64(vdsoAddr) && pc < uint64(vdsoAddr)+vdsoSize:
+		return "(atoll vdso)"
 	}
 	if s, off, ok := elfimage.Lookup(syms, pc); ok {
 		return fmt.Sprintf("%s+%#x", s.Name, off)

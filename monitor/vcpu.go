@@ -208,13 +208,15 @@ func (t *vcpu) fault() bool {
 		t.crash(fmt.Sprintf("triple fault with exception vector %d (error code %#x)", vec, code), 70)
 		return false
 	}
-	if inSystemArea(r.RIP) {
+	if inMonitorCode(r.RIP) {
 		t.crash(fmt.Sprintf("%s in monitor-owned code (vector %d, address %#x)", signalName(f.sig), vec, f.addr), 70)
 		return false
 	}
 	return t.deliverFault(f)
 }
 
-func inSystemArea(pc uint64) bool {
-	return pc >= uint64(guestmem.SystemBase) && pc < uint64(guestmem.SystemBase)+guestmem.SystemSize
+// inMonitorCode reports whether pc is in monitor-owned code other than the
+// vDSO (where, as on Linux, faults are the guest's).
+func inMonitorCode(pc uint64) bool {
+	return pc >= uint64(guestmem.SystemBase) && pc < uint64(vdsoAddr)
 }

@@ -218,6 +218,9 @@ func (v *VM) run() (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if err := v.startClock(t.cpu); err != nil {
+		return Result{}, err
+	}
 	go t.loop()
 	<-v.done
 	return Result{ExitCode: v.exitCode, Stats: v.stats()}, nil

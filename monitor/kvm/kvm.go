@@ -35,6 +35,7 @@ const (
 	ioctlGetXsave            = 0x9000aea4
 	ioctlSetXsave            = 0x5000aea5
 	ioctlEnableCap           = 0x4068aea3
+	ioctlGetTSCKHz           = 0xaea3
 )
 
 // Capabilities queried with CheckExtension.
@@ -155,6 +156,7 @@ type MSR struct {
 
 // Well-known MSR indices (Intel SDM vol. 4).
 const (
+	MSRTSC    = 0x10
 	MSRStar   = 0xc0000081
 	MSRLStar  = 0xc0000082
 	MSRFMask  = 0xc0000084

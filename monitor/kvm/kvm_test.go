@@ -23,7 +23,7 @@ P(KVM_GET_REGS); P(KVM_SET_REGS); P(KVM_GET_SREGS); P(KVM_SET_SREGS); P(KVM_GET_
 P(KVM_SET_MSRS); P(KVM_SET_CPUID2); P(KVM_GET_VCPU_EVENTS); P(KVM_GET_XSAVE); P(KVM_SET_XSAVE);
 P(KVM_CAP_SYNC_REGS); P(KVM_CAP_MAX_VCPUS); P(KVM_EXIT_IO); P(KVM_EXIT_HLT); P(KVM_EXIT_MMIO);
 P(KVM_EXIT_SHUTDOWN); P(KVM_EXIT_FAIL_ENTRY); P(KVM_EXIT_INTR); P(KVM_EXIT_INTERNAL_ERROR);
-P(KVM_SYNC_X86_REGS); P(KVM_SYNC_X86_SREGS); P(KVM_ENABLE_CAP); P(KVM_CAP_X86_TRIPLE_FAULT_EVENT);
+P(KVM_SYNC_X86_REGS); P(KVM_SYNC_X86_SREGS); P(KVM_ENABLE_CAP); P(KVM_GET_TSC_KHZ); P(KVM_CAP_X86_TRIPLE_FAULT_EVENT);
 P(KVM_VCPUEVENT_VALID_TRIPLE_FAULT); P(sizeof(struct kvm_enable_cap));
 P(sizeof(struct kvm_regs)); P(sizeof(struct kvm_sregs)); P(sizeof(struct kvm_segment));
 P(sizeof(struct kvm_vcpu_events)); P(offsetof(struct kvm_vcpu_events, exception_payload));
@@ -73,7 +73,7 @@ func TestMirrorsKernelHeaders(t *testing.T) {
 		"KVM_EXIT_SHUTDOWN": ExitShutdown, "KVM_EXIT_FAIL_ENTRY": ExitFailEntry,
 		"KVM_EXIT_INTR": ExitIntr, "KVM_EXIT_INTERNAL_ERROR": ExitInternalError,
 		"KVM_SYNC_X86_REGS": SyncRegs, "KVM_SYNC_X86_SREGS": SyncSregs,
-		"KVM_ENABLE_CAP": ioctlEnableCap, "KVM_CAP_X86_TRIPLE_FAULT_EVENT": CapTripleFaultEvent,
+		"KVM_ENABLE_CAP": ioctlEnableCap, "KVM_GET_TSC_KHZ": ioctlGetTSCKHz, "KVM_CAP_X86_TRIPLE_FAULT_EVENT": CapTripleFaultEvent,
 		"KVM_VCPUEVENT_VALID_TRIPLE_FAULT":                    EventValidTripleFault,
 		"sizeof(struct kvm_enable_cap)":                       unsafe.Sizeof(enableCap{}),
 		"sizeof(struct kvm_regs)":                             unsafe.Sizeof(Regs{}),

@@ -231,6 +231,15 @@ func (c *VCPU) SetMSRs(msrs ...MSR) error {
 	return nil
 }
 
+// TSCKHz returns the vCPU's TSC frequency in kHz.
+func (c *VCPU) TSCKHz() (uint64, error) {
+	n, err := ioctl(c.f.Fd(), ioctlGetTSCKHz, 0)
+	if err != nil {
+		return 0, fmt.Errorf("KVM_GET_TSC_KHZ: %w", err)
+	}
+	return uint64(n), nil
+}
+
 // GetMSR reads one model-specific register.
 func (c *VCPU) GetMSR(index uint32) (uint64, error) {
 	var buf struct {
