@@ -192,6 +192,21 @@ func TestGuestClock(t *testing.T) {
 	}
 }
 
+// TestCrashReport checks the monitor's report for a death Go cannot
+// report itself: cause, registers, a symbolized backtrace, status 128+11.
+func TestCrashReport(t *testing.T) {
+	requireKVM(t)
+	vm, _ := boot(t, guest(t, "crash"), nil, nil, 512<<20)
+	if vm.code != 128+11 {
+		t.Errorf("exit status %d, want 139", vm.code)
+	}
+	for _, want := range []string{"guest crashed", "SIGSEGV", "address 0x10", "rip 0x", "rsp 0x", "backtrace", "main.poke", "main.main", "runtime.main"} {
+		if !strings.Contains(vm.stderr, want) {
+			t.Errorf("crash report lacks %q:\n%s", want, vm.stderr)
+		}
+	}
+}
+
 // TestOutOfMemory checks that allocating past the limit ends in Go's own
 // out-of-memory error, not a monitor failure.
 func TestOutOfMemory(t *testing.T) {

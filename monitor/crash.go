@@ -31,6 +31,13 @@ func (t *vcpu) crash(cause string, code int) {
 	fmt.Fprintf(&b, "  rflags %#x\n", r.RFLAGS)
 	b.WriteString("backtrace (frame pointers):\n")
 	fmt.Fprintf(&b, "  %#016x  %s\n", r.RIP, symbolize(syms, r.RIP))
+	// A function that has not set up its frame (a leaf, or one stopped in
+	// its prologue) has its return address on top of the stack instead.
+	if ret, err := t.vm.mem.ReadU64(guestmem.GuestAddr(r.RSP)); err == nil {
+		if _, _, ok := elfimage.Lookup(syms, ret-1); ok && ret != 0 {
+			fmt.Fprintf(&b, "  %#016x  %s (return address on top of stack)\n", ret, symbolize(syms, ret-1))
+		}
+	}
 	fp := r.RBP
 	for i := 0; i < 64 && fp != 0; i++ {
 		ret, err1 := t.vm.mem.ReadU64(guestmem.GuestAddr(fp + 8))

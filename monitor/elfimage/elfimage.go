@@ -131,8 +131,8 @@ type Symbol struct {
 	Addr, Size uint64
 }
 
-// Symbols returns the image's function symbols sorted by address. An image
-// without a symbol table (built with -ldflags=-s) yields none.
+// Symbols returns the image's function symbols, sorted by address, that
+// have a size. An image without a symbol table (-ldflags=-s) yields none.
 func Symbols(data []byte) []Symbol {
 	f, err := elf.NewFile(bytes.NewReader(data))
 	if err != nil {
@@ -144,7 +144,8 @@ func Symbols(data []byte) []Symbol {
 	}
 	var out []Symbol
 	for _, s := range syms {
-		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0 {
+		// Zero-size entries are markers (runtime.etext), not functions.
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0 && s.Size != 0 {
 			out = append(out, Symbol{Name: s.Name, Addr: s.Value, Size: s.Size})
 		}
 	}
