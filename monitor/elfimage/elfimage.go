@@ -55,10 +55,15 @@ func Parse(data []byte) (*Image, error) {
 	}
 	f, err := elf.NewFile(bytes.NewReader(data))
 	if err != nil {
-		return nil, invalid("malformed ELF: %v", err)
+		return nil, invalid("malformed or truncated ELF (%v) — check the file was copied whole, or rebuild it", err)
 	}
 	if f.Class != elf.ELFCLASS64 || f.Data != elf.ELFDATA2LSB || f.Machine != elf.EM_X86_64 {
-		return nil, invalid("built for %v/%v, not x86-64 — rebuild with GOARCH=amd64", f.Machine, f.Class)
+		return nil, invalid("built for %v (%v), not x86-64 — rebuild with GOARCH=amd64", f.Machine, f.Class)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+			return nil, invalid("dynamically linked — rebuild with CGO_ENABLED=0 for a static executable")
+		}
 	}
 	if f.Type == elf.ET_DYN {
 		return nil, invalid("position-independent executable — rebuild without -buildmode=pie")
@@ -69,11 +74,7 @@ func Parse(data []byte) (*Image, error) {
 	img := &Image{Entry: f.Entry, Start: ^uint64(0)}
 	var total uint64
 	for _, p := range f.Progs {
-		switch p.Type {
-		case elf.PT_INTERP, elf.PT_DYNAMIC:
-			return nil, invalid("dynamically linked — rebuild with CGO_ENABLED=0 for a static executable")
-		case elf.PT_LOAD:
-		default:
+		if p.Type != elf.PT_LOAD {
 			continue
 		}
 		if p.Memsz == 0 {
