@@ -1,0 +1,70 @@
+// Package bench holds benchmarks that compare a unikernel under atoll with
+// the same program run natively, in the same run. Scripts beside it
+// (boot.sh) time whole commands.
+package bench
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"atoll.dev/atoll/monitor"
+	"atoll.dev/atoll/monitor/kvm"
+)
+
+// BenchmarkGetpid measures one forwarded system call's round trip: the
+// guest times b.N raw getpid calls itself (its clock is the vDSO, so timing
+// adds no exits), natively and under atoll. exits/op counts VM exits.
+func BenchmarkGetpid(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "getpid")
+	cmd := exec.Command("go", "build", "-o", bin, "../internal/testguests/getpid")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("%v\n%s", err, out)
+	}
+	b.Run("native", func(b *testing.B) {
+		out, err := exec.Command(bin, strconv.Itoa(b.N)).Output()
+		if err != nil {
+			b.Fatal(err)
+		}
+		report(b, string(out), 0)
+	})
+	b.Run("atoll", func(b *testing.B) {
+		if s, err := kvm.Open(); err != nil {
+			b.Skipf("no KVM: %v", err)
+		} else {
+			s.Close()
+		}
+		image, err := os.ReadFile(bin)
+		if err != nil {
+			b.Fatal(err)
+		}
+		stdout, err := os.CreateTemp(b.TempDir(), "stdout")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer stdout.Close()
+		res, err := monitor.Run(monitor.Config{Image: image, Name: "getpid", Args: []string{strconv.Itoa(b.N)},
+			MemBytes: 256 << 20, CPUs: 1, Stdout: stdout, Stderr: os.Stderr, Log: os.Stderr})
+		if err != nil || res.ExitCode != 0 {
+			b.Fatalf("boot: %v, exit %d", err, res.ExitCode)
+		}
+		out, _ := os.ReadFile(stdout.Name())
+		report(b, string(out), float64(res.Stats.Syscalls["getpid"])/float64(b.N))
+	})
+}
+
+// report replaces the benchmark's time (which includes starting the
+// program) with the per-call time the guest measured.
+func report(b *testing.B, out string, exitsPerOp float64) {
+	ns, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
+	if err != nil {
+		b.Fatalf("guest printed %q", out)
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(ns, "guest-ns/call")
+	b.ReportMetric(exitsPerOp, "exits/op")
+}
