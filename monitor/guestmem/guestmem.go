@@ -27,9 +27,12 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
-
-	"atoll.dev/atoll/monitor/kvm"
 )
+
+// Slots registers host memory as guest-physical memory (kvm.VM does).
+type Slots interface {
+	SetMemory(slot uint32, gpa uint64, mem []byte) error
+}
 
 // GuestAddr is an address in the guest's address space. It cannot be
 // dereferenced; Memory.Slice turns it into host bytes after checking bounds.
@@ -74,7 +77,7 @@ func (r *region) end() GuestAddr { return r.base + GuestAddr(len(r.host)) }
 
 // Memory is a guest address space.
 type Memory struct {
-	vm *kvm.VM
+	vm Slots
 
 	// regions is an immutable sorted slice, replaced under mu when a region
 	// is added, so that Slice can read it without locking.
@@ -98,7 +101,7 @@ type Layout struct {
 
 // New creates the low region (system area, image, stack and mmap arena) in
 // vm, maps it, and returns the address space and the stack's top.
-func New(vm *kvm.VM, l Layout, limit uint64) (*Memory, GuestAddr, error) {
+func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 	if l.ImageStart < SystemBase+SystemSize {
 		return nil, 0, fmt.Errorf("image starts at %#x, inside the monitor's area below %#x", l.ImageStart, SystemBase+SystemSize)
 	}
@@ -112,14 +115,13 @@ func New(vm *kvm.VM, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 	}
 	m := &Memory{vm: vm, limit: limit, ptNext: ptPoolBase + PageSize}
 	low, err := m.newRegion(0, end)
-	m.low = low
 	if err != nil {
 		return nil, 0, err
 	}
+	m.low = low
 	low.arena = arenaStart / PageSize
 	// Physical-only pages are allocated so mmap never hands them out.
 	low.alloc.set(0, uint64(SystemBase)/PageSize)
-	m.low = low
 	m.regions.Store(&[]*region{low})
 	if err := m.mapRange(SystemBase, GuestAddr(end)); err != nil {
 		return nil, 0, err

@@ -1,0 +1,163 @@
+package guestmem
+
+import (
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// fakeSlots records memory slots instead of registering them with KVM.
+type fakeSlots struct{ gpas []uint64 }
+
+func (f *fakeSlots) SetMemory(slot uint32, gpa uint64, mem []byte) error {
+	if int(slot) != len(f.gpas) {
+		return errors.New("slots out of order")
+	}
+	f.gpas = append(f.gpas, gpa)
+	return nil
+}
+
+const (
+	testImageStart = 0x400000
+	testImageEnd   = 0x600000
+	testLimit      = 256 << 20
+)
+
+func newTest(t *testing.T) (*Memory, GuestAddr, *fakeSlots) {
+	t.Helper()
+	f := &fakeSlots{}
+	m, stackTop, err := New(f, Layout{ImageStart: testImageStart, ImageEnd: testImageEnd, StackSize: 1 << 20, ArenaSize: 1 << 30}, testLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, stackTop, f
+}
+
+// walk translates a through the guest page tables as the MMU would.
+func (m *Memory) walk(a uint64) (uint64, bool) {
+	table := m.CR3()
+	for level, shift := 0, 39; level < 3; level, shift = level+1, shift-9 {
+		e := binary.LittleEndian.Uint64(m.low.host[table+((a>>shift)&511)*8:])
+		if e&ptePresent == 0 {
+			return 0, false
+		}
+		if level == 2 {
+			if e&pteLarge == 0 || e&pteUser == 0 || e&pteWrite == 0 {
+				return 0, false
+			}
+			return e&^(LargePage-1)&^(1<<63) + a&(LargePage-1), true
+		}
+		table = e &^ 0xfff
+	}
+	return 0, false
+}
+
+func TestPageTablesIdentityMap(t *testing.T) {
+	m, stackTop, _ := newTest(t)
+	end := uint64(m.low.end())
+	for _, a := range []uint64{uint64(SystemBase), testImageStart, testImageEnd - 1, uint64(stackTop) - 8, end - 1} {
+		if p, ok := m.walk(a); !ok || p != a {
+			t.Errorf("walk(%#x) = %#x, %v; want identity", a, p, ok)
+		}
+	}
+	for _, a := range []uint64{0, 0x10, 0x1000, uint64(SystemBase) - 1, end, 1 << 46} {
+		if p, ok := m.walk(a); ok {
+			t.Errorf("walk(%#x) = %#x: mapped, want a fault", a, p)
+		}
+	}
+}
+
+func TestSliceBounds(t *testing.T) {
+	m, _, _ := newTest(t)
+	end := m.low.end()
+	for _, c := range []struct {
+		a  GuestAddr
+		n  uint64
+		ok bool
+	}{
+		{SystemBase, 8, true},
+		{end - 8, 8, true},
+		{0, 8, false},
+		{0x1000, 8, false}, // page tables: physical only
+		{end - 8, 9, false},
+		{end, 1, false},
+		{SystemBase, 1 << 62, false},
+		{^GuestAddr(0) - 4, 16, false},
+		{0, 0, true},
+	} {
+		_, err := m.Slice(c.a, c.n)
+		if (err == nil) != c.ok {
+			t.Errorf("Slice(%#x, %#x): err %v, want ok=%v", c.a, c.n, err, c.ok)
+		}
+	}
+}
+
+func TestMmapLimitAndReuse(t *testing.T) {
+	m, _, _ := newTest(t)
+	base := m.Committed()
+	// Reservations do not count against the limit.
+	r, e := m.Mmap(0, 1<<30-64<<20, unix.PROT_NONE, false)
+	if e != 0 {
+		t.Fatalf("reserve: %v", e)
+	}
+	if m.Committed() != base {
+		t.Fatalf("PROT_NONE reservation counted: %d", m.Committed()-base)
+	}
+	// Committing inside the reservation counts, up to the limit.
+	if _, e := m.Mmap(r, 16<<20, unix.PROT_READ|unix.PROT_WRITE, true); e != 0 {
+		t.Fatalf("commit: %v", e)
+	}
+	if got := m.Committed() - base; got != 16<<20 {
+		t.Fatalf("committed %d, want %d", got, 16<<20)
+	}
+	if _, e := m.Mmap(r+16<<20, testLimit, unix.PROT_READ|unix.PROT_WRITE, true); e != unix.ENOMEM {
+		t.Fatalf("commit past the limit: %v, want ENOMEM", e)
+	}
+	// A fixed mapping over used memory reads back zero.
+	b, _ := m.Slice(r, 8)
+	b[0] = 0xaa
+	if _, e := m.Mmap(r, 4096, unix.PROT_READ|unix.PROT_WRITE, true); e != 0 {
+		t.Fatal(e)
+	}
+	if b, _ := m.Slice(r, 8); b[0] != 0 {
+		t.Fatal("MAP_FIXED did not zero the page")
+	}
+	// Unmapping returns the memory and the addresses.
+	if e := m.Munmap(r, 1<<30-64<<20); e != 0 {
+		t.Fatal(e)
+	}
+	if m.Committed() != base {
+		t.Fatalf("munmap left %d committed", m.Committed()-base)
+	}
+	if r2, e := m.Mmap(0, 4096, unix.PROT_READ, false); e != 0 || r2 != r {
+		t.Fatalf("reuse: %#x, %v; want %#x", r2, e, r)
+	}
+	if _, e := m.Mmap(0, 1<<40, unix.PROT_NONE, false); e != unix.ENOMEM {
+		t.Fatalf("huge mapping: %v, want ENOMEM", e)
+	}
+}
+
+func TestHeapHint(t *testing.T) {
+	m, _, f := newTest(t)
+	const hint = GuestAddr(0x1da344000000)
+	a, e := m.Mmap(hint, 64<<20, unix.PROT_NONE, false)
+	if e != 0 || a != hint {
+		t.Fatalf("first heap hint: %#x, %v; want the hint honoured", a, e)
+	}
+	if len(f.gpas) != 2 || f.gpas[1] != uint64(hint) {
+		t.Fatalf("slots %#x, want a second at the hint", f.gpas)
+	}
+	if p, ok := m.walk(uint64(hint) + 12345); !ok || p != uint64(hint)+12345 {
+		t.Fatalf("heap not identity-mapped: %#x %v", p, ok)
+	}
+	// The runtime grows the heap at the next hint, just above.
+	if a, e := m.Mmap(hint+64<<20, 64<<20, unix.PROT_NONE, false); e != 0 || a != hint+64<<20 {
+		t.Fatalf("next hint: %#x, %v", a, e)
+	}
+	// A hint already taken is not honoured.
+	if a, e := m.Mmap(hint, 64<<20, unix.PROT_NONE, false); e != 0 || a == hint {
+		t.Fatalf("taken hint: %#x, %v; want another address", a, e)
+	}
+}
