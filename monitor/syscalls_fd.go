@@ -9,50 +9,47 @@ import (
 // hostFD resolves a guest fd.
 func (t *vcpu) hostFD(fd uint64) (int, bool) { return t.vm.fds.host(fd) }
 
-func sysRead(t *vcpu, a *sysArgs) (uint64, control) {
+// fdBuffer resolves the (fd, buffer, length) arguments most I/O calls take.
+func (t *vcpu) fdBuffer(a *sysArgs) (int, []byte, unix.Errno) {
 	h, ok := t.hostFD(a[0])
 	if !ok {
-		return fail(unix.EBADF)
+		return 0, nil, unix.EBADF
 	}
 	b, ok := t.slice(a[1], min(a[2], maxIO))
 	if !ok {
-		return fail(unix.EFAULT)
+		return 0, nil, unix.EFAULT
+	}
+	return h, b, 0
+}
+
+func sysRead(t *vcpu, a *sysArgs) (uint64, control) {
+	h, b, e := t.fdBuffer(a)
+	if e != 0 {
+		return fail(e)
 	}
 	return ret(unix.Read(h, b))
 }
 
 func sysWrite(t *vcpu, a *sysArgs) (uint64, control) {
-	h, ok := t.hostFD(a[0])
-	if !ok {
-		return fail(unix.EBADF)
-	}
-	b, ok := t.slice(a[1], min(a[2], maxIO))
-	if !ok {
-		return fail(unix.EFAULT)
+	h, b, e := t.fdBuffer(a)
+	if e != 0 {
+		return fail(e)
 	}
 	return ret(unix.Write(h, b))
 }
 
 func sysPread(t *vcpu, a *sysArgs) (uint64, control) {
-	h, ok := t.hostFD(a[0])
-	if !ok {
-		return fail(unix.EBADF)
-	}
-	b, ok := t.slice(a[1], min(a[2], maxIO))
-	if !ok {
-		return fail(unix.EFAULT)
+	h, b, e := t.fdBuffer(a)
+	if e != 0 {
+		return fail(e)
 	}
 	return ret(unix.Pread(h, b, int64(a[3])))
 }
 
 func sysPwrite(t *vcpu, a *sysArgs) (uint64, control) {
-	h, ok := t.hostFD(a[0])
-	if !ok {
-		return fail(unix.EBADF)
-	}
-	b, ok := t.slice(a[1], min(a[2], maxIO))
-	if !ok {
-		return fail(unix.EFAULT)
+	h, b, e := t.fdBuffer(a)
+	if e != 0 {
+		return fail(e)
 	}
 	return ret(unix.Pwrite(h, b, int64(a[3])))
 }
@@ -83,12 +80,18 @@ func (t *vcpu) iovecs(addr, n uint64) ([][]byte, unix.Errno) {
 	return out, 0
 }
 
-func sysReadv(t *vcpu, a *sysArgs) (uint64, control) {
+// fdIovecs resolves the (fd, iov, iovcnt) arguments of readv and writev.
+func (t *vcpu) fdIovecs(a *sysArgs) (int, [][]byte, unix.Errno) {
 	h, ok := t.hostFD(a[0])
 	if !ok {
-		return fail(unix.EBADF)
+		return 0, nil, unix.EBADF
 	}
 	iov, e := t.iovecs(a[1], a[2])
+	return h, iov, e
+}
+
+func sysReadv(t *vcpu, a *sysArgs) (uint64, control) {
+	h, iov, e := t.fdIovecs(a)
 	if e != 0 {
 		return fail(e)
 	}
@@ -96,11 +99,7 @@ func sysReadv(t *vcpu, a *sysArgs) (uint64, control) {
 }
 
 func sysWritev(t *vcpu, a *sysArgs) (uint64, control) {
-	h, ok := t.hostFD(a[0])
-	if !ok {
-		return fail(unix.EBADF)
-	}
-	iov, e := t.iovecs(a[1], a[2])
+	h, iov, e := t.fdIovecs(a)
 	if e != 0 {
 		return fail(e)
 	}

@@ -9,44 +9,40 @@ func newBitmap(n uint64) bitmap { return make(bitmap, (n+63)/64) }
 
 func (b bitmap) get(i uint64) bool { return b[i/64]&(1<<(i%64)) != 0 }
 
-// set marks [lo, hi) and returns how many were newly marked.
-func (b bitmap) set(lo, hi uint64) uint64 {
-	var n uint64
+// words calls fn for each word overlapping [lo, hi) with the mask of the
+// range's bits in it.
+func (b bitmap) words(lo, hi uint64, fn func(w *uint64, mask uint64)) {
 	for i := lo; i < hi; {
-		w, off := i/64, i%64
+		off := i % 64
 		span := min(64-off, hi-i)
-		mask := ^uint64(0) >> (64 - span) << off
-		n += uint64(bits.OnesCount64(mask &^ b[w]))
-		b[w] |= mask
+		fn(&b[i/64], ^uint64(0)>>(64-span)<<off)
 		i += span
 	}
+}
+
+// set marks [lo, hi) and returns how many were newly marked.
+func (b bitmap) set(lo, hi uint64) (n uint64) {
+	b.words(lo, hi, func(w *uint64, mask uint64) {
+		n += uint64(bits.OnesCount64(mask &^ *w))
+		*w |= mask
+	})
 	return n
 }
 
 // clear unmarks [lo, hi) and returns how many were marked before.
-func (b bitmap) clear(lo, hi uint64) uint64 {
-	var n uint64
-	for i := lo; i < hi; {
-		w, off := i/64, i%64
-		span := min(64-off, hi-i)
-		mask := ^uint64(0) >> (64 - span) << off
-		n += uint64(bits.OnesCount64(mask & b[w]))
-		b[w] &^= mask
-		i += span
-	}
+func (b bitmap) clear(lo, hi uint64) (n uint64) {
+	b.words(lo, hi, func(w *uint64, mask uint64) {
+		n += uint64(bits.OnesCount64(mask & *w))
+		*w &^= mask
+	})
 	return n
 }
 
 // count returns how many of [lo, hi) are marked.
-func (b bitmap) count(lo, hi uint64) uint64 {
-	var n uint64
-	for i := lo; i < hi; {
-		w, off := i/64, i%64
-		span := min(64-off, hi-i)
-		mask := ^uint64(0) >> (64 - span) << off
-		n += uint64(bits.OnesCount64(mask & b[w]))
-		i += span
-	}
+func (b bitmap) count(lo, hi uint64) (n uint64) {
+	b.words(lo, hi, func(w *uint64, mask uint64) {
+		n += uint64(bits.OnesCount64(mask & *w))
+	})
 	return n
 }
 

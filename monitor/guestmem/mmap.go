@@ -60,17 +60,15 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, fixed bool) (Gues
 // Munmap removes mappings in [a, a+length). Unmapped pages in the range are
 // not an error, as on Linux.
 func (m *Memory) Munmap(a GuestAddr, length uint64) unix.Errno {
-	if a%PageSize != 0 || length == 0 {
+	if length == 0 {
 		return unix.EINVAL
 	}
-	length = alignUp(length, PageSize)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r := m.mappable(a, length)
-	if r == nil {
-		return unix.EINVAL
+	r, lo, hi, e := m.pages(a, length, unix.EINVAL)
+	if e != 0 {
+		return e
 	}
-	lo, hi := r.page(a), r.page(a)+length/PageSize
 	m.committed -= r.commit.clear(lo, hi) * PageSize
 	r.alloc.clear(lo, hi)
 	r.zero(lo, hi)
@@ -78,20 +76,15 @@ func (m *Memory) Munmap(a GuestAddr, length uint64) unix.Errno {
 }
 
 // Mprotect changes whether [a, a+length) counts against the limit. The
-// guest runs in one privilege level with all of its memory accessible, so
-// protections are bookkeeping, not enforcement (see docs/abi.md).
+// guest's memory is all accessible whatever the protection, so protections
+// are bookkeeping, not enforcement (see docs/abi.md).
 func (m *Memory) Mprotect(a GuestAddr, length uint64, prot int) unix.Errno {
-	if a%PageSize != 0 {
-		return unix.EINVAL
-	}
-	length = alignUp(length, PageSize)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r := m.mappable(a, length)
-	if r == nil {
-		return unix.ENOMEM
+	r, lo, hi, e := m.pages(a, length, unix.ENOMEM)
+	if e != 0 {
+		return e
 	}
-	lo, hi := r.page(a), r.page(a)+length/PageSize
 	if prot == unix.PROT_NONE {
 		m.committed -= r.commit.clear(lo, hi) * PageSize
 		return 0
@@ -106,18 +99,29 @@ func (m *Memory) Mprotect(a GuestAddr, length uint64, prot int) unix.Errno {
 // Discard releases the host pages behind [a, a+length); the guest reads
 // zeros there afterwards (MADV_DONTNEED semantics).
 func (m *Memory) Discard(a GuestAddr, length uint64) unix.Errno {
-	if a%PageSize != 0 {
-		return unix.EINVAL
-	}
-	length = alignUp(length, PageSize)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	r, lo, hi, e := m.pages(a, length, unix.ENOMEM)
+	if e != 0 {
+		return e
+	}
+	r.zero(lo, hi)
+	return 0
+}
+
+// pages resolves a page-aligned guest range to its region and page
+// indices; outside is the error for a range no region can hold. Called
+// with mu held.
+func (m *Memory) pages(a GuestAddr, length uint64, outside unix.Errno) (*region, uint64, uint64, unix.Errno) {
+	if a%PageSize != 0 || length > maxUserAddr {
+		return nil, 0, 0, unix.EINVAL
+	}
+	length = alignUp(length, PageSize)
 	r := m.mappable(a, length)
 	if r == nil {
-		return unix.ENOMEM
+		return nil, 0, 0, outside
 	}
-	r.zero(r.page(a), r.page(a)+length/PageSize)
-	return 0
+	return r, r.page(a), r.page(a) + length/PageSize, 0
 }
 
 // mappable returns the region in which the guest may map [a, a+length).
