@@ -207,6 +207,40 @@ func TestCrashReport(t *testing.T) {
 	}
 }
 
+// TestCPUs checks that --cpus sets what the guest runtime sees.
+func TestCPUs(t *testing.T) {
+	requireKVM(t)
+	bin := guest(t, "gomaxprocs")
+	for _, n := range []int{1, 3} {
+		image, _ := os.ReadFile(bin)
+		out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := monitor.Run(monitor.Config{Image: image, Name: "gomaxprocs", MemBytes: 256 << 20, CPUs: n, Stdout: out, Stderr: out})
+		out.Close()
+		b, _ := os.ReadFile(out.Name())
+		if err != nil || res.ExitCode != 0 || string(b) != fmt.Sprintf("GOMAXPROCS %d\n", n) {
+			t.Errorf("--cpus %d: %v, exit %d, output %q", n, err, res.ExitCode, b)
+		}
+	}
+}
+
+// TestChaosGuest boots guests that make thousands of random system calls.
+// The guest may crash itself; the monitor must answer every call and end
+// the run with a result (a monitor panic fails the whole test binary).
+func TestChaosGuest(t *testing.T) {
+	requireKVM(t)
+	bin := guest(t, "chaos")
+	for seed := 1; seed <= 8; seed++ {
+		vm, _ := boot(t, bin, []string{fmt.Sprint(seed)}, nil, 256<<20)
+		t.Logf("seed %d: exit %d, %s", seed, vm.code, strings.TrimSpace(vm.stdout))
+		if vm.code != 0 && !strings.Contains(vm.stderr, "goroutine") && !strings.Contains(vm.stderr, "guest crashed") && !strings.Contains(vm.stderr, "killed") {
+			t.Errorf("seed %d: exit %d without a report:\n%.2000s", seed, vm.code, vm.stderr)
+		}
+	}
+}
+
 // TestOutOfMemory checks that allocating past the limit ends in Go's own
 // out-of-memory error, not a monitor failure.
 func TestOutOfMemory(t *testing.T) {

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"atoll.dev/atoll/monitor/kvm"
@@ -116,6 +118,39 @@ func TestRunBoots(t *testing.T) {
 	stdout, _, code := invoke(t, dir, "run", "--mem", "256M", "--cpus", "2", bin, "--", "7")
 	if code != 7 || stdout != "exiting with 7\n" {
 		t.Fatalf("exit %d, stdout %q", code, stdout)
+	}
+}
+
+// TestNoKVMPermission runs atoll as an unprivileged user, who cannot open
+// /dev/kvm here, and checks the one-line error names the fix.
+func TestNoKVMPermission(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run atoll as another user")
+	}
+	if fi, err := os.Stat("/dev/kvm"); err != nil || fi.Mode().Perm()&0o006 != 0 {
+		t.Skip("/dev/kvm missing or world-accessible: nothing to refuse")
+	}
+	dir, err := os.MkdirTemp("", "atoll-perm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	atoll, hello := filepath.Join(dir, "atoll"), filepath.Join(dir, "hello")
+	if out, err := exec.Command("go", "build", "-o", atoll, ".").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	build(t, hello, "amd64")
+	cmd := exec.Command(atoll, "run", hello)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 125 {
+		t.Fatalf("err %v, output %s", err, out)
+	}
+	want := "open /dev/kvm: permission denied — run as root or add your user to the kvm group"
+	if !strings.Contains(string(out), want) || strings.Count(string(out), "\n") != 1 {
+		t.Fatalf("output %q, want one line containing %q", out, want)
 	}
 }
 

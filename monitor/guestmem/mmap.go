@@ -140,7 +140,7 @@ func (m *Memory) mappable(a GuestAddr, length uint64) *region {
 // createHeap adds the heap region at base, sized for the memory limit.
 func (m *Memory) createHeap(base GuestAddr, length uint64) error {
 	size := max(alignUp(m.limit, heapHintMin)+heapHintMin, alignUp(length, heapHintMin))
-	if base%LargePage != 0 || base < m.low.end() || uint64(base)+size > maxUserAddr {
+	if base%LargePage != 0 || base < m.low.end() || base >= maxUserAddr || uint64(base)+size > maxUserAddr {
 		return unix.EINVAL
 	}
 	r, err := m.newRegion(base, size)
