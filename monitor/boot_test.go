@@ -150,6 +150,38 @@ func TestGuestsMatchNative(t *testing.T) {
 	}
 }
 
+// TestVerboseLogsOnce checks that unsupported calls are logged only with
+// Verbose, once per distinct call.
+func TestVerboseLogsOnce(t *testing.T) {
+	requireKVM(t)
+	image, err := os.ReadFile(guest(t, "noaccess"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, verbose := range []bool{false, true} {
+		var log bytes.Buffer
+		out, _ := os.Create(filepath.Join(t.TempDir(), "out"))
+		_, err := monitor.Run(monitor.Config{Image: image, Name: "noaccess", Args: []string{"x"}, MemBytes: 256 << 20,
+			Stdout: out, Stderr: out, Log: &log, Verbose: verbose})
+		out.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := log.String()
+		if !verbose {
+			if got != "" {
+				t.Errorf("quiet run logged:\n%s", got)
+			}
+			continue
+		}
+		for _, want := range []string{`open "/etc/passwd": no such file`, "socket: the guest has no host sockets"} {
+			if strings.Count(got, want) != 1 {
+				t.Errorf("verbose log has %q %d times, want once:\n%s", want, strings.Count(got, want), got)
+			}
+		}
+	}
+}
+
 // TestNoHostAccess checks that a guest can open no host file and create no
 // host socket (natively, both would work).
 func TestNoHostAccess(t *testing.T) {

@@ -144,6 +144,7 @@ func newVM(cfg Config) (*VM, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
+	cfg.Log = &lockedWriter{w: cfg.Log}
 	sys, err := kvm.Open()
 	if err != nil {
 		return nil, err
@@ -314,6 +315,18 @@ func (v *VM) stats() Stats {
 		return true
 	})
 	return s
+}
+
+// lockedWriter serializes writes from the vCPU threads.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // onceLog reports each distinct message once, and only when verbose.
