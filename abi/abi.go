@@ -1,0 +1,48 @@
+// Package abi names the parts of the guest interface (docs/abi.md) that
+// both the monitor and guest code must agree on.
+package abi
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Version is the guest ABI this tree implements (docs/abi.md).
+const Version = "0.2"
+
+// DevicesEnv is the environment variable through which a guest learns its
+// devices: a space-separated list of KIND:NAME=FD entries, such as
+// "block:data=3 net:service=4". It is set by `atoll run` and absent when
+// the program runs as a plain process.
+const DevicesEnv = "ATOLL_DEVICES"
+
+// DeviceFD is one entry of DevicesEnv.
+type DeviceFD struct {
+	Kind, Name string
+	FD         int
+}
+
+// FormatDevices encodes entries for DevicesEnv.
+func FormatDevices(ds []DeviceFD) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = fmt.Sprintf("%s:%s=%d", d.Kind, d.Name, d.FD)
+	}
+	return strings.Join(parts, " ")
+}
+
+// ParseDevices decodes a DevicesEnv value.
+func ParseDevices(s string) ([]DeviceFD, error) {
+	var out []DeviceFD
+	for _, f := range strings.Fields(s) {
+		kn, fd, ok1 := strings.Cut(f, "=")
+		kind, name, ok2 := strings.Cut(kn, ":")
+		n, err := strconv.Atoi(fd)
+		if !ok1 || !ok2 || err != nil || n < 0 || kind == "" || name == "" {
+			return nil, fmt.Errorf("%s: malformed entry %q (want KIND:NAME=FD)", DevicesEnv, f)
+		}
+		out = append(out, DeviceFD{kind, name, n})
+	}
+	return out, nil
+}

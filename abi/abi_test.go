@@ -1,0 +1,23 @@
+package abi
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestDevicesRoundTrip(t *testing.T) {
+	ds := []DeviceFD{{"block", "data", 3}, {"net", "service", 4}}
+	s := FormatDevices(ds)
+	if s != "block:data=3 net:service=4" {
+		t.Fatalf("FormatDevices = %q", s)
+	}
+	back, err := ParseDevices(s)
+	if err != nil || !reflect.DeepEqual(back, ds) {
+		t.Fatalf("ParseDevices = %v, %v", back, err)
+	}
+	for _, bad := range []string{"block:data", "data=3", "block:data=x", ":x=1", "block:=1", "net:a=-1"} {
+		if _, err := ParseDevices(bad); err == nil {
+			t.Errorf("ParseDevices(%q) accepted", bad)
+		}
+	}
+}

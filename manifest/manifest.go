@@ -1,0 +1,409 @@
+// Package manifest reads a unikernel's manifest: its name, the devices it
+// needs and its run-time defaults. The monitor attaches exactly the devices
+// a manifest declares (least privilege by declaration, as Solo5's manifest
+// and Mirage's device graph do).
+//
+// The format is line-oriented like go.mod (docs/manifest.md):
+//
+//	// The hello-web unikernel.
+//	unikernel hello-web
+//	memory 256M
+//	cpus 2
+//	env GREETING=hello
+//	net service
+//	block data 64M 4096
+//
+// Directives may also be grouped: `net ( service admin )` over several
+// lines. Errors name the file, the line and the field.
+package manifest
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// FileName is the manifest's name in a package directory.
+const FileName = "atoll.manifest"
+
+// MaxSize bounds a manifest file.
+const MaxSize = 64 << 10
+
+// Kind is a device kind.
+type Kind string
+
+// Device kinds.
+const (
+	Net   Kind = "net"
+	Block Kind = "block"
+)
+
+// Device is one declared device.
+type Device struct {
+	Name string `json:"name"`
+	Kind Kind   `json:"kind"`
+	// Size and SectorSize are set for block devices, in bytes.
+	Size       uint64 `json:"size,omitempty"`
+	SectorSize uint64 `json:"sector_size,omitempty"`
+}
+
+// Manifest is a parsed, validated manifest.
+type Manifest struct {
+	Name    string   `json:"name"`
+	Memory  uint64   `json:"memory"` // bytes
+	CPUs    int      `json:"cpus"`
+	Env     []string `json:"env,omitempty"` // KEY=VALUE
+	Devices []Device `json:"devices,omitempty"`
+}
+
+// Defaults for what a manifest leaves out.
+const (
+	DefaultMemory     = 512 << 20
+	DefaultCPUs       = 1
+	DefaultSectorSize = 512
+	MinMemory         = 32 << 20
+	MaxCPUs           = 64
+)
+
+// Default returns the manifest of a package that has none: named name,
+// no devices.
+func Default(name string) *Manifest {
+	return &Manifest{Name: name, Memory: DefaultMemory, CPUs: DefaultCPUs}
+}
+
+// Device returns the declared device called name.
+func (m *Manifest) Device(name string) (Device, bool) {
+	for _, d := range m.Devices {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Device{}, false
+}
+
+// Error is a problem at a place in a manifest file.
+type Error struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
+
+// Parse reads the manifest in data; file names it in errors.
+func Parse(file string, data []byte) (*Manifest, error) {
+	if len(data) > MaxSize {
+		return nil, &Error{file, 1, fmt.Sprintf("manifest is %d bytes, more than the %d allowed", len(data), MaxSize)}
+	}
+	m := &Manifest{Memory: DefaultMemory, CPUs: DefaultCPUs}
+	p := &parser{file: file, m: m, seen: map[string]int{}}
+	lines, err := splitLines(file, string(data))
+	if err != nil {
+		return nil, err
+	}
+	var block string // directive of the open ( ... ) group
+	blockLine := 0
+	for _, l := range lines {
+		f := l.fields
+		switch {
+		case block != "" && len(f) == 1 && f[0] == ")":
+			block = ""
+			continue
+		case block != "":
+			if err := p.directive(l.n, block, f); err != nil {
+				return nil, err
+			}
+			continue
+		case len(f) == 2 && f[1] == "(":
+			if !groupable[f[0]] {
+				return nil, p.errorf(l.n, "%q cannot be grouped with ( ... )", f[0])
+			}
+			block, blockLine = f[0], l.n
+			continue
+		}
+		if err := p.directive(l.n, f[0], f[1:]); err != nil {
+			return nil, err
+		}
+	}
+	if block != "" {
+		return nil, p.errorf(blockLine, "%s ( is never closed", block)
+	}
+	if m.Name == "" {
+		return nil, p.errorf(max(1, p.lastLine), "missing the unikernel directive (e.g. `unikernel hello-web`)")
+	}
+	return m, nil
+}
+
+var groupable = map[string]bool{"env": true, "net": true, "block": true}
+
+type parser struct {
+	file     string
+	m        *Manifest
+	seen     map[string]int // single directives: line first seen
+	lastLine int
+}
+
+func (p *parser) errorf(line int, format string, args ...any) error {
+	return &Error{p.file, line, fmt.Sprintf(format, args...)}
+}
+
+func (p *parser) once(line int, verb string) error {
+	if first, dup := p.seen[verb]; dup {
+		return p.errorf(line, "%s given twice (first on line %d)", verb, first)
+	}
+	p.seen[verb] = line
+	return nil
+}
+
+func (p *parser) args(line int, verb string, args []string, lo, hi int, usage string) error {
+	if len(args) < lo || len(args) > hi {
+		return p.errorf(line, "usage: %s", usage)
+	}
+	return nil
+}
+
+// directive applies one directive with its arguments.
+func (p *parser) directive(line int, verb string, args []string) error {
+	p.lastLine = line
+	m := p.m
+	switch verb {
+	case "unikernel":
+		if err := p.args(line, verb, args, 1, 1, "unikernel NAME"); err != nil {
+			return err
+		}
+		if err := p.once(line, verb); err != nil {
+			return err
+		}
+		if !ValidName(args[0]) {
+			return p.errorf(line, "unikernel name %q must be 1–63 of [a-z0-9-], starting with a letter", args[0])
+		}
+		m.Name = args[0]
+	case "memory":
+		if err := p.args(line, verb, args, 1, 1, "memory SIZE (e.g. 256M)"); err != nil {
+			return err
+		}
+		if err := p.once(line, verb); err != nil {
+			return err
+		}
+		n, err := ParseSize(args[0])
+		if err != nil || n < MinMemory {
+			return p.errorf(line, "memory %q must be a size of at least 32M (e.g. 256M, 1G)", args[0])
+		}
+		m.Memory = n
+	case "cpus":
+		if err := p.args(line, verb, args, 1, 1, "cpus N"); err != nil {
+			return err
+		}
+		if err := p.once(line, verb); err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(args[0])
+		if err != nil || n < 1 || n > MaxCPUs {
+			return p.errorf(line, "cpus %q must be a number from 1 to %d", args[0], MaxCPUs)
+		}
+		m.CPUs = n
+	case "env":
+		if err := p.args(line, verb, args, 1, 1, "env KEY=VALUE"); err != nil {
+			return err
+		}
+		k, _, ok := strings.Cut(args[0], "=")
+		if !ok || !validEnvKey(k) {
+			return p.errorf(line, "env %q must be KEY=VALUE with KEY of [A-Za-z0-9_], not starting with a digit", args[0])
+		}
+		for _, e := range m.Env {
+			if strings.HasPrefix(e, k+"=") {
+				return p.errorf(line, "env %s given twice", k)
+			}
+		}
+		m.Env = append(m.Env, args[0])
+	case "net":
+		if err := p.args(line, verb, args, 1, 1, "net NAME"); err != nil {
+			return err
+		}
+		return p.addDevice(line, Device{Name: args[0], Kind: Net})
+	case "block":
+		if err := p.args(line, verb, args, 2, 3, "block NAME SIZE [SECTOR-SIZE]"); err != nil {
+			return err
+		}
+		d := Device{Name: args[0], Kind: Block, SectorSize: DefaultSectorSize}
+		if len(args) == 3 {
+			s, err := strconv.ParseUint(args[2], 10, 64)
+			if err != nil || s < 512 || s > 4096 || s&(s-1) != 0 {
+				return p.errorf(line, "block %s sector size %q must be 512, 1024, 2048 or 4096", args[0], args[2])
+			}
+			d.SectorSize = s
+		}
+		n, err := ParseSize(args[1])
+		if err != nil || n%d.SectorSize != 0 {
+			return p.errorf(line, "block %s size %q must be a size that is a multiple of the sector size %d (e.g. 64M)", args[0], args[1], d.SectorSize)
+		}
+		d.Size = n
+		return p.addDevice(line, d)
+	default:
+		return p.errorf(line, "unknown directive %q (want unikernel, memory, cpus, env, net or block)", verb)
+	}
+	return nil
+}
+
+func (p *parser) addDevice(line int, d Device) error {
+	if !ValidName(d.Name) {
+		return p.errorf(line, "%s device name %q must be 1–63 of [a-z0-9-], starting with a letter", d.Kind, d.Name)
+	}
+	if _, dup := p.m.Device(d.Name); dup {
+		return p.errorf(line, "device name %q declared twice", d.Name)
+	}
+	if len(p.m.Devices) >= 64 {
+		return p.errorf(line, "more than 64 devices")
+	}
+	p.m.Devices = append(p.m.Devices, d)
+	return nil
+}
+
+// Validate checks a manifest that did not come from Parse (one decoded
+// from an image, say) against the same rules.
+func (m *Manifest) Validate() error {
+	switch {
+	case !ValidName(m.Name):
+		return fmt.Errorf("unikernel name %q must be 1–63 of [a-z0-9-], starting with a letter", m.Name)
+	case m.Memory < MinMemory || m.Memory > 1<<40:
+		return fmt.Errorf("memory %d out of range", m.Memory)
+	case m.CPUs < 1 || m.CPUs > MaxCPUs:
+		return fmt.Errorf("cpus %d out of range", m.CPUs)
+	case len(m.Devices) > 64:
+		return fmt.Errorf("more than 64 devices")
+	}
+	for _, e := range m.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || !validEnvKey(k) {
+			return fmt.Errorf("env %q is not KEY=VALUE", e)
+		}
+	}
+	seen := map[string]bool{}
+	for _, d := range m.Devices {
+		if !ValidName(d.Name) || seen[d.Name] {
+			return fmt.Errorf("device name %q invalid or repeated", d.Name)
+		}
+		seen[d.Name] = true
+		switch d.Kind {
+		case Net:
+		case Block:
+			if s := d.SectorSize; s < 512 || s > 4096 || s&(s-1) != 0 || d.Size == 0 || d.Size%s != 0 || d.Size > 1<<50 {
+				return fmt.Errorf("block %s: size %d / sector size %d invalid", d.Name, d.Size, s)
+			}
+		default:
+			return fmt.Errorf("device %s has unknown kind %q", d.Name, d.Kind)
+		}
+	}
+	return nil
+}
+
+// ValidName reports whether s can name a unikernel or a device: 1–63 of
+// [a-z0-9-], starting with a letter (a DNS label, usable as a host name).
+func ValidName(s string) bool {
+	if len(s) < 1 || len(s) > 63 || s[0] < 'a' || s[0] > 'z' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func validEnvKey(k string) bool {
+	if k == "" || k[0] >= '0' && k[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseSize parses a byte count with an optional K, M or G suffix (powers
+// of 1024; "MiB" and "MB" are read the same).
+func ParseSize(v string) (uint64, error) {
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(v), "IB"), "B")
+	mult := uint64(1)
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		}
+		if mult != 1 {
+			t = t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	if err != nil || n == 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("invalid size %q (want e.g. 512M or 2G)", v)
+	}
+	return n * mult, nil
+}
+
+// FormatSize prints a byte count the way ParseSize reads it.
+func FormatSize(n uint64) string {
+	switch {
+	case n%(1<<30) == 0:
+		return fmt.Sprintf("%dG", n>>30)
+	case n%(1<<20) == 0:
+		return fmt.Sprintf("%dM", n>>20)
+	case n%(1<<10) == 0:
+		return fmt.Sprintf("%dK", n>>10)
+	}
+	return strconv.FormatUint(n, 10)
+}
+
+type line struct {
+	n      int
+	fields []string
+}
+
+// splitLines tokenizes the file: fields separated by blanks, `//` comments,
+// Go-quoted strings, and a lone "(" or ")" as its own field.
+func splitLines(file, s string) ([]line, error) {
+	var out []line
+	for i, raw := range strings.Split(s, "\n") {
+		n := i + 1
+		var fields []string
+		rest := strings.TrimRight(raw, "\r")
+		for {
+			rest = strings.TrimLeft(rest, " \t")
+			if rest == "" || strings.HasPrefix(rest, "//") {
+				break
+			}
+			if rest[0] == '"' || rest[0] == '`' {
+				q, err := strconv.QuotedPrefix(rest)
+				if err != nil {
+					return nil, &Error{file, n, "unterminated quoted string"}
+				}
+				v, _ := strconv.Unquote(q)
+				fields = append(fields, v)
+				rest = rest[len(q):]
+				continue
+			}
+			end := strings.IndexAny(rest, " \t")
+			if end < 0 {
+				end = len(rest)
+			}
+			tok := rest[:end]
+			if c := strings.Index(tok, "//"); c > 0 {
+				tok, end = tok[:c], c
+			}
+			fields = append(fields, tok)
+			rest = rest[end:]
+		}
+		if len(fields) > 0 {
+			out = append(out, line{n, fields})
+		}
+	}
+	return out, nil
+}

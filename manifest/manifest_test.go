@@ -1,0 +1,127 @@
+package manifest
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseFull(t *testing.T) {
+	src := `// The hello-web unikernel.
+unikernel hello-web
+memory 256M   // plenty
+cpus 2
+env GREETING=hello
+env (
+	"MOTD=hello world"
+	DEBUG=1
+)
+net service
+block (
+	data 64M
+	logs 1G 4096
+)
+`
+	m, err := Parse("atoll.manifest", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Manifest{
+		Name: "hello-web", Memory: 256 << 20, CPUs: 2,
+		Env: []string{"GREETING=hello", "MOTD=hello world", "DEBUG=1"},
+		Devices: []Device{
+			{Name: "service", Kind: Net},
+			{Name: "data", Kind: Block, Size: 64 << 20, SectorSize: 512},
+			{Name: "logs", Kind: Block, Size: 1 << 30, SectorSize: 4096},
+		},
+	}
+	if !reflect.DeepEqual(m, want) {
+		t.Fatalf("got %+v\nwant %+v", m, want)
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	m, err := Parse("f", []byte("unikernel a\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(m, Default("a")) {
+		t.Fatalf("got %+v, want %+v", m, Default("a"))
+	}
+}
+
+// TestParseErrors pins every validation message: each names file, line
+// and field.
+func TestParseErrors(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{"", "m:1: missing the unikernel directive (e.g. `unikernel hello-web`)"},
+		{"memory 64M\n", "m:1: missing the unikernel directive (e.g. `unikernel hello-web`)"},
+		{"unikernel Web\n", `m:1: unikernel name "Web" must be 1–63 of [a-z0-9-], starting with a letter`},
+		{"unikernel a b\n", "m:1: usage: unikernel NAME"},
+		{"unikernel a\nunikernel b\n", "m:2: unikernel given twice (first on line 1)"},
+		{"unikernel a\nmemory lots\n", `m:2: memory "lots" must be a size of at least 32M (e.g. 256M, 1G)`},
+		{"unikernel a\nmemory 1M\n", `m:2: memory "1M" must be a size of at least 32M (e.g. 256M, 1G)`},
+		{"unikernel a\ncpus 0\n", `m:2: cpus "0" must be a number from 1 to 64`},
+		{"unikernel a\nenv NOVALUE\n", `m:2: env "NOVALUE" must be KEY=VALUE with KEY of [A-Za-z0-9_], not starting with a digit`},
+		{"unikernel a\nenv A=1\nenv A=2\n", "m:3: env A given twice"},
+		{"unikernel a\nnet srv_1\n", `m:2: net device name "srv_1" must be 1–63 of [a-z0-9-], starting with a letter`},
+		{"unikernel a\nnet " + strings.Repeat("x", 64) + "\n", `m:2: net device name "` + strings.Repeat("x", 64) + `" must be 1–63 of [a-z0-9-], starting with a letter`},
+		{"unikernel a\nnet srv\nblock srv 1M\n", `m:3: device name "srv" declared twice`},
+		{"unikernel a\nblock data\n", "m:2: usage: block NAME SIZE [SECTOR-SIZE]"},
+		{"unikernel a\nblock data 1000\n", `m:2: block data size "1000" must be a size that is a multiple of the sector size 512 (e.g. 64M)`},
+		{"unikernel a\nblock data 1M 100\n", `m:2: block data sector size "100" must be 512, 1024, 2048 or 4096`},
+		{"unikernel a\nnic eth0\n", `m:2: unknown directive "nic" (want unikernel, memory, cpus, env, net or block)`},
+		{"unikernel a\nmemory (\n", `m:2: "memory" cannot be grouped with ( ... )`},
+		{"unikernel a\nnet (\n  srv\n", "m:2: net ( is never closed"},
+		{"unikernel a\nenv \"A=1\n", "m:2: unterminated quoted string"},
+		{strings.Repeat("x", MaxSize+1), "m:1: manifest is 65537 bytes, more than the 65536 allowed"},
+	} {
+		_, err := Parse("m", []byte(c.src))
+		if err == nil || err.Error() != c.want {
+			t.Errorf("Parse(%.40q):\n got %v\nwant %s", c.src, err, c.want)
+		}
+	}
+}
+
+func TestSizes(t *testing.T) {
+	for _, c := range []struct {
+		in  string
+		out uint64
+	}{{"512M", 512 << 20}, {"2G", 2 << 30}, {"64k", 64 << 10}, {"256MiB", 256 << 20}, {"4096", 4096}} {
+		n, err := ParseSize(c.in)
+		if err != nil || n != c.out {
+			t.Errorf("ParseSize(%q) = %d, %v", c.in, n, err)
+		}
+		if back, _ := ParseSize(FormatSize(n)); back != n {
+			t.Errorf("FormatSize(%d) = %q does not read back", n, FormatSize(n))
+		}
+	}
+	for _, bad := range []string{"", "0", "-1M", "1T", "M", "99999999999G"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("unikernel a\nmemory 256M\ncpus 2\nenv A=1\nnet n\nblock b 1M 4096\n"))
+	f.Add([]byte("unikernel a\nnet (\n x\n y\n)\n"))
+	f.Add([]byte("unikernel \"a\" // c\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Parse("fuzz", data)
+		if err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			return
+		}
+		if !ValidName(m.Name) || m.Memory < MinMemory || m.CPUs < 1 || m.CPUs > MaxCPUs {
+			t.Fatalf("accepted invalid manifest %+v", m)
+		}
+		for _, d := range m.Devices {
+			if !ValidName(d.Name) || d.Kind == Block && (d.Size == 0 || d.Size%d.SectorSize != 0) {
+				t.Fatalf("accepted invalid device %+v", d)
+			}
+		}
+	})
+}
