@@ -110,9 +110,13 @@ const (
 )
 
 // guestEnv returns the environment the guest starts with: the configured
-// variables plus GOMEMLIMIT below the memory limit unless one was given.
+// variables, the device list, and GOMEMLIMIT below the memory limit unless
+// one was given.
 func (v *VM) guestEnv() []string {
 	env := append([]string(nil), v.cfg.Env...)
+	if v.devicesEnv != "" {
+		env = append(env, v.devicesEnv)
+	}
 	for _, e := range env {
 		if strings.HasPrefix(e, "GOMEMLIMIT=") {
 			return env

@@ -72,6 +72,8 @@ func init() {
 		unix.SYS_LSEEK:         {"lseek", sysLseek},
 		unix.SYS_FSTAT:         {"fstat", sysFstat},
 		unix.SYS_CLOSE:         {"close", sysClose},
+		unix.SYS_FSYNC:         {"fsync", sysFsync},
+		unix.SYS_FDATASYNC:     {"fdatasync", sysFsync},
 		unix.SYS_DUP:           {"dup", sysDup},
 		unix.SYS_DUP2:          {"dup2", sysDup2},
 		unix.SYS_DUP3:          {"dup3", sysDup3},

@@ -9,21 +9,27 @@ import (
 // hostFD resolves a guest fd.
 func (t *vcpu) hostFD(fd uint64) (int, bool) { return t.vm.fds.host(fd) }
 
-// fdBuffer resolves the (fd, buffer, length) arguments most I/O calls take.
-func (t *vcpu) fdBuffer(a *sysArgs) (int, []byte, unix.Errno) {
-	h, ok := t.hostFD(a[0])
+// fdBuffer resolves the (fd, buffer, length) arguments most I/O calls
+// take. Block devices are read and written only with pread and pwrite, in
+// whole sectors (positioned says which kind of call this is).
+func (t *vcpu) fdBuffer(a *sysArgs, positioned bool) (int, []byte, unix.Errno) {
+	ent, ok := t.vm.fds.get(a[0])
 	if !ok {
 		return 0, nil, unix.EBADF
 	}
-	b, ok := t.slice(a[1], min(a[2], maxIO))
+	n := min(a[2], maxIO)
+	if ent.block != nil && (!positioned || !ent.block.checkIO(a[3], n)) {
+		return 0, nil, unix.EINVAL
+	}
+	b, ok := t.slice(a[1], n)
 	if !ok {
 		return 0, nil, unix.EFAULT
 	}
-	return h, b, 0
+	return ent.host, b, 0
 }
 
 func sysRead(t *vcpu, a *sysArgs) (uint64, control) {
-	h, b, e := t.fdBuffer(a)
+	h, b, e := t.fdBuffer(a, false)
 	if e != 0 {
 		return fail(e)
 	}
@@ -31,7 +37,7 @@ func sysRead(t *vcpu, a *sysArgs) (uint64, control) {
 }
 
 func sysWrite(t *vcpu, a *sysArgs) (uint64, control) {
-	h, b, e := t.fdBuffer(a)
+	h, b, e := t.fdBuffer(a, false)
 	if e != 0 {
 		return fail(e)
 	}
@@ -39,7 +45,7 @@ func sysWrite(t *vcpu, a *sysArgs) (uint64, control) {
 }
 
 func sysPread(t *vcpu, a *sysArgs) (uint64, control) {
-	h, b, e := t.fdBuffer(a)
+	h, b, e := t.fdBuffer(a, true)
 	if e != 0 {
 		return fail(e)
 	}
@@ -47,7 +53,7 @@ func sysPread(t *vcpu, a *sysArgs) (uint64, control) {
 }
 
 func sysPwrite(t *vcpu, a *sysArgs) (uint64, control) {
-	h, b, e := t.fdBuffer(a)
+	h, b, e := t.fdBuffer(a, true)
 	if e != 0 {
 		return fail(e)
 	}
@@ -82,12 +88,15 @@ func (t *vcpu) iovecs(addr, n uint64) ([][]byte, unix.Errno) {
 
 // fdIovecs resolves the (fd, iov, iovcnt) arguments of readv and writev.
 func (t *vcpu) fdIovecs(a *sysArgs) (int, [][]byte, unix.Errno) {
-	h, ok := t.hostFD(a[0])
+	ent, ok := t.vm.fds.get(a[0])
 	if !ok {
 		return 0, nil, unix.EBADF
 	}
+	if ent.block != nil {
+		return 0, nil, unix.EINVAL
+	}
 	iov, e := t.iovecs(a[1], a[2])
-	return h, iov, e
+	return ent.host, iov, e
 }
 
 func sysReadv(t *vcpu, a *sysArgs) (uint64, control) {
@@ -107,35 +116,40 @@ func sysWritev(t *vcpu, a *sysArgs) (uint64, control) {
 }
 
 func sysLseek(t *vcpu, a *sysArgs) (uint64, control) {
-	h, ok := t.hostFD(a[0])
+	ent, ok := t.vm.fds.get(a[0])
 	if !ok {
 		return fail(unix.EBADF)
 	}
+	if ent.block != nil {
+		return fail(unix.EINVAL)
+	}
+	h := ent.host
 	off, err := unix.Seek(h, int64(a[1]), int(a[2]))
 	return ret(int(off), err)
 }
 
 func sysClose(t *vcpu, a *sysArgs) (uint64, control) { return errnoOrZero(t.vm.fds.close(a[0])) }
 
-// dupHost duplicates the host descriptor behind guest fd.
-func (t *vcpu) dupHost(fd uint64) (int, unix.Errno) {
-	h, ok := t.hostFD(fd)
+// dup duplicates the entry behind guest fd onto a new host descriptor.
+func (t *vcpu) dup(fd uint64) (fdEntry, unix.Errno) {
+	ent, ok := t.vm.fds.get(fd)
 	if !ok {
-		return -1, unix.EBADF
+		return fdEntry{}, unix.EBADF
 	}
-	n, err := unix.FcntlInt(uintptr(h), unix.F_DUPFD_CLOEXEC, 3)
+	n, err := unix.FcntlInt(uintptr(ent.host), unix.F_DUPFD_CLOEXEC, 3)
 	if err != nil {
-		return -1, err.(unix.Errno)
+		return fdEntry{}, err.(unix.Errno)
 	}
-	return n, 0
+	ent.host = n
+	return ent, 0
 }
 
 func sysDup(t *vcpu, a *sysArgs) (uint64, control) {
-	h, e := t.dupHost(a[0])
+	ent, e := t.dup(a[0])
 	if e != 0 {
 		return fail(e)
 	}
-	fd, e := t.vm.fds.install(h, 0)
+	fd, e := t.vm.fds.install(ent, 0)
 	if e != 0 {
 		return fail(e)
 	}
@@ -159,11 +173,11 @@ func sysDup3(t *vcpu, a *sysArgs) (uint64, control) {
 	if a[1] >= maxFDs {
 		return fail(unix.EBADF)
 	}
-	h, e := t.dupHost(a[0])
+	ent, e := t.dup(a[0])
 	if e != 0 {
 		return fail(e)
 	}
-	t.vm.fds.installAt(h, int(a[1]))
+	t.vm.fds.installAt(ent, int(a[1]))
 	return a[1], ctlReturn
 }
 
@@ -183,11 +197,11 @@ func sysFcntl(t *vcpu, a *sysArgs) (uint64, control) {
 		if a[2] >= maxFDs {
 			return fail(unix.EINVAL)
 		}
-		n, e := t.dupHost(a[0])
+		ent, e := t.dup(a[0])
 		if e != 0 {
 			return fail(e)
 		}
-		fd, e := t.vm.fds.install(n, int(a[2]))
+		fd, e := t.vm.fds.install(ent, int(a[2]))
 		if e != 0 {
 			return fail(e)
 		}
@@ -210,12 +224,12 @@ func sysPipe2(t *vcpu, a *sysArgs) (uint64, control) {
 	if err := unix.Pipe2(p[:], int(a[1])|unix.O_CLOEXEC); err != nil {
 		return ret(0, err)
 	}
-	r, e := t.vm.fds.install(p[0], 0)
+	r, e := t.vm.fds.install(fdEntry{host: p[0]}, 0)
 	if e != 0 {
 		unix.Close(p[1])
 		return fail(e)
 	}
-	w, e := t.vm.fds.install(p[1], 0)
+	w, e := t.vm.fds.install(fdEntry{host: p[1]}, 0)
 	if e != 0 {
 		t.vm.fds.close(uint64(r))
 		return fail(e)
@@ -229,11 +243,21 @@ func installNew(t *vcpu, h int, err error) (uint64, control) {
 	if err != nil {
 		return ret(0, err)
 	}
-	fd, e := t.vm.fds.install(h, 0)
+	fd, e := t.vm.fds.install(fdEntry{host: h}, 0)
 	if e != 0 {
 		return fail(e)
 	}
 	return uint64(fd), ctlReturn
+}
+
+// sysFsync implements fsync and fdatasync: a block device's writes reach
+// the host file's storage before it returns.
+func sysFsync(t *vcpu, a *sysArgs) (uint64, control) {
+	h, ok := t.hostFD(a[0])
+	if !ok {
+		return fail(unix.EBADF)
+	}
+	return ret(0, unix.Fsync(h))
 }
 
 func sysEventfd2(t *vcpu, a *sysArgs) (uint64, control) {

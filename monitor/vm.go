@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"atoll.dev/atoll/abi"
 	"atoll.dev/atoll/monitor/elfimage"
 	"atoll.dev/atoll/monitor/guestmem"
 	"atoll.dev/atoll/monitor/kvm"
@@ -35,6 +36,21 @@ type Config struct {
 	Stderr   *os.File // console: guest fd 2
 	Log      io.Writer
 	Verbose  bool // log each distinct unsupported call the guest makes, once
+	// Devices are attached as pre-opened descriptors from 3 up, in order,
+	// and listed to the guest in abi.DevicesEnv.
+	Devices []Device
+}
+
+// Device is a device attached to the guest: a host object the operator
+// named, presented as a descriptor with its Linux twin's semantics
+// (docs/abi.md, device group). The monitor duplicates File; the caller
+// keeps ownership of it.
+type Device struct {
+	Kind string // "block"
+	Name string
+	File *os.File
+	// Size and SectorSize describe a block device, in bytes.
+	Size, SectorSize uint64
 }
 
 // Stats counts VM exits by cause.
@@ -92,7 +108,8 @@ type VM struct {
 	cpuid    []kvm.CPUIDEntry
 	log      *onceLog
 
-	fds fdTable
+	fds        fdTable
+	devicesEnv string // abi.DevicesEnv=..., when devices are attached
 
 	// sigMu guards handlers.
 	sigMu    sync.Mutex
@@ -179,7 +196,43 @@ func newVM(cfg Config) (*VM, error) {
 		v.close()
 		return nil, err
 	}
+	if err := v.attach(cfg.Devices); err != nil {
+		v.close()
+		return nil, err
+	}
 	return v, nil
+}
+
+// attach installs the devices in the descriptor table and records where
+// for the guest's environment.
+func (v *VM) attach(devs []Device) error {
+	var listed []abi.DeviceFD
+	for _, d := range devs {
+		ent := fdEntry{}
+		switch d.Kind {
+		case "block":
+			if d.SectorSize == 0 || d.Size%d.SectorSize != 0 {
+				return fmt.Errorf("block device %s: size %d is not a multiple of the sector size %d", d.Name, d.Size, d.SectorSize)
+			}
+			ent.block = &blockDevice{size: d.Size, sector: d.SectorSize}
+		default:
+			return fmt.Errorf("device %s: kind %q is not supported", d.Name, d.Kind)
+		}
+		h, err := unix.FcntlInt(d.File.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			return fmt.Errorf("device %s: %w", d.Name, err)
+		}
+		ent.host = h
+		fd, e := v.fds.install(ent, 3)
+		if e != 0 {
+			return fmt.Errorf("device %s: %w", d.Name, e)
+		}
+		listed = append(listed, abi.DeviceFD{Kind: d.Kind, Name: d.Name, FD: fd})
+	}
+	if len(listed) > 0 {
+		v.devicesEnv = abi.DevicesEnv + "=" + abi.FormatDevices(listed)
+	}
+	return nil
 }
 
 func (v *VM) close() {

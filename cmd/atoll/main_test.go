@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,8 +27,22 @@ func invoke(t *testing.T, dir string, args ...string) (stdout, stderr string, co
 	code = run(args, o, e)
 	ob, _ := os.ReadFile(o.Name())
 	eb, _ := os.ReadFile(e.Name())
-	clean := func(b []byte) string { return strings.ReplaceAll(string(b), dir, "$DIR") }
-	return clean(ob), clean(eb), code
+	return normalize(string(ob), dir), normalize(string(eb), dir), code
+}
+
+// normalize replaces what differs between runs and machines.
+func normalize(s, dir string) string {
+	s = strings.ReplaceAll(s, dir, "$DIR")
+	for re, repl := range map[*regexp.Regexp]string{
+		regexp.MustCompile(`\(\d+\.\d MB\) in \d+\.\ds`): "($SIZE MB) in $TIME",
+		regexp.MustCompile(`size:      \d+ bytes`):       "size:      $SIZE bytes",
+		regexp.MustCompile(`go1\.\d+(\.\d+)?`):           "$GOVERSION",
+		regexp.MustCompile(`(?m)^  "size": \d+`):         `  "size": $SIZE`,
+		regexp.MustCompile(`/tmp/atoll-run-\d+`):         "$RUNDIR",
+	} {
+		s = re.ReplaceAllLiteralString(s, repl)
+	}
+	return s
 }
 
 // TestGolden checks help texts and every bad-input error against
@@ -50,6 +65,18 @@ func TestGolden(t *testing.T) {
 	}
 	arm := filepath.Join(dir, "hello-arm64")
 	build(t, arm, "arm64")
+	devicesImage := filepath.Join(dir, "devices.img")
+	if _, stderr, code := invoke(t, dir, "build", "-o", devicesImage, "../../internal/testguests/devices"); code != 0 {
+		t.Fatalf("build devices: %s", stderr)
+	}
+	netImage := filepath.Join(dir, "net.img")
+	if _, stderr, code := invoke(t, dir, "build", "-o", netImage, pkg(t, dir, "netpkg", "unikernel web\nnet service\n")); code != 0 {
+		t.Fatalf("build netpkg: %s", stderr)
+	}
+	devicesData, err := os.ReadFile(devicesImage)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	cases := []struct {
 		name string
@@ -61,7 +88,7 @@ func TestGolden(t *testing.T) {
 		{"unknown-command", []string{"frobnicate"}, 2},
 		{"run-help", []string{"run", "-h"}, 0},
 		{"run-missing-image", []string{"run"}, 2},
-		{"run-bad-cpus", []string{"run", "--cpus", "0", hello}, 2},
+		{"run-bad-cpus", []string{"run", "--cpus", "65", hello}, 2},
 		{"run-bad-mem", []string{"run", "--mem", "lots", hello}, 2},
 		{"run-small-mem", []string{"run", "--mem", "1M", hello}, 2},
 		{"run-bad-env", []string{"run", "-e", "NOEQUALS", hello}, 2},
@@ -71,6 +98,22 @@ func TestGolden(t *testing.T) {
 		{"run-truncated", []string{"run", write("truncated", data[:4096])}, 125},
 		{"run-wrong-arch", []string{"run", arm}, 125},
 		{"run-dynamic", []string{"run", "/bin/true"}, 125},
+		{"help-build", []string{"help", "build"}, 0},
+		{"help-inspect", []string{"help", "inspect"}, 0},
+		{"help-new", []string{"help", "new"}, 0},
+		{"build-bad-manifest", []string{"build", pkg(t, dir, "badpkg", "unikernel web\nnet Srv\n")}, 125},
+		{"build-compile-error", []string{"build", "-o", filepath.Join(dir, "x.img"), pkg(t, dir, "brokenpkg", "unikernel broken\n")}, 1},
+		{"inspect-plain", []string{"inspect", hello}, 0},
+		{"inspect-image", []string{"inspect", devicesImage}, 0},
+		{"inspect-json", []string{"inspect", "--json", devicesImage}, 0},
+		{"inspect-damaged", []string{"inspect", write("damaged.img", devicesData[:len(devicesData)-30])}, 125},
+		{"run-missing-device", []string{"run", devicesImage}, 125},
+		{"run-undeclared-device", []string{"run", "--block", "data=" + filepath.Join(dir, "d"), "--block", "logs=x", devicesImage}, 125},
+		{"run-net-undeclared", []string{"run", "--net", "svc=user", devicesImage}, 125},
+		{"run-net-not-yet", []string{"run", netImage}, 125},
+		{"run-wrong-size", []string{"run", "--block", "data=" + write("big.img", make([]byte, 4096)), devicesImage}, 125},
+		{"run-device-on-plain", []string{"run", "--block", "data=x", hello}, 125},
+		{"new-bad-name", []string{"new", "Hello_World"}, 2},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -97,17 +140,84 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// requireKVM skips where /dev/kvm cannot be used, and fails instead under
+// CI, where boot tests must run.
+func requireKVM(t *testing.T) {
+	t.Helper()
+	s, err := kvm.Open()
+	if err == nil {
+		s.Close()
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("boot tests must run in CI: %v", err)
+	}
+	t.Skipf("skipping boot test: %v", err)
+}
+
+// TestNewBuildRun is the quickstart end to end: atoll new scaffolds a
+// module that builds, inspects as declared, boots, runs as a process, and
+// boots straight from its directory.
+func TestNewBuildRun(t *testing.T) {
+	requireKVM(t)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if _, stderr, code := invoke(t, dir, "new", "hello-web"); code != 0 {
+		t.Fatalf("new: %s", stderr)
+	}
+	t.Chdir(filepath.Join(dir, "hello-web"))
+	if _, stderr, code := invoke(t, dir, "build"); code != 0 {
+		t.Fatalf("build: %s", stderr)
+	}
+	stdout, _, code := invoke(t, dir, "inspect", "hello-web.img")
+	for _, want := range []string{"name:      hello-web\n", "memory:    256M\n", "cpus:      1\n", "env:       GREETING=hello\n", "devices:   none\n", "abi:       0.2\n"} {
+		if code != 0 || !strings.Contains(stdout, want) {
+			t.Errorf("inspect lacks %q:\n%s", want, stdout)
+		}
+	}
+	if stdout, stderr, code := invoke(t, dir, "run", "hello-web.img"); code != 0 || stdout != "hello from hello-web\n" {
+		t.Errorf("run image: exit %d, stdout %q, stderr %s", code, stdout, stderr)
+	}
+	native := exec.Command("./hello-web.img")
+	native.Env = append(os.Environ(), "GREETING=hi")
+	if out, err := native.Output(); err != nil || !strings.HasPrefix(string(out), "hi from ") {
+		t.Errorf("image as a process: %q, %v", out, err)
+	}
+	if stdout, stderr, code := invoke(t, dir, "run", "-e", "GREETING=hey", "."); code != 0 || stdout != "hey from hello-web\n" {
+		t.Errorf("run .: exit %d, stdout %q, stderr %s", code, stdout, stderr)
+	}
+}
+
+// TestBlockDevice attaches a declared block device: the guest finds it by
+// name, writes a sector that lands in the host file, and is refused
+// unaligned and out-of-range transfers.
+func TestBlockDevice(t *testing.T) {
+	requireKVM(t)
+	dir := t.TempDir()
+	img, disk := filepath.Join(dir, "devices.img"), filepath.Join(dir, "disk")
+	if _, stderr, code := invoke(t, dir, "build", "-o", img, "../../internal/testguests/devices"); code != 0 {
+		t.Fatalf("build: %s", stderr)
+	}
+	stdout, stderr, code := invoke(t, dir, "run", "--block", "data="+disk, img)
+	want := "device block data\nunaligned write refused: true\nread past the end refused: true\nblock ok\n"
+	if code != 0 || stdout != want {
+		t.Fatalf("exit %d, stdout %q, want %q\nstderr: %s", code, stdout, want, stderr)
+	}
+	data, err := os.ReadFile(disk)
+	if err != nil || len(data) != 1<<20 || !strings.HasPrefix(string(data[1024:]), "written by the unikernel") {
+		t.Fatalf("disk file: %d bytes, %v", len(data), err)
+	}
+	// The data survives: a second boot finds the file the right size and
+	// leaves it as it was but for its own write.
+	if _, stderr, code := invoke(t, dir, "run", "--block", "data="+disk, img); code != 0 {
+		t.Fatalf("second boot: %s", stderr)
+	}
+}
+
 // TestRunBoots boots a guest through the command line: arguments,
 // environment and exit status pass through.
 func TestRunBoots(t *testing.T) {
-	if s, err := kvm.Open(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("boot tests must run in CI: %v", err)
-		}
-		t.Skipf("skipping boot test: %v", err)
-	} else {
-		s.Close()
-	}
+	requireKVM(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "exitcode")
 	cmd := exec.Command("go", "build", "-o", bin, "../../internal/testguests/exitcode")
@@ -152,6 +262,24 @@ func TestNoKVMPermission(t *testing.T) {
 	if !strings.Contains(string(out), want) || strings.Count(string(out), "\n") != 1 {
 		t.Fatalf("output %q, want one line containing %q", out, want)
 	}
+}
+
+// pkg writes a main package with the given manifest into dir/name; the
+// "brokenpkg" one does not compile.
+func pkg(t *testing.T, dir, name, man string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	os.MkdirAll(p, 0o755)
+	src := "package main\n\nfunc main() {}\n"
+	if name == "brokenpkg" {
+		src = "package main\n\nfunc main() { undefined() }\n"
+	}
+	for f, text := range map[string]string{"go.mod": "module " + name + "\n\ngo 1.26\n", "main.go": src, "atoll.manifest": man} {
+		if err := os.WriteFile(filepath.Join(p, f), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
 }
 
 func build(t *testing.T, out, arch string) {

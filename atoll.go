@@ -1,0 +1,54 @@
+// Package atoll is the guest side of Atoll: what a unikernel imports to
+// find the devices `atoll run` attached to it. The same program also runs
+// as a plain Linux process, where devices come from the environment.
+package atoll
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"atoll.dev/atoll/abi"
+)
+
+// Device is a device attached to this unikernel.
+type Device struct {
+	Kind string // "block" or "net"
+	Name string // as declared in the manifest
+	fd   int
+}
+
+// Devices lists the attached devices. As a plain process with no
+// ATOLL_DEVICES in the environment, the list is empty.
+func Devices() ([]Device, error) {
+	entries, err := abi.ParseDevices(os.Getenv(abi.DevicesEnv))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Device, len(entries))
+	for i, e := range entries {
+		out[i] = Device{Kind: e.Kind, Name: e.Name, fd: e.FD}
+	}
+	return out, nil
+}
+
+// OpenBlock returns the block device called name: under atoll run, the
+// descriptor the monitor attached; as a plain process, the file named by
+// ATOLL_BLOCK_<NAME> (the name upper-cased, '-' as '_'). Access it with
+// ReadAt, WriteAt and Sync in whole sectors.
+func OpenBlock(name string) (*os.File, error) {
+	devs, err := Devices()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range devs {
+		if d.Kind == "block" && d.Name == name {
+			return os.NewFile(uintptr(d.fd), "block:"+name), nil
+		}
+	}
+	env := "ATOLL_BLOCK_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	if path := os.Getenv(env); path != "" {
+		return os.OpenFile(path, os.O_RDWR, 0)
+	}
+	return nil, fmt.Errorf("no block device %q: declare it in atoll.manifest and attach it with `atoll run --block %s=FILE` (as a plain process, set %s=FILE)", name, name, env)
+}
