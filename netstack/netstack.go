@@ -49,27 +49,16 @@ type Config struct {
 // Stack is a TCP/IP stack on one Ethernet device.
 type Stack struct {
 	s    *stack.Stack
-	ep   *channel.Endpoint
-	dev  Device
+	link *Link
 	addr tcpip.Address
-
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
 }
 
-const nic tcpip.NICID = 1
+// NIC is the NIC ID of the one device a stack built here has.
+const NIC tcpip.NICID = 1
 
-// New starts a stack on dev. The stack owns dev and closes it on Close.
-func New(dev Device, cfg Config) (*Stack, error) {
-	if !cfg.Addr.Addr().Is4() {
-		return nil, fmt.Errorf("netstack: address %v is not IPv4", cfg.Addr)
-	}
-	if cfg.MTU == 0 {
-		cfg.MTU = 1500
-	}
-	if cfg.MAC == nil {
-		cfg.MAC = randomMAC()
-	}
+// NewGVisorStack returns a gVisor stack with IPv4, ARP, TCP, UDP and ICMP
+// and the options Atoll pins (for usernet, which builds on gVisor too).
+func NewGVisorStack() (*stack.Stack, error) {
 	s := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
@@ -83,43 +72,82 @@ func New(dev Device, cfg Config) (*Stack, error) {
 	moderate := tcpip.TCPModerateReceiveBufferOption(true)
 	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &moderate} {
 		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+			s.Close()
 			return nil, fmt.Errorf("netstack: %v", err)
 		}
 	}
-	ep := channel.New(512, cfg.MTU+header.EthernetMinimumSize, tcpip.LinkAddress(cfg.MAC))
-	if err := s.CreateNIC(nic, ethernet.New(ep)); err != nil {
-		return nil, fmt.Errorf("netstack: create NIC: %v", err)
+	return s, nil
+}
+
+// New starts a stack on dev. The stack owns dev and closes it on Close.
+func New(dev Device, cfg Config) (*Stack, error) {
+	if !cfg.Addr.Addr().Is4() {
+		return nil, fmt.Errorf("netstack: address %v is not IPv4", cfg.Addr)
+	}
+	s, err := NewGVisorStack()
+	if err != nil {
+		return nil, err
+	}
+	link, err := Attach(s, dev, cfg.MTU, cfg.MAC)
+	if err != nil {
+		s.Close()
+		return nil, err
 	}
 	addr := tcpip.AddrFrom4(cfg.Addr.Addr().As4())
 	pa := tcpip.ProtocolAddress{
 		Protocol:          ipv4.ProtocolNumber,
 		AddressWithPrefix: tcpip.AddressWithPrefix{Address: addr, PrefixLen: cfg.Addr.Bits()},
 	}
-	if err := s.AddProtocolAddress(nic, pa, stack.AddressProperties{}); err != nil {
+	if err := s.AddProtocolAddress(NIC, pa, stack.AddressProperties{}); err != nil {
+		link.Close()
+		s.Close()
 		return nil, fmt.Errorf("netstack: add address: %v", err)
 	}
-	routes := []tcpip.Route{{Destination: pa.AddressWithPrefix.Subnet(), NIC: nic}}
+	routes := []tcpip.Route{{Destination: pa.AddressWithPrefix.Subnet(), NIC: NIC}}
 	if cfg.Gateway.IsValid() {
-		routes = append(routes, tcpip.Route{Destination: header.IPv4EmptySubnet, Gateway: tcpip.AddrFrom4(cfg.Gateway.As4()), NIC: nic})
+		routes = append(routes, tcpip.Route{Destination: header.IPv4EmptySubnet, Gateway: tcpip.AddrFrom4(cfg.Gateway.As4()), NIC: NIC})
 	}
 	s.SetRouteTable(routes)
+	return &Stack{s: s, link: link, addr: addr}, nil
+}
 
+// Link connects a device to a gVisor stack as NIC 1.
+type Link struct {
+	ep     *channel.Endpoint
+	dev    Device
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Attach makes dev NIC 1 of s (mtu 0 means 1500, a nil mac a random one)
+// and starts moving frames. Closing the Link closes dev.
+func Attach(s *stack.Stack, dev Device, mtu uint32, mac net.HardwareAddr) (*Link, error) {
+	if mtu == 0 {
+		mtu = 1500
+	}
+	if mac == nil {
+		mac = randomMAC()
+	}
+	ep := channel.New(512, mtu+header.EthernetMinimumSize, tcpip.LinkAddress(mac))
+	if err := s.CreateNIC(NIC, ethernet.New(ep)); err != nil {
+		return nil, fmt.Errorf("netstack: create NIC: %v", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	st := &Stack{s: s, ep: ep, dev: dev, addr: addr, cancel: cancel}
-	st.wg.Add(2)
-	go st.receive(int(cfg.MTU) + header.EthernetMinimumSize)
-	go st.transmit(ctx)
-	return st, nil
+	l := &Link{ep: ep, dev: dev, cancel: cancel}
+	l.wg.Add(2)
+	go l.receive(int(mtu) + header.EthernetMinimumSize)
+	go l.transmit(ctx)
+	return l, nil
 }
 
 // receive delivers frames from the device to the stack until it fails.
 // Frames too short for an Ethernet header are dropped here; everything
 // else is validated by the stack.
-func (st *Stack) receive(max int) {
-	defer st.wg.Done()
+func (l *Link) receive(max int) {
+	defer l.wg.Done()
 	buf := make([]byte, max+4)
 	for {
-		n, err := st.dev.Read(buf)
+		n, err := l.dev.Read(buf)
 		if err != nil {
 			return
 		}
@@ -127,17 +155,17 @@ func (st *Stack) receive(max int) {
 			continue
 		}
 		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(append([]byte(nil), buf[:n]...))})
-		st.ep.InjectInbound(0, pkt)
+		l.ep.InjectInbound(0, pkt)
 		pkt.DecRef()
 	}
 }
 
 // transmit writes the stack's outbound frames to the device.
-func (st *Stack) transmit(ctx context.Context) {
-	defer st.wg.Done()
+func (l *Link) transmit(ctx context.Context) {
+	defer l.wg.Done()
 	var frame []byte
 	for {
-		pkt := st.ep.ReadContext(ctx)
+		pkt := l.ep.ReadContext(ctx)
 		if pkt == nil {
 			return
 		}
@@ -146,19 +174,25 @@ func (st *Stack) transmit(ctx context.Context) {
 			frame = append(frame, s...)
 		}
 		pkt.DecRef()
-		if _, err := st.dev.Write(frame); err != nil && errors.Is(err, net.ErrClosed) {
+		if _, err := l.dev.Write(frame); err != nil && errors.Is(err, net.ErrClosed) {
 			return
 		}
 	}
 }
 
+// Close stops moving frames and closes the device.
+func (l *Link) Close() error {
+	l.cancel()
+	err := l.dev.Close()
+	l.ep.Close()
+	l.wg.Wait()
+	return err
+}
+
 // Close stops the stack and closes the device.
 func (st *Stack) Close() error {
-	st.cancel()
-	err := st.dev.Close()
-	st.ep.Close()
+	err := st.link.Close()
 	st.s.Close()
-	st.wg.Wait()
 	return err
 }
 
@@ -174,7 +208,7 @@ func (st *Stack) fullAddr(addr string) (tcpip.FullAddress, error) {
 	if err != nil {
 		return tcpip.FullAddress{}, fmt.Errorf("bad port in %q", addr)
 	}
-	fa := tcpip.FullAddress{NIC: nic, Port: uint16(p)}
+	fa := tcpip.FullAddress{NIC: NIC, Port: uint16(p)}
 	if host != "" {
 		ip, err := netip.ParseAddr(host)
 		if err != nil || !ip.Is4() {

@@ -1,0 +1,146 @@
+// Package netback opens the host side of a guest's network device. Each
+// backend is an entry in a table: `user` (the default) is a user-mode NAT
+// with port forwards that needs no root; `tap:IFACE` hands the guest an
+// existing tap device.
+//
+// A network device, whatever the backend, is a descriptor that carries one
+// Ethernet frame per read or write (docs/abi.md): the tap descriptor
+// itself, or one end of a SOCK_SEQPACKET socket pair.
+package netback
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"atoll.dev/atoll/usernet"
+)
+
+// Options configure a backend.
+type Options struct {
+	Forwards []usernet.Forward // user: host ports to forward into the guest
+	// Addr and Gateway are the guest's addressing; zero values take the
+	// backend's default (user: 10.0.2.15/24 via 10.0.2.2; tap: none, so
+	// Addr is required).
+	Addr    netip.Prefix
+	Gateway netip.Addr
+}
+
+// Backend is an opened backend.
+type Backend struct {
+	// Guest is the descriptor to attach to the guest; the caller closes it
+	// once the monitor has its own copy.
+	Guest   *os.File
+	Addr    netip.Prefix
+	Gateway netip.Addr
+	closer  io.Closer
+}
+
+// Close stops the backend and releases what it holds (host ports, tap).
+func (b *Backend) Close() error {
+	if b.closer != nil {
+		return b.closer.Close()
+	}
+	return nil
+}
+
+type opener func(arg string, o Options) (*Backend, error)
+
+// backends maps a backend's name to its constructor.
+var backends = map[string]opener{
+	"user": openUser,
+	"tap":  openTap,
+}
+
+// Open opens the backend named by spec: "user" or "tap:IFACE".
+func Open(spec string, o Options) (*Backend, error) {
+	name, arg, _ := strings.Cut(spec, ":")
+	open, ok := backends[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown network backend %q (want user or tap:IFACE)", spec)
+	}
+	return open(arg, o)
+}
+
+// socketPair returns two connected frame-preserving descriptors, set
+// non-blocking so Go's poller drives them.
+func socketPair() (*os.File, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	// Room for a burst of full-size frames each way.
+	for _, fd := range fds {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 1<<20)
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
+	}
+	return os.NewFile(uintptr(fds[0]), "net-guest"), os.NewFile(uintptr(fds[1]), "net-host"), nil
+}
+
+func openUser(arg string, o Options) (*Backend, error) {
+	if arg != "" {
+		return nil, fmt.Errorf("the user backend takes no argument (got %q)", arg)
+	}
+	addr, gw := o.Addr, o.Gateway
+	if !addr.IsValid() {
+		addr = usernet.DefaultGuest
+	}
+	if !gw.IsValid() {
+		gw = usernet.DefaultGateway
+	}
+	if !addr.Contains(gw) || addr.Addr() == gw {
+		return nil, fmt.Errorf("gateway %v must be another address in %v", gw, addr.Masked())
+	}
+	guest, host, err := socketPair()
+	if err != nil {
+		return nil, err
+	}
+	nat, err := usernet.Start(host, addr, gw, o.Forwards)
+	if err != nil {
+		guest.Close()
+		return nil, err
+	}
+	return &Backend{Guest: guest, Addr: addr, Gateway: gw, closer: nat}, nil
+}
+
+// ioctl numbers and flags from include/uapi/linux/if_tun.h.
+const (
+	tunSetIff = 0x400454ca
+	iffTap    = 0x0002
+	iffNoPI   = 0x1000
+)
+
+func openTap(iface string, o Options) (*Backend, error) {
+	if iface == "" {
+		return nil, fmt.Errorf("tap needs an interface: --net NAME=tap:IFACE")
+	}
+	if len(o.Forwards) > 0 {
+		return nil, fmt.Errorf("port forwards (-p) need the user backend; on a tap device the guest is reachable at its own address")
+	}
+	if !o.Addr.IsValid() {
+		return nil, fmt.Errorf("tap:%s needs the guest's address: add ,ip=ADDR/PREFIX (and ,gw=ADDR for a default route)", iface)
+	}
+	if _, err := net.InterfaceByName(iface); err != nil {
+		return nil, fmt.Errorf("tap device %s does not exist: create it with `ip tuntap add %s mode tap` (as root)", iface, iface)
+	}
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/net/tun: %w — tap devices need root or CAP_NET_ADMIN, or a tap created for your user (ip tuntap add %s mode tap user $USER)", err, iface)
+	}
+	ifr, err := unix.NewIfreq(iface)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr.SetUint16(iffTap | iffNoPI)
+	if err := unix.IoctlIfreq(fd, tunSetIff, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("attach to tap device %s: %w — is it a tap (not tun) device you may use, and not in use by another program?", iface, err)
+	}
+	return &Backend{Guest: os.NewFile(uintptr(fd), "tap:"+iface), Addr: o.Addr, Gateway: o.Gateway}, nil
+}

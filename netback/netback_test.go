@@ -1,0 +1,152 @@
+package netback
+
+import (
+	"context"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"atoll.dev/atoll/netstack"
+	"atoll.dev/atoll/usernet"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestUserNetwork runs a guest stack on the user backend, without a VM:
+// a host client reaches the guest through a port forward, and the guest
+// reaches a host server through the gateway.
+func TestUserNetwork(t *testing.T) {
+	port := freePort(t)
+	fwd, err := usernet.ParseForward(strconv.Itoa(port) + ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open("user", Options{Forwards: []usernet.Forward{fwd}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.Addr.String() != "10.0.2.15/24" || b.Gateway.String() != "10.0.2.2" {
+		t.Fatalf("addressing %v via %v", b.Addr, b.Gateway)
+	}
+	g, err := netstack.New(b.Guest, netstack.Config{Addr: b.Addr, Gateway: b.Gateway})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+
+	ln, err := g.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "hello from the guest")
+			c.Close()
+		}
+	}()
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(c)
+	c.Close()
+	if string(got) != "hello from the guest" {
+		t.Fatalf("port forward: %q, %v", got, err)
+	}
+
+	host, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	go func() {
+		c, err := host.Accept()
+		if err == nil {
+			io.Copy(c, c)
+			c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := g.DialContext(ctx, "tcp", "10.0.2.2:"+strconv.Itoa(host.Addr().(*net.TCPAddr).Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(out, "ping")
+	out.(interface{ CloseWrite() error }).CloseWrite()
+	back, err := io.ReadAll(out)
+	if string(back) != "ping" {
+		t.Fatalf("outbound: %q, %v", back, err)
+	}
+}
+
+// TestPortInUse: a taken host port is an error naming it, and nothing is
+// left bound.
+func TestPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fwd, _ := usernet.ParseForward(strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:") + ":80")
+	if _, err := Open("user", Options{Forwards: []usernet.Forward{fwd}}); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestParseForward(t *testing.T) {
+	for in, want := range map[string]usernet.Forward{
+		"8080:80":            {Proto: "tcp", HostAddr: "127.0.0.1:8080", GuestPort: 80},
+		"0.0.0.0:8080:80":    {Proto: "tcp", HostAddr: "0.0.0.0:8080", GuestPort: 80},
+		"5353:53/udp":        {Proto: "udp", HostAddr: "127.0.0.1:5353", GuestPort: 53},
+		"[::1]:8080:80":      {},
+		"8080":               {},
+		"8080:0":             {},
+		"x:80":               {},
+		"8080:80/sctp":       {},
+		"127.0.0.1:99999:80": {},
+	} {
+		got, err := usernet.ParseForward(in)
+		if want.Proto == "" {
+			if err == nil && in != "[::1]:8080:80" {
+				t.Errorf("ParseForward(%q) accepted: %+v", in, got)
+			}
+			continue
+		}
+		if err != nil || got != want {
+			t.Errorf("ParseForward(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+}
+
+func TestTapErrors(t *testing.T) {
+	for spec, want := range map[string]string{
+		"tap:":                "tap needs an interface",
+		"tap:atoll-nonexist0": "does not exist",
+		"bridge:br0":          "unknown network backend",
+		"user:x":              "takes no argument",
+	} {
+		_, err := Open(spec, Options{Addr: usernet.DefaultGuest})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Open(%q): %v, want %q", spec, err, want)
+		}
+	}
+}

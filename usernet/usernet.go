@@ -1,0 +1,368 @@
+// Package usernet is atoll's user-mode network backend: a NAT between a
+// guest's Ethernet device and the host's sockets that needs no root and no
+// host configuration. It runs its own gVisor stack as the guest's gateway:
+// connections the guest opens are re-made from host sockets, and port
+// forwards turn host listeners into connections to the guest.
+//
+// Addressing follows QEMU's user networking: the guest is 10.0.2.15/24,
+// the gateway 10.0.2.2, and connecting to the gateway reaches the host's
+// loopback.
+package usernet
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"atoll.dev/atoll/netstack"
+)
+
+// The default addressing.
+var (
+	DefaultGuest   = netip.MustParsePrefix("10.0.2.15/24")
+	DefaultGateway = netip.MustParseAddr("10.0.2.2")
+)
+
+// Forward is a port forward from the host into the guest.
+type Forward struct {
+	Proto     string // "tcp" or "udp"
+	HostAddr  string // host address to listen on, "[IP]:PORT"
+	GuestPort uint16
+}
+
+// ParseForward parses -p's [HOSTIP:]HOSTPORT:GUESTPORT[/udp]. HOSTIP
+// defaults to 127.0.0.1: a forward is not exposed beyond the host unless
+// asked for.
+func ParseForward(s string) (Forward, error) {
+	f := Forward{Proto: "tcp"}
+	spec := s
+	if p, proto, ok := cutLast(spec, "/"); ok {
+		if proto != "tcp" && proto != "udp" {
+			return f, fmt.Errorf("-p %s: protocol %q (want tcp or udp)", s, proto)
+		}
+		spec, f.Proto = p, proto
+	}
+	host, guest, ok := cutLast(spec, ":")
+	if !ok {
+		return f, fmt.Errorf("-p %s: want [HOSTIP:]HOSTPORT:GUESTPORT[/udp]", s)
+	}
+	gp, err := strconv.ParseUint(guest, 10, 16)
+	if err != nil || gp == 0 {
+		return f, fmt.Errorf("-p %s: guest port %q is not a port number", s, guest)
+	}
+	f.GuestPort = uint16(gp)
+	hostIP, hostPort, ok := cutLast(host, ":")
+	if !ok {
+		hostIP, hostPort = "127.0.0.1", host
+	}
+	if hp, err := strconv.ParseUint(hostPort, 10, 16); err != nil || hp == 0 {
+		return f, fmt.Errorf("-p %s: host port %q is not a port number", s, hostPort)
+	}
+	if _, err := netip.ParseAddr(hostIP); err != nil {
+		return f, fmt.Errorf("-p %s: host address %q is not an IP address", s, hostIP)
+	}
+	f.HostAddr = net.JoinHostPort(hostIP, hostPort)
+	return f, nil
+}
+
+func cutLast(s, sep string) (before, after string, ok bool) {
+	for i := len(s) - len(sep); i >= 0; i-- {
+		if s[i:i+len(sep)] == sep {
+			return s[:i], s[i+len(sep):], true
+		}
+	}
+	return s, "", false
+}
+
+// NAT is a running user-mode network.
+type NAT struct {
+	s     *stack.Stack
+	link  *netstack.Link
+	guest netip.Addr
+	gw    netip.Addr
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mu guards closers.
+	mu      sync.Mutex
+	closers []io.Closer
+}
+
+// dialTimeout bounds connecting to a host address for the guest.
+const dialTimeout = 10 * time.Second
+
+// udpIdle ends a UDP flow after this long without traffic.
+const udpIdle = time.Minute
+
+// Start binds the forwards' host ports (failing if one is taken) and
+// serves the guest on dev, whose address is guest and gateway gw.
+func Start(dev netstack.Device, guest netip.Prefix, gw netip.Addr, forwards []Forward) (*NAT, error) {
+	n := &NAT{guest: guest.Addr(), gw: gw}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	var listeners []io.Closer
+	fail := func(err error) (*NAT, error) {
+		for _, l := range listeners {
+			l.Close()
+		}
+		dev.Close()
+		return nil, err
+	}
+	var accepts []func()
+	for _, f := range forwards {
+		switch f.Proto {
+		case "tcp":
+			ln, err := net.Listen("tcp", f.HostAddr)
+			if err != nil {
+				return fail(fmt.Errorf("port forward %s -> guest %d: %w", f.HostAddr, f.GuestPort, err))
+			}
+			listeners = append(listeners, ln)
+			port := f.GuestPort
+			accepts = append(accepts, func() { n.serveTCPForward(ln, port) })
+		case "udp":
+			pc, err := net.ListenPacket("udp", f.HostAddr)
+			if err != nil {
+				return fail(fmt.Errorf("port forward %s/udp -> guest %d: %w", f.HostAddr, f.GuestPort, err))
+			}
+			listeners = append(listeners, pc)
+			port := f.GuestPort
+			accepts = append(accepts, func() { n.serveUDPForward(pc, port) })
+		default:
+			return fail(fmt.Errorf("port forward: protocol %q", f.Proto))
+		}
+	}
+	s, err := netstack.NewGVisorStack()
+	if err != nil {
+		return fail(err)
+	}
+	link, err := netstack.Attach(s, dev, 0, nil)
+	if err != nil {
+		s.Close()
+		return fail(err)
+	}
+	n.s, n.link, n.closers = s, link, listeners
+	pa := tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: tcpip.AddressWithPrefix{
+		Address: tcpip.AddrFrom4(gw.As4()), PrefixLen: guest.Bits()}}
+	if err := s.AddProtocolAddress(netstack.NIC, pa, stack.AddressProperties{}); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("usernet: %v", err)
+	}
+	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: netstack.NIC}})
+	// The gateway answers for every address the guest talks to.
+	s.SetPromiscuousMode(netstack.NIC, true)
+	s.SetSpoofing(netstack.NIC, true)
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tcp.NewForwarder(s, 0, 256, n.outboundTCP).HandlePacket)
+	s.SetTransportProtocolHandler(udp.ProtocolNumber, udp.NewForwarder(s, n.outboundUDP).HandlePacket)
+	for _, a := range accepts {
+		n.goServe(a)
+	}
+	return n, nil
+}
+
+func (n *NAT) goServe(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// Close stops the network: host ports are released before it returns.
+func (n *NAT) Close() error {
+	n.cancel()
+	n.mu.Lock()
+	for _, c := range n.closers {
+		c.Close()
+	}
+	n.closers = nil
+	n.mu.Unlock()
+	n.link.Close()
+	n.s.Close()
+	n.wg.Wait()
+	return nil
+}
+
+// track registers c to be closed with the NAT; the returned func forgets it.
+func (n *NAT) track(c io.Closer) (untrack func()) {
+	n.mu.Lock()
+	n.closers = append(n.closers, c)
+	n.mu.Unlock()
+	return func() {
+		n.mu.Lock()
+		for i, x := range n.closers {
+			if x == c {
+				n.closers = append(n.closers[:i], n.closers[i+1:]...)
+				break
+			}
+		}
+		n.mu.Unlock()
+	}
+}
+
+// hostAddr maps an address the guest dialled to the host's view: the
+// gateway stands for the host's loopback.
+func (n *NAT) hostAddr(a tcpip.Address, port uint16) string {
+	ip := netip.AddrFrom4(a.As4())
+	if ip == n.gw {
+		ip = netip.MustParseAddr("127.0.0.1")
+	}
+	return netip.AddrPortFrom(ip, port).String()
+}
+
+// outboundTCP re-makes a guest's TCP connection from a host socket.
+func (n *NAT) outboundTCP(req *tcp.ForwarderRequest) {
+	id := req.ID()
+	host, err := (&net.Dialer{Timeout: dialTimeout}).DialContext(n.ctx, "tcp", n.hostAddr(id.LocalAddress, id.LocalPort))
+	if err != nil {
+		req.Complete(true) // refuse with a reset, as the destination did
+		return
+	}
+	var wq waiter.Queue
+	ep, terr := req.CreateEndpoint(&wq)
+	if terr != nil {
+		req.Complete(true)
+		host.Close()
+		return
+	}
+	req.Complete(false)
+	n.goServe(func() { n.splice(gonet.NewTCPConn(&wq, ep), host) })
+}
+
+// outboundUDP relays a guest's UDP flow through a host socket.
+func (n *NAT) outboundUDP(req *udp.ForwarderRequest) bool {
+	id := req.ID()
+	host, err := net.Dial("udp", n.hostAddr(id.LocalAddress, id.LocalPort))
+	if err != nil {
+		return true
+	}
+	var wq waiter.Queue
+	ep, terr := req.CreateEndpoint(&wq)
+	if terr != nil {
+		host.Close()
+		return true
+	}
+	guest := gonet.NewUDPConn(&wq, ep)
+	n.goServe(func() { n.relayUDP(guest, host) })
+	return true
+}
+
+// serveTCPForward accepts host connections and connects each to the guest.
+func (n *NAT) serveTCPForward(ln net.Listener, port uint16) {
+	target := tcpip.FullAddress{NIC: netstack.NIC, Addr: tcpip.AddrFrom4(n.guest.As4()), Port: port}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		n.goServe(func() {
+			ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
+			g, err := gonet.DialContextTCP(ctx, n.s, target, ipv4.ProtocolNumber)
+			cancel()
+			if err != nil {
+				c.Close()
+				return
+			}
+			n.splice(c, g)
+		})
+	}
+}
+
+// serveUDPForward relays datagrams from host clients to the guest port,
+// one guest-side socket per client so replies find their way back.
+func (n *NAT) serveUDPForward(pc net.PacketConn, port uint16) {
+	target := tcpip.FullAddress{NIC: netstack.NIC, Addr: tcpip.AddrFrom4(n.guest.As4()), Port: port}
+	var mu sync.Mutex
+	flows := map[string]*gonet.UDPConn{}
+	buf := make([]byte, 65536)
+	for {
+		nr, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		g := flows[from.String()]
+		if g == nil {
+			if g, err = gonet.DialUDP(n.s, nil, &target, ipv4.ProtocolNumber); err != nil {
+				mu.Unlock()
+				continue
+			}
+			flows[from.String()] = g
+			untrack := n.track(g)
+			n.goServe(func() {
+				defer untrack()
+				b := make([]byte, 65536)
+				for {
+					g.SetReadDeadline(time.Now().Add(udpIdle))
+					m, err := g.Read(b)
+					if err != nil {
+						break
+					}
+					pc.WriteTo(b[:m], from)
+				}
+				mu.Lock()
+				delete(flows, from.String())
+				mu.Unlock()
+				g.Close()
+			})
+		}
+		mu.Unlock()
+		g.Write(buf[:nr])
+	}
+}
+
+// relayUDP copies datagrams both ways until the flow idles out.
+func (n *NAT) relayUDP(guest, host net.Conn) {
+	untrackG, untrackH := n.track(guest), n.track(host)
+	defer func() { untrackG(); untrackH(); guest.Close(); host.Close() }()
+	done := make(chan struct{}, 2)
+	pump := func(dst, src net.Conn) {
+		b := make([]byte, 65536)
+		for {
+			src.SetReadDeadline(time.Now().Add(udpIdle))
+			m, err := src.Read(b)
+			if err != nil {
+				break
+			}
+			dst.Write(b[:m])
+		}
+		done <- struct{}{}
+	}
+	go pump(host, guest)
+	go pump(guest, host)
+	<-done
+}
+
+// splice copies both ways between a and b until both directions end.
+func (n *NAT) splice(a, b net.Conn) {
+	untrackA, untrackB := n.track(a), n.track(b)
+	defer func() { untrackA(); untrackB(); a.Close(); b.Close() }()
+	var wg sync.WaitGroup
+	copyHalf := func(dst, src net.Conn) {
+		defer wg.Done()
+		io.Copy(dst, src)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		} else {
+			dst.Close()
+		}
+	}
+	wg.Add(2)
+	go copyHalf(a, b)
+	go copyHalf(b, a)
+	wg.Wait()
+}
