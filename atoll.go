@@ -6,7 +6,6 @@ package atoll
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"atoll.dev/atoll/abi"
 )
@@ -46,7 +45,7 @@ func OpenBlock(name string) (*os.File, error) {
 			return os.NewFile(uintptr(d.fd), "block:"+name), nil
 		}
 	}
-	env := "ATOLL_BLOCK_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	env := abi.BlockEnv(name)
 	if path := os.Getenv(env); path != "" {
 		return os.OpenFile(path, os.O_RDWR, 0)
 	}

@@ -17,6 +17,23 @@ const Version = "0.2"
 // the program runs as a plain process.
 const DevicesEnv = "ATOLL_DEVICES"
 
+// NetEnv returns the environment variable that carries the addressing of
+// network device name: "ADDR/PREFIX" or "ADDR/PREFIX GATEWAY", for example
+// ATOLL_NET_SERVICE="10.0.2.15/24 10.0.2.2". In a plain process, setting
+// it together with TapEnv(name) makes the guest library use that tap
+// device instead of the host's sockets.
+func NetEnv(name string) string { return "ATOLL_NET_" + envName(name) }
+
+// TapEnv returns the variable naming a tap device for network device name
+// when the program runs as a plain process.
+func TapEnv(name string) string { return "ATOLL_TAP_" + envName(name) }
+
+// BlockEnv returns the variable naming the file behind block device name
+// when the program runs as a plain process.
+func BlockEnv(name string) string { return "ATOLL_BLOCK_" + envName(name) }
+
+func envName(name string) string { return strings.ToUpper(strings.ReplaceAll(name, "-", "_")) }
+
 // DeviceFD is one entry of DevicesEnv.
 type DeviceFD struct {
 	Kind, Name string

@@ -46,7 +46,7 @@ type Config struct {
 // (docs/abi.md, device group). The monitor duplicates File; the caller
 // keeps ownership of it.
 type Device struct {
-	Kind string // "block"
+	Kind string // "block" or "net"
 	Name string
 	File *os.File
 	// Size and SectorSize describe a block device, in bytes.
@@ -215,6 +215,9 @@ func (v *VM) attach(devs []Device) error {
 				return fmt.Errorf("block device %s: size %d is not a multiple of the sector size %d", d.Name, d.Size, d.SectorSize)
 			}
 			ent.block = &blockDevice{size: d.Size, sector: d.SectorSize}
+		case "net":
+			// A frame device (tap or SOCK_SEQPACKET socket) behaves as
+			// the ABI specifies on its own; nothing to check per call.
 		default:
 			return fmt.Errorf("device %s: kind %q is not supported", d.Name, d.Kind)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"atoll.dev/atoll/netstack"
 	"atoll.dev/atoll/usernet"
 )
 
@@ -108,13 +109,6 @@ func openUser(arg string, o Options) (*Backend, error) {
 	return &Backend{Guest: guest, Addr: addr, Gateway: gw, closer: nat}, nil
 }
 
-// ioctl numbers and flags from include/uapi/linux/if_tun.h.
-const (
-	tunSetIff = 0x400454ca
-	iffTap    = 0x0002
-	iffNoPI   = 0x1000
-)
-
 func openTap(iface string, o Options) (*Backend, error) {
 	if iface == "" {
 		return nil, fmt.Errorf("tap needs an interface: --net NAME=tap:IFACE")
@@ -128,19 +122,9 @@ func openTap(iface string, o Options) (*Backend, error) {
 	if _, err := net.InterfaceByName(iface); err != nil {
 		return nil, fmt.Errorf("tap device %s does not exist: create it with `ip tuntap add %s mode tap` (as root)", iface, iface)
 	}
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, err := netstack.OpenTap(iface)
 	if err != nil {
-		return nil, fmt.Errorf("open /dev/net/tun: %w — tap devices need root or CAP_NET_ADMIN, or a tap created for your user (ip tuntap add %s mode tap user $USER)", err, iface)
-	}
-	ifr, err := unix.NewIfreq(iface)
-	if err != nil {
-		unix.Close(fd)
 		return nil, err
 	}
-	ifr.SetUint16(iffTap | iffNoPI)
-	if err := unix.IoctlIfreq(fd, tunSetIff, ifr); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("attach to tap device %s: %w — is it a tap (not tun) device you may use, and not in use by another program?", iface, err)
-	}
-	return &Backend{Guest: os.NewFile(uintptr(fd), "tap:"+iface), Addr: o.Addr, Gateway: o.Gateway}, nil
+	return &Backend{Guest: os.NewFile(fd, "tap:"+iface), Addr: o.Addr, Gateway: o.Gateway}, nil
 }

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"sync"
 
+	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -258,6 +259,32 @@ func (st *Stack) DialContext(ctx context.Context, network, addr string) (net.Con
 		return gonet.DialUDP(st.s, nil, &fa, ipv4.ProtocolNumber)
 	}
 	return nil, fmt.Errorf("netstack: Dial: network %q not supported", network)
+}
+
+// ioctl number and flags from include/uapi/linux/if_tun.h.
+const (
+	tunSetIff = 0x400454ca
+	iffTap    = 0x0002
+	iffNoPI   = 0x1000
+)
+
+// OpenTap attaches to the existing tap device iface and returns its
+// descriptor, non-blocking, carrying one Ethernet frame per read or write.
+func OpenTap(iface string) (uintptr, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return 0, fmt.Errorf("open /dev/net/tun: %w — tap devices need root or CAP_NET_ADMIN, or a tap created for your user (ip tuntap add %s mode tap user $USER)", err, iface)
+	}
+	ifr, err := unix.NewIfreq(iface)
+	if err == nil {
+		ifr.SetUint16(iffTap | iffNoPI)
+		err = unix.IoctlIfreq(fd, tunSetIff, ifr)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return 0, fmt.Errorf("attach to tap device %s: %w — is it a tap (not tun) device you may use, and not in use by another program?", iface, err)
+	}
+	return uintptr(fd), nil
 }
 
 func randomMAC() net.HardwareAddr {
