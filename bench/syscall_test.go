@@ -4,6 +4,7 @@
 package bench
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,7 +48,7 @@ func BenchmarkGetpid(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer stdout.Close()
-		res, err := monitor.Run(monitor.Config{Image: image, Name: "getpid", Args: []string{strconv.Itoa(b.N)},
+		res, err := monitor.Run(context.Background(), monitor.Config{Image: image, Name: "getpid", Args: []string{strconv.Itoa(b.N)},
 			MemBytes: 256 << 20, CPUs: 1, Stdout: stdout, Stderr: os.Stderr, Log: os.Stderr})
 		if err != nil || res.ExitCode != 0 {
 			b.Fatalf("boot: %v, exit %d", err, res.ExitCode)

@@ -63,8 +63,8 @@ func (v *VM) startClock(c *kvm.VCPU) error {
 	if err != nil {
 		return err
 	}
-	clk := newClock(page, khz, int64(g-(h1/2+h2/2)))
-	go clk.run(v.done)
+	v.clock = newClock(page, khz, int64(g-(h1/2+h2/2)))
+	go v.clock.run(v.done)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package monitor_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -91,7 +92,7 @@ func boot(t *testing.T, bin string, args, env []string, mem uint64) (outcome, mo
 	stderr, _ := os.Create(filepath.Join(dir, "stderr"))
 	defer stdout.Close()
 	defer stderr.Close()
-	res, err := monitor.Run(monitor.Config{
+	res, err := monitor.Run(context.Background(), monitor.Config{
 		Image: image, Name: filepath.Base(bin), Args: args, Env: env,
 		MemBytes: mem, CPUs: 2, Stdout: stdout, Stderr: stderr, Log: stderr,
 	})
@@ -161,7 +162,7 @@ func TestVerboseLogsOnce(t *testing.T) {
 	for _, verbose := range []bool{false, true} {
 		var log bytes.Buffer
 		out, _ := os.Create(filepath.Join(t.TempDir(), "out"))
-		_, err := monitor.Run(monitor.Config{Image: image, Name: "noaccess", Args: []string{"x"}, MemBytes: 256 << 20,
+		_, err := monitor.Run(context.Background(), monitor.Config{Image: image, Name: "noaccess", Args: []string{"x"}, MemBytes: 256 << 20,
 			Stdout: out, Stderr: out, Log: &log, Verbose: verbose})
 		out.Close()
 		if err != nil {
@@ -249,7 +250,7 @@ func TestCPUs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := monitor.Run(monitor.Config{Image: image, Name: "gomaxprocs", MemBytes: 256 << 20, CPUs: n, Stdout: out, Stderr: out})
+		res, err := monitor.Run(context.Background(), monitor.Config{Image: image, Name: "gomaxprocs", MemBytes: 256 << 20, CPUs: n, Stdout: out, Stderr: out})
 		out.Close()
 		b, _ := os.ReadFile(out.Name())
 		if err != nil || res.ExitCode != 0 || string(b) != fmt.Sprintf("GOMAXPROCS %d\n", n) {

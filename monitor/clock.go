@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/bits"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,6 +25,8 @@ func rdtsc() uint64
 // Writers bump a sequence count around each update (a seqlock); readers
 // retry while it is odd or changed.
 type clock struct {
+	// mu serializes re-anchoring with readers in the monitor (now).
+	mu        sync.Mutex
 	page      []byte // the parameters page, in guest memory
 	tscOffset int64  // guest TSC minus host TSC
 
@@ -32,6 +35,7 @@ type clock struct {
 	freq  float64 // Hz
 
 	tscBase, monoBase uint64
+	realOff           int64
 	mult              uint32
 }
 
@@ -89,8 +93,23 @@ func (c *clock) at(tsc uint64) uint64 {
 	return c.monoBase + (hi<<(64-clockShift) | lo>>clockShift)
 }
 
+// now returns what the guest reads for CLOCK_REALTIME (real) or
+// CLOCK_MONOTONIC, in nanoseconds: the system-call path's answer, the same
+// as the vDSO's.
+func (c *clock) now(real bool) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ns := int64(c.at(rdtsc() + uint64(c.tscOffset)))
+	if real {
+		ns += c.realOff
+	}
+	return ns
+}
+
 // reanchor starts a new segment of the guest clock at the current TSC.
 func (c *clock) reanchor() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	tsc, mono, real := c.sample()
 	if el := mono - c.mono0; el > int64(clockPeriod)/2 && tsc > c.tsc0 {
 		c.freq = float64(tsc-c.tsc0) / (float64(el) / 1e9)
@@ -109,7 +128,7 @@ func (c *clock) reanchor() {
 
 // publish writes new parameters under the sequence count.
 func (c *clock) publish(tscBase, monoBase uint64, realOff int64, mult uint32) {
-	c.tscBase, c.monoBase, c.mult = tscBase, monoBase, mult
+	c.tscBase, c.monoBase, c.realOff, c.mult = tscBase, monoBase, realOff, mult
 	bumpSeq(c.page[vvarSeq:])
 	le := binary.LittleEndian
 	le.PutUint64(c.page[vvarTSCBase:], tscBase)

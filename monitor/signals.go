@@ -24,6 +24,9 @@ const (
 	saNodefer   = 0x40000000
 	saResethand = 0x80000000
 
+	// maxFPSaves bounds the FPU states kept for nested signal frames.
+	maxFPSaves = 64
+
 	// Frame sizes of the x86-64 rt_sigframe (arch/x86/include/asm/sigframe.h).
 	ucontextSize = 304 // uc_flags, uc_link, uc_stack, uc_mcontext, uc_sigmask
 	siginfoSize  = 128
@@ -139,7 +142,11 @@ func (t *vcpu) pushFrame(sig unix.Signal, h sigaction, info []byte, f faultInfo)
 	le.PutUint64(b[0:], h.restorer)
 	uc := b[8 : 8+ucontextSize]
 	le.PutUint64(uc[16:], t.altSP)
-	le.PutUint32(uc[24:], uint32(t.altFlags))
+	flags := t.altFlags
+	if t.onAltStack(r.RSP) {
+		flags |= ssOnstack
+	}
+	le.PutUint32(uc[24:], uint32(flags))
 	le.PutUint64(uc[32:], t.altSize)
 	mc := uc[mcontextOff:]
 	for i, v := range []uint64{r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15,
@@ -157,6 +164,11 @@ func (t *vcpu) pushFrame(sig unix.Signal, h sigaction, info []byte, f faultInfo)
 	x := new(kvm.Xsave)
 	if err := t.cpu.GetXsave(x); err != nil {
 		return fmt.Errorf("save FPU state: %w", err)
+	}
+	// A handler that never returns (longjmps away) leaves its entry
+	// behind; keep the newest maxFPSaves so that cannot grow without end.
+	if len(t.fpStack) == maxFPSaves {
+		t.fpStack = append(t.fpStack[:0], t.fpStack[1:]...)
 	}
 	t.fpStack = append(t.fpStack, x)
 
@@ -220,16 +232,9 @@ func sysRtSigaction(t *vcpu, a *sysArgs) (uint64, control) {
 		return errno(unix.EINVAL), ctlReturn
 	}
 	v := t.vm
-	if a[2] != 0 {
-		b, err := v.mem.Slice(guestmem.GuestAddr(a[2]), 32)
-		if err != nil {
-			return errno(unix.EFAULT), ctlReturn
-		}
-		v.sigMu.Lock()
-		h := v.handlers[sig]
-		v.sigMu.Unlock()
-		putSigaction(b, h)
-	}
+	// Read the new action before writing the old one: they may share a
+	// buffer (sigaction(s, &sa, &sa)).
+	var act *sigaction
 	if a[1] != 0 {
 		if sig == unix.SIGKILL || sig == unix.SIGSTOP {
 			return errno(unix.EINVAL), ctlReturn
@@ -239,10 +244,24 @@ func sysRtSigaction(t *vcpu, a *sysArgs) (uint64, control) {
 			return errno(unix.EFAULT), ctlReturn
 		}
 		le := binary.LittleEndian
-		h := sigaction{le.Uint64(b), le.Uint64(b[8:]), le.Uint64(b[16:]), le.Uint64(b[24:]) &^ unblockable}
-		v.sigMu.Lock()
-		v.handlers[sig] = h
-		v.sigMu.Unlock()
+		act = &sigaction{le.Uint64(b), le.Uint64(b[8:]), le.Uint64(b[16:]), le.Uint64(b[24:]) &^ unblockable}
+	}
+	var old []byte
+	if a[2] != 0 {
+		b, err := v.mem.Slice(guestmem.GuestAddr(a[2]), 32)
+		if err != nil {
+			return errno(unix.EFAULT), ctlReturn
+		}
+		old = b
+	}
+	v.sigMu.Lock()
+	prev := v.handlers[sig]
+	if act != nil {
+		v.handlers[sig] = *act
+	}
+	v.sigMu.Unlock()
+	if old != nil {
+		putSigaction(old, prev)
 	}
 	return 0, ctlReturn
 }

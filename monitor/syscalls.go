@@ -161,7 +161,7 @@ func sysArchPrctl(t *vcpu, a *sysArgs) (uint64, control) {
 }
 
 func sysSchedGetaffinity(t *vcpu, a *sysArgs) (uint64, control) {
-	if a[1] < 8 {
+	if a[1] < 8 || a[1]%8 != 0 {
 		return fail(unix.EINVAL)
 	}
 	b, ok := t.slice(a[2], 8)
@@ -191,8 +191,14 @@ func sysMmap(t *vcpu, a *sysArgs) (uint64, control) {
 		t.vm.log.printf("mmap of a file descriptor: not supported; answered ENODEV")
 		return fail(unix.ENODEV)
 	}
-	fixed := flags&(unix.MAP_FIXED|unix.MAP_FIXED_NOREPLACE) != 0
-	addr, e := t.vm.mem.Mmap(guestmem.GuestAddr(a[0]), a[1], int(a[2]), fixed)
+	var mf guestmem.MapFlags
+	switch {
+	case flags&unix.MAP_FIXED_NOREPLACE != 0:
+		mf = guestmem.FixedNoReplace
+	case flags&unix.MAP_FIXED != 0:
+		mf = guestmem.Fixed
+	}
+	addr, e := t.vm.mem.Mmap(guestmem.GuestAddr(a[0]), a[1], int(a[2]), mf)
 	if e != 0 {
 		return fail(e)
 	}
@@ -334,6 +340,9 @@ func sysNanosleep(t *vcpu, a *sysArgs) (uint64, control) {
 			return 0, ctlReturn
 		}
 		if t.interrupted() {
+			if b, ok := t.slice(a[1], 16); ok && a[1] != 0 {
+				writeTimespec(b, unix.NsecToTimespec(int64(left)))
+			}
 			return fail(unix.EINTR)
 		}
 		time.Sleep(min(left, waitChunk))
@@ -355,8 +364,14 @@ func sysClockGettime(t *vcpu, a *sysArgs) (uint64, control) {
 		return fail(unix.EFAULT)
 	}
 	var ts unix.Timespec
-	if err := unix.ClockGettime(int32(a[0]), &ts); err != nil {
-		return ret(0, err)
+	switch a[0] {
+	case unix.CLOCK_MONOTONIC, unix.CLOCK_REALTIME:
+		// The guest clock the vDSO reads, so the two never disagree.
+		ts = unix.NsecToTimespec(t.vm.clock.now(a[0] == unix.CLOCK_REALTIME))
+	default:
+		if err := unix.ClockGettime(int32(a[0]), &ts); err != nil {
+			return ret(0, err)
+		}
 	}
 	writeTimespec(b, ts)
 	return 0, ctlReturn
@@ -369,7 +384,7 @@ func sysGettimeofday(t *vcpu, a *sysArgs) (uint64, control) {
 			return fail(unix.EFAULT)
 		}
 		var ts unix.Timespec
-		unix.ClockGettime(unix.CLOCK_REALTIME, &ts)
+		ts = unix.NsecToTimespec(t.vm.clock.now(true))
 		binary.LittleEndian.PutUint64(b, uint64(ts.Sec))
 		binary.LittleEndian.PutUint64(b[8:], uint64(ts.Nsec/1000))
 	}
@@ -470,7 +485,7 @@ func sysSocket(t *vcpu, _ *sysArgs) (uint64, control) {
 }
 
 func sysIoctl(t *vcpu, a *sysArgs) (uint64, control) {
-	if _, ok := t.vm.fds.host(a[0]); !ok {
+	if !t.vm.fds.valid(a[0]) {
 		return fail(unix.EBADF)
 	}
 	return fail(unix.ENOTTY)

@@ -77,14 +77,16 @@ func sysFutex(t *vcpu, a *sysArgs) (uint64, control) {
 const epollEventSize = 12
 
 func sysEpollCtl(t *vcpu, a *sysArgs) (uint64, control) {
-	ep, ok := t.hostFD(a[0])
+	ep, ok := t.vm.fds.acquire(a[0])
 	if !ok {
 		return fail(unix.EBADF)
 	}
-	h, ok := t.hostFD(a[2])
+	defer ep.release()
+	f, ok := t.vm.fds.acquire(a[2])
 	if !ok {
 		return fail(unix.EBADF)
 	}
+	defer f.release()
 	var ev uintptr
 	if a[1] != unix.EPOLL_CTL_DEL {
 		b, ok := t.slice(a[3], epollEventSize)
@@ -93,17 +95,18 @@ func sysEpollCtl(t *vcpu, a *sysArgs) (uint64, control) {
 		}
 		ev = uintptr(unsafe.Pointer(&b[0]))
 	}
-	_, _, e := unix.Syscall6(unix.SYS_EPOLL_CTL, uintptr(ep), uintptr(a[1]), uintptr(h), ev, 0, 0)
+	_, _, e := unix.Syscall6(unix.SYS_EPOLL_CTL, uintptr(ep.host), uintptr(a[1]), uintptr(f.host), ev, 0, 0)
 	return errnoOrZero(e)
 }
 
 // sysEpollWait implements epoll_wait and epoll_pwait (the signal mask
 // argument is ignored: signals reach the guest only between calls).
 func sysEpollWait(t *vcpu, a *sysArgs) (uint64, control) {
-	ep, ok := t.hostFD(a[0])
+	ep, ok := t.vm.fds.acquire(a[0])
 	if !ok {
 		return fail(unix.EBADF)
 	}
+	defer ep.release()
 	n := int32(a[2])
 	if n <= 0 || n > 1<<20 {
 		return fail(unix.EINVAL)
@@ -123,7 +126,7 @@ func sysEpollWait(t *vcpu, a *sysArgs) (uint64, control) {
 			ms = min(ms, int(time.Until(deadline).Milliseconds()))
 			ms = max(ms, 0)
 		}
-		r, _, e := unix.Syscall6(unix.SYS_EPOLL_WAIT, uintptr(ep), uintptr(unsafe.Pointer(&b[0])), uintptr(n), uintptr(ms), 0, 0)
+		r, _, e := unix.Syscall6(unix.SYS_EPOLL_WAIT, uintptr(ep.host), uintptr(unsafe.Pointer(&b[0])), uintptr(n), uintptr(ms), 0, 0)
 		switch {
 		case e == unix.EINTR:
 		case e != 0:
@@ -138,16 +141,17 @@ func sysEpollWait(t *vcpu, a *sysArgs) (uint64, control) {
 }
 
 func sysFstat(t *vcpu, a *sysArgs) (uint64, control) {
-	h, ok := t.hostFD(a[0])
+	f, ok := t.vm.fds.acquire(a[0])
 	if !ok {
 		return fail(unix.EBADF)
 	}
+	defer f.release()
 	var st unix.Stat_t
 	b, ok := t.slice(a[1], uint64(unsafe.Sizeof(st)))
 	if !ok {
 		return fail(unix.EFAULT)
 	}
-	if err := unix.Fstat(h, &st); err != nil {
+	if err := unix.Fstat(f.host, &st); err != nil {
 		return ret(0, err)
 	}
 	copy(b, unsafe.Slice((*byte)(unsafe.Pointer(&st)), unsafe.Sizeof(st)))

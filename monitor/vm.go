@@ -6,6 +6,7 @@
 package monitor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -83,7 +84,8 @@ func (s Stats) String() string {
 
 // Result is how a run ended.
 type Result struct {
-	ExitCode int
+	ExitCode int  // the guest's exit status; -1 when stopped
+	Stopped  bool // the context ended the run before the guest exited
 	Stats    Stats
 }
 
@@ -108,6 +110,7 @@ type VM struct {
 	cpuid    []kvm.CPUIDEntry
 	log      *onceLog
 
+	clock      *clock // set before the first thread runs
 	fds        fdTable
 	devicesEnv string // abi.DevicesEnv=..., when devices are attached
 
@@ -134,13 +137,14 @@ type VM struct {
 	otherExits sync.Map // string → *atomic.Uint64
 }
 
-// Run boots cfg.Image and returns when the guest exits.
-func Run(cfg Config) (Result, error) {
+// Run boots cfg.Image and returns when the guest exits, or when ctx ends:
+// then the guest is stopped where it is (Result.Stopped).
+func Run(ctx context.Context, cfg Config) (Result, error) {
 	v, err := newVM(cfg)
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := v.run()
+	res, err := v.run(ctx)
 	// Threads blocked in the host notice the end within waitChunk; the
 	// VM's resources are released once the last one has left.
 	go func() {
@@ -251,11 +255,14 @@ func (v *VM) close() {
 	if v.vm != nil {
 		v.vm.Close()
 	}
+	if v.mem != nil {
+		v.mem.Close()
+	}
 	v.kvm.Close()
 }
 
 // run loads the image, starts the first thread and waits for exit_group.
-func (v *VM) run() (Result, error) {
+func (v *VM) run(ctx context.Context) (Result, error) {
 	for _, s := range v.img.Segments {
 		b, err := v.mem.Slice(guestmem.GuestAddr(s.Vaddr), s.Memsz)
 		if err != nil {
@@ -276,11 +283,19 @@ func (v *VM) run() (Result, error) {
 		return Result{}, err
 	}
 	if err := v.startClock(t.cpu); err != nil {
+		v.exitThread(t, 0)
+		v.running.Done()
 		return Result{}, err
 	}
 	go t.loop()
-	<-v.done
-	return Result{ExitCode: v.exitCode, Stats: v.stats()}, nil
+	stopped := false
+	select {
+	case <-v.done:
+	case <-ctx.Done():
+		v.exit(-1)
+		stopped = v.exitCode == -1
+	}
+	return Result{ExitCode: v.exitCode, Stopped: stopped, Stats: v.stats()}, nil
 }
 
 // exit ends the VM with code; later calls are ignored.
@@ -390,14 +405,18 @@ type onceLog struct {
 	w       io.Writer
 	verbose bool
 	seen    sync.Map
+	count   atomic.Int64
 }
+
+// maxLogged bounds the distinct messages a guest can make the log keep.
+const maxLogged = 1000
 
 func (l *onceLog) printf(format string, args ...any) {
 	if !l.verbose {
 		return
 	}
 	msg := fmt.Sprintf(format, args...)
-	if _, dup := l.seen.LoadOrStore(msg, true); dup {
+	if _, dup := l.seen.LoadOrStore(msg, true); dup || l.count.Add(1) > maxLogged {
 		return
 	}
 	fmt.Fprintf(l.w, "atoll: %s\n", msg)

@@ -1,21 +1,28 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
+	"atoll.dev/atoll/abi"
 	"atoll.dev/atoll/imagefile"
 	"atoll.dev/atoll/manifest"
 	"atoll.dev/atoll/monitor"
 	"atoll.dev/atoll/monitor/elfimage"
+	"atoll.dev/atoll/netback"
+	"atoll.dev/atoll/usernet"
 )
 
 const runUsage = `Usage: atoll run [flags] IMAGE|DIR [-- ARGS...]
@@ -33,6 +40,8 @@ Examples:
   atoll run .                                  # build and boot this package
   atoll run --mem 256M --cpus 2 -e GREETING=hi ./hello -- arg1 arg2
   atoll run --block data=disk.img kv.img       # attach the declared block device
+  atoll run -p 8080:80 ./examples/www          # user networking, host port 8080 -> guest 80
+  atoll run --net service=tap:tap0,ip=10.1.0.2/24 www.img   # a real tap device (root)
 
 Flags:
 `
@@ -49,7 +58,9 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	blocks := &listFlag{what: "NAME=FILE"}
 	fs.Var(blocks, "block", "attach the declared block device NAME to `NAME=FILE` (created at the declared size if missing)")
 	nets := &listFlag{what: "NAME=BACKEND"}
-	fs.Var(nets, "net", "attach the declared network device `NAME=BACKEND` (not available yet)")
+	fs.Var(nets, "net", "attach the declared network device `NAME=BACKEND[,ip=ADDR/PREFIX][,gw=ADDR]`; BACKEND is user (the default) or tap:IFACE")
+	var ports portList
+	fs.Var(&ports, "p", "forward a host port to the guest: `[HOSTIP:]HOSTPORT:GUESTPORT[/udp]` (user network; HOSTIP defaults to 127.0.0.1)")
 	verbose := fs.Bool("v", false, "log each distinct unsupported call the guest makes (once each)")
 	stats := fs.Bool("stats", false, "print VM exit counts by cause when the guest exits")
 	if code, done := parseFlags(fs, args, stdout); done {
@@ -83,28 +94,38 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	if *cpus != 0 {
 		m.CPUs = *cpus
 	}
-	devs, err := attachDevices(m, blocks.items, nets.items)
-	defer func() {
-		for _, d := range devs {
-			d.File.Close()
-		}
-	}()
+	att, err := attachDevices(m, blocks.items, nets.items, ports)
+	defer att.close()
 	if err != nil {
 		fmt.Fprintf(stderr, "atoll run: %v\n", err)
 		return exitFailure
 	}
-	res, err := monitor.Run(monitor.Config{
+	// SIGINT and SIGTERM stop the guest; the backends then release their
+	// host ports before atoll exits.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stopSig atomic.Value
+	go func() {
+		if sig, ok := <-sigs; ok {
+			stopSig.Store(sig)
+			cancel()
+		}
+	}()
+	res, err := monitor.Run(ctx, monitor.Config{
 		Image:    exe,
 		Name:     m.Name,
 		Args:     guestArgs,
-		Env:      mergeEnv(m.Env, env.items),
+		Env:      append(mergeEnv(m.Env, env.items), att.env...),
 		MemBytes: m.Memory,
 		CPUs:     m.CPUs,
 		Stdout:   stdout,
 		Stderr:   stderr,
 		Log:      stderr,
 		Verbose:  *verbose,
-		Devices:  devs,
+		Devices:  att.devs,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "atoll: %s: %v\n", target, err)
@@ -113,7 +134,26 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	if *stats {
 		fmt.Fprint(stderr, res.Stats)
 	}
+	if res.Stopped {
+		sig, _ := stopSig.Load().(unix.Signal)
+		fmt.Fprintf(stderr, "atoll: stopped %s (%s)\n", m.Name, unix.SignalName(sig))
+		return 128 + int(sig)
+	}
 	return res.ExitCode
+}
+
+// portList collects -p flags.
+type portList []usernet.Forward
+
+func (p *portList) String() string { return fmt.Sprint(len(*p), " forwards") }
+
+func (p *portList) Set(v string) error {
+	f, err := usernet.ParseForward(v)
+	if err != nil {
+		return err
+	}
+	*p = append(*p, f)
+	return nil
 }
 
 // loadTarget returns the executable and manifest to boot: an image, a plain
@@ -173,14 +213,34 @@ func mergeEnv(base, flags []string) []string {
 	return out
 }
 
+// attached is what attachDevices opened for the guest.
+type attached struct {
+	devs     []monitor.Device
+	env      []string // addressing of the network devices
+	backends []*netback.Backend
+}
+
+// close releases the devices and backends (host ports included).
+func (a *attached) close() {
+	for _, d := range a.devs {
+		d.File.Close()
+	}
+	for _, b := range a.backends {
+		b.Close()
+	}
+}
+
 // attachDevices checks the device flags against the manifest — every
-// declared device attached, nothing undeclared — and opens them.
-func attachDevices(m *manifest.Manifest, blocks, nets []string) ([]monitor.Device, error) {
+// declared device attached, nothing undeclared — and opens them. A net
+// device without a flag gets the user backend, which also takes the -p
+// forwards.
+func attachDevices(m *manifest.Manifest, blocks, nets []string, ports []usernet.Forward) (*attached, error) {
+	att := &attached{}
 	given := map[string]string{} // name → flag
 	for _, f := range append(append([]string(nil), blocks...), nets...) {
 		name, _, _ := strings.Cut(f, "=")
 		if prev, dup := given[name]; dup {
-			return nil, fmt.Errorf("device %q attached twice (%s, %s)", name, prev, f)
+			return att, fmt.Errorf("device %q attached twice (%s, %s)", name, prev, f)
 		}
 		given[name] = f
 	}
@@ -195,28 +255,75 @@ func attachDevices(m *manifest.Manifest, blocks, nets []string) ([]monitor.Devic
 		return nil
 	}
 	if err := check(manifest.Block, "block", blocks); err != nil {
-		return nil, err
+		return att, err
 	}
 	if err := check(manifest.Net, "net", nets); err != nil {
-		return nil, err
+		return att, err
 	}
-	var devs []monitor.Device
+	var userNets []string
+	for _, d := range m.Devices {
+		if _, ok := given[d.Name]; d.Kind == manifest.Net && (!ok || strings.HasPrefix(given[d.Name], d.Name+"=user")) {
+			userNets = append(userNets, d.Name)
+		}
+	}
+	if len(ports) > 0 && len(userNets) != 1 {
+		return att, fmt.Errorf("-p forwards ports to the one network device on the user backend, but %s has %d (%s)", m.Name, len(userNets), declared(m))
+	}
 	for _, d := range m.Devices {
 		f, ok := given[d.Name]
+		_, arg, _ := strings.Cut(f, "=")
 		switch {
 		case d.Kind == manifest.Net:
-			return devs, fmt.Errorf("%s declares net device %q, but network backends are not available yet (they arrive with networking); this image cannot boot until then", m.Name, d.Name)
+			if !ok {
+				arg = "user"
+			}
+			b, err := openNet(arg, ports)
+			if err != nil {
+				return att, fmt.Errorf("net device %s (--net %s=%s): %w", d.Name, d.Name, arg, err)
+			}
+			att.backends = append(att.backends, b)
+			att.devs = append(att.devs, monitor.Device{Kind: string(d.Kind), Name: d.Name, File: b.Guest})
+			addr := b.Addr.String()
+			if b.Gateway.IsValid() {
+				addr += " " + b.Gateway.String()
+			}
+			att.env = append(att.env, abi.NetEnv(d.Name)+"="+addr)
 		case !ok:
-			return devs, fmt.Errorf("%s declares %s device %q, but nothing is attached: add --%s %s=%s", m.Name, d.Kind, d.Name, d.Kind, d.Name, map[manifest.Kind]string{manifest.Block: "FILE", manifest.Net: "BACKEND"}[d.Kind])
+			return att, fmt.Errorf("%s declares %s device %q, but nothing is attached: add --%s %s=FILE", m.Name, d.Kind, d.Name, d.Kind, d.Name)
+		default:
+			file, err := openBlock(arg, d)
+			if err != nil {
+				return att, fmt.Errorf("--block %s: %w", f, err)
+			}
+			att.devs = append(att.devs, monitor.Device{Kind: string(d.Kind), Name: d.Name, File: file, Size: d.Size, SectorSize: d.SectorSize})
 		}
-		_, path, _ := strings.Cut(f, "=")
-		file, err := openBlock(path, d)
-		if err != nil {
-			return devs, fmt.Errorf("--block %s: %w", f, err)
-		}
-		devs = append(devs, monitor.Device{Kind: string(d.Kind), Name: d.Name, File: file, Size: d.Size, SectorSize: d.SectorSize})
 	}
-	return devs, nil
+	return att, nil
+}
+
+// openNet opens a network backend from BACKEND[,ip=ADDR/PREFIX][,gw=ADDR].
+func openNet(spec string, ports []usernet.Forward) (*netback.Backend, error) {
+	parts := strings.Split(spec, ",")
+	o := netback.Options{}
+	if strings.HasPrefix(parts[0], "user") {
+		o.Forwards = ports
+	}
+	for _, opt := range parts[1:] {
+		k, v, _ := strings.Cut(opt, "=")
+		var err error
+		switch k {
+		case "ip":
+			o.Addr, err = netip.ParsePrefix(v)
+		case "gw":
+			o.Gateway, err = netip.ParseAddr(v)
+		default:
+			err = fmt.Errorf("unknown option %q (want ip=ADDR/PREFIX or gw=ADDR)", opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return netback.Open(parts[0], o)
 }
 
 func declared(m *manifest.Manifest) string {

@@ -163,6 +163,17 @@ func (m *Memory) newRegion(base GuestAddr, size uint64) (*region, error) {
 	return &region{base: base, host: host, alloc: newBitmap(pages), commit: newBitmap(pages)}, nil
 }
 
+// Close releases the host memory behind every region. The VM using it
+// must be closed first.
+func (m *Memory) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range *m.regions.Load() {
+		unix.Munmap(r.host)
+	}
+	m.regions.Store(&[]*region{})
+}
+
 // CR3 is the guest-physical address of the top-level page table.
 func (m *Memory) CR3() uint64 { return ptPoolBase }
 

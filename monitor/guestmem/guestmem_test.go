@@ -1,6 +1,7 @@
 package guestmem
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -98,7 +99,7 @@ func TestMmapLimitAndReuse(t *testing.T) {
 	m, _, _ := newTest(t)
 	base := m.Committed()
 	// Reservations do not count against the limit.
-	r, e := m.Mmap(0, 1<<30-64<<20, unix.PROT_NONE, false)
+	r, e := m.Mmap(0, 1<<30-64<<20, unix.PROT_NONE, 0)
 	if e != 0 {
 		t.Fatalf("reserve: %v", e)
 	}
@@ -106,23 +107,26 @@ func TestMmapLimitAndReuse(t *testing.T) {
 		t.Fatalf("PROT_NONE reservation counted: %d", m.Committed()-base)
 	}
 	// Committing inside the reservation counts, up to the limit.
-	if _, e := m.Mmap(r, 16<<20, unix.PROT_READ|unix.PROT_WRITE, true); e != 0 {
+	if _, e := m.Mmap(r, 16<<20, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != 0 {
 		t.Fatalf("commit: %v", e)
 	}
 	if got := m.Committed() - base; got != 16<<20 {
 		t.Fatalf("committed %d, want %d", got, 16<<20)
 	}
-	if _, e := m.Mmap(r+16<<20, testLimit, unix.PROT_READ|unix.PROT_WRITE, true); e != unix.ENOMEM {
+	if _, e := m.Mmap(r+16<<20, testLimit, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != unix.ENOMEM {
 		t.Fatalf("commit past the limit: %v, want ENOMEM", e)
 	}
 	// A fixed mapping over used memory reads back zero.
 	b, _ := m.Slice(r, 8)
 	b[0] = 0xaa
-	if _, e := m.Mmap(r, 4096, unix.PROT_READ|unix.PROT_WRITE, true); e != 0 {
+	if _, e := m.Mmap(r, 4096, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != 0 {
 		t.Fatal(e)
 	}
 	if b, _ := m.Slice(r, 8); b[0] != 0 {
 		t.Fatal("MAP_FIXED did not zero the page")
+	}
+	if _, e := m.Mmap(r, 4096, unix.PROT_READ, FixedNoReplace); e != unix.EEXIST {
+		t.Fatalf("MAP_FIXED_NOREPLACE over a mapping: %v, want EEXIST", e)
 	}
 	// Unmapping returns the memory and the addresses.
 	if e := m.Munmap(r, 1<<30-64<<20); e != 0 {
@@ -131,10 +135,10 @@ func TestMmapLimitAndReuse(t *testing.T) {
 	if m.Committed() != base {
 		t.Fatalf("munmap left %d committed", m.Committed()-base)
 	}
-	if r2, e := m.Mmap(0, 4096, unix.PROT_READ, false); e != 0 || r2 != r {
+	if r2, e := m.Mmap(0, 4096, unix.PROT_READ, 0); e != 0 || r2 != r {
 		t.Fatalf("reuse: %#x, %v; want %#x", r2, e, r)
 	}
-	if _, e := m.Mmap(0, 1<<40, unix.PROT_NONE, false); e != unix.ENOMEM {
+	if _, e := m.Mmap(0, 1<<40, unix.PROT_NONE, 0); e != unix.ENOMEM {
 		t.Fatalf("huge mapping: %v, want ENOMEM", e)
 	}
 }
@@ -142,7 +146,7 @@ func TestMmapLimitAndReuse(t *testing.T) {
 func TestHeapHint(t *testing.T) {
 	m, _, f := newTest(t)
 	const hint = GuestAddr(0x1da344000000)
-	a, e := m.Mmap(hint, 64<<20, unix.PROT_NONE, false)
+	a, e := m.Mmap(hint, 64<<20, unix.PROT_NONE, 0)
 	if e != 0 || a != hint {
 		t.Fatalf("first heap hint: %#x, %v; want the hint honoured", a, e)
 	}
@@ -153,11 +157,46 @@ func TestHeapHint(t *testing.T) {
 		t.Fatalf("heap not identity-mapped: %#x %v", p, ok)
 	}
 	// The runtime grows the heap at the next hint, just above.
-	if a, e := m.Mmap(hint+64<<20, 64<<20, unix.PROT_NONE, false); e != 0 || a != hint+64<<20 {
+	if a, e := m.Mmap(hint+64<<20, 64<<20, unix.PROT_NONE, 0); e != 0 || a != hint+64<<20 {
 		t.Fatalf("next hint: %#x, %v", a, e)
 	}
+	// Mprotect on a range that is not all mapped fails, as on Linux.
+	if e := m.Mprotect(hint+192<<20, 4096, unix.PROT_READ); e != unix.ENOMEM {
+		t.Fatalf("mprotect of unmapped pages: %v, want ENOMEM", e)
+	}
 	// A hint already taken is not honoured.
-	if a, e := m.Mmap(hint, 64<<20, unix.PROT_NONE, false); e != 0 || a == hint {
+	if a, e := m.Mmap(hint, 64<<20, unix.PROT_NONE, 0); e != 0 || a == hint {
 		t.Fatalf("taken hint: %#x, %v; want another address", a, e)
+	}
+}
+
+// TestHeapHintTooLarge: a first hinted mapping larger than the heap region
+// (limit-sized) does not get to size the region; it is refused.
+func TestHeapHintTooLarge(t *testing.T) {
+	m, _, f := newTest(t)
+	if _, e := m.Mmap(0x600000000000, 64<<30, unix.PROT_NONE, 0); e != unix.ENOMEM {
+		t.Fatalf("64 GiB reservation: %v, want ENOMEM", e)
+	}
+	if len(f.gpas) != 1 {
+		t.Fatalf("a heap region was created: slots %#x", f.gpas)
+	}
+}
+
+// TestUnmapRangeRestores checks the undo of a failed mapping leaves the
+// page tables as they were.
+func TestUnmapRangeRestores(t *testing.T) {
+	m, _, _ := newTest(t)
+	before := append([]byte(nil), m.low.host[:ptPoolEnd]...)
+	next := m.ptNext
+	const base = GuestAddr(0x100000000000)
+	if err := m.mapRange(base, base+4<<30); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.walk(uint64(base) + 123); !ok {
+		t.Fatal("mapRange did not map")
+	}
+	m.unmapRange(base, base+4<<30, next)
+	if m.ptNext != next || !bytes.Equal(before, m.low.host[:ptPoolEnd]) {
+		t.Fatal("page tables differ after undo")
 	}
 }

@@ -4,11 +4,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// MapFlags modify Mmap.
+type MapFlags int
+
+// Mmap flags, as MAP_FIXED and MAP_FIXED_NOREPLACE.
+const (
+	Fixed          MapFlags = 1 << iota // replace whatever is at the hint
+	FixedNoReplace                      // map at the hint, EEXIST if taken
+)
+
 // Mmap maps length bytes of anonymous, zeroed memory and returns where.
-// With fixed, the mapping replaces whatever was at hint. Otherwise hint is
+// With Fixed, the mapping replaces whatever was at hint. Otherwise hint is
 // honoured when it can be (the Go heap's arena hints) and ignored when not,
 // as Linux does. Readable or writable mappings count against the limit.
-func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, fixed bool) (GuestAddr, unix.Errno) {
+func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (GuestAddr, unix.Errno) {
+	fixed := flags&(Fixed|FixedNoReplace) != 0
 	if length == 0 || length > maxUserAddr || (fixed && hint%PageSize != 0) {
 		return 0, unix.EINVAL
 	}
@@ -23,11 +33,14 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, fixed bool) (Gues
 		if r = m.mappable(hint, length); r == nil {
 			return 0, unix.ENOMEM
 		}
+		if flags&FixedNoReplace != 0 && r.alloc.count(r.page(hint), r.page(hint)+length/PageSize) != 0 {
+			return 0, unix.EEXIST
+		}
 		at = hint
 	case hint != 0 && hint%PageSize == 0:
 		if r = m.mappable(hint, length); r != nil && r.alloc.count(r.page(hint), r.page(hint)+length/PageSize) == 0 {
 			at = hint
-		} else if m.heap == nil && length >= heapHintMin {
+		} else if m.heap == nil && length >= heapHintMin && length <= m.heapSize() {
 			if err := m.createHeap(hint, length); err == nil {
 				r, at = m.heap, hint
 			}
@@ -85,6 +98,9 @@ func (m *Memory) Mprotect(a GuestAddr, length uint64, prot int) unix.Errno {
 	if e != 0 {
 		return e
 	}
+	if r.alloc.count(lo, hi) != hi-lo {
+		return unix.ENOMEM // as Linux: part of the range is not mapped
+	}
 	if prot == unix.PROT_NONE {
 		m.committed -= r.commit.clear(lo, hi) * PageSize
 		return 0
@@ -137,17 +153,26 @@ func (m *Memory) mappable(a GuestAddr, length uint64) *region {
 	return nil
 }
 
+// heapSize is the heap region's size: the limit, rounded up to whole
+// arenas, plus one.
+func (m *Memory) heapSize() uint64 { return alignUp(m.limit, heapHintMin) + heapHintMin }
+
 // createHeap adds the heap region at base, sized for the memory limit.
+// On failure nothing of it remains.
 func (m *Memory) createHeap(base GuestAddr, length uint64) error {
-	size := max(alignUp(m.limit, heapHintMin)+heapHintMin, alignUp(length, heapHintMin))
-	if base%LargePage != 0 || base < m.low.end() || base >= maxUserAddr || uint64(base)+size > maxUserAddr {
+	size := m.heapSize()
+	if length > size || base%LargePage != 0 || base < m.low.end() || base >= maxUserAddr || uint64(base)+size > maxUserAddr {
 		return unix.EINVAL
 	}
 	r, err := m.newRegion(base, size)
 	if err != nil {
 		return err
 	}
+	ptNext := m.ptNext
 	if err := m.mapRange(base, base+GuestAddr(size)); err != nil {
+		m.unmapRange(base, base+GuestAddr(size), ptNext)
+		m.vm.SetMemory(uint32(len(*m.regions.Load())), uint64(base), nil)
+		unix.Munmap(r.host)
 		return err
 	}
 	m.heap = r

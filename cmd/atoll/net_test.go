@@ -1,0 +1,197 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// atollBinary builds the atoll command for tests that need it as a process.
+func atollBinary(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "atoll")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build atoll: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func buildTestImage(t *testing.T, atoll, dir, pkg string) string {
+	t.Helper()
+	img := filepath.Join(dir, filepath.Base(pkg)+".img")
+	if out, err := exec.Command(atoll, "build", "-o", img, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, out)
+	}
+	return img
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// get fetches url, retrying while the unikernel boots.
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(url)
+		if err == nil {
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil {
+				return resp.StatusCode, string(body)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestWWWUserNetwork boots examples/www with a user-mode port forward,
+// fetches pages with a real HTTP client, then stops atoll with SIGTERM and
+// checks that the guest is shut down and the port is free again.
+func TestWWWUserNetwork(t *testing.T) {
+	requireKVM(t)
+	dir := t.TempDir()
+	atoll := atollBinary(t, dir)
+	img := buildTestImage(t, atoll, dir, "../../examples/www")
+	port := freePort(t)
+	var stderr strings.Builder
+	cmd := exec.Command(atoll, "run", "-p", fmt.Sprintf("%d:80", port), img)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if code, body := get(t, base+"/"); code != 200 || !strings.Contains(body, "Served by a unikernel") {
+		t.Errorf("GET /: %d %q", code, body)
+	}
+	if code, body := get(t, base+"/style.css"); code != 200 || !strings.Contains(body, "font-family") {
+		t.Errorf("GET /style.css: %d %q", code, body)
+	}
+	if code, body := get(t, base+"/api/hello"); code != 200 || !strings.Contains(body, `"message":"hello from www"`) {
+		t.Errorf("GET /api/hello: %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/missing"); code != 404 {
+		t.Errorf("GET /missing: %d, want 404", code)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 128+15 {
+			t.Errorf("after SIGTERM: %v, want exit status 143\nstderr: %s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("atoll did not stop within 10s of SIGTERM")
+	}
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatalf("port %d still taken after atoll stopped: %v", port, err)
+	}
+	ln.Close()
+}
+
+// netns is a network namespace made for one test.
+type netns string
+
+func newNetns(t *testing.T) netns {
+	t.Helper()
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("tap tests must run in CI, which runs as root")
+		}
+		t.Skip("tap tests need root to make a network namespace")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("iproute2 (ip) is not installed")
+	}
+	ns := netns(fmt.Sprintf("atoll-test-%d", os.Getpid()))
+	exec.Command("ip", "netns", "del", string(ns)).Run()
+	if out, err := exec.Command("ip", "netns", "add", string(ns)).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", string(ns)).Run() })
+	ns.run(t, "ip", "link", "set", "lo", "up")
+	return ns
+}
+
+func (ns netns) command(args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", string(ns)}, args...)...)
+}
+
+func (ns netns) run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := ns.command(args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestTapTwoUnikernels bridges two tap devices in a network namespace,
+// boots www on one and reaches it with ping and HTTP from the namespace,
+// then boots a second unikernel on the other tap that fetches from the
+// first: two unikernels talking over real L2.
+func TestTapTwoUnikernels(t *testing.T) {
+	requireKVM(t)
+	ns := newNetns(t)
+	dir := t.TempDir()
+	atoll := atollBinary(t, dir)
+	www := buildTestImage(t, atoll, dir, "../../examples/www")
+	fetch := buildTestImage(t, atoll, dir, "../../internal/testguests/fetch")
+	ns.run(t, "ip", "link", "add", "br0", "type", "bridge")
+	ns.run(t, "ip", "addr", "add", "10.77.0.1/24", "dev", "br0")
+	ns.run(t, "ip", "link", "set", "br0", "up")
+	for _, tap := range []string{"tap0", "tap1"} {
+		ns.run(t, "ip", "tuntap", "add", tap, "mode", "tap")
+		ns.run(t, "ip", "link", "set", tap, "master", "br0")
+		ns.run(t, "ip", "link", "set", tap, "up")
+	}
+	server := ns.command(atoll, "run", "--net", "service=tap:tap0,ip=10.77.0.2/24,gw=10.77.0.1", www)
+	var serverErr strings.Builder
+	server.Stderr = &serverErr
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { server.Process.Signal(syscall.SIGTERM); server.Wait() }()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := ns.command("curl", "-s", "-m", "5", "http://10.77.0.2/api/hello").Output()
+		if err == nil && strings.Contains(string(out), "hello from www") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("curl from the namespace: %v %q\nserver stderr: %s", err, out, serverErr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if out, err := ns.command("ping", "-c", "2", "-W", "2", "10.77.0.2").CombinedOutput(); err != nil {
+		t.Errorf("ping the unikernel: %v\n%s", err, out)
+	}
+	out, err := ns.command(atoll, "run", "--net", "service=tap:tap1,ip=10.77.0.3/24,gw=10.77.0.1", fetch, "--", "http://10.77.0.2/api/hello").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `200 {"message":"hello from www"`) {
+		t.Fatalf("unikernel to unikernel: %v\n%s", err, out)
+	}
+}
