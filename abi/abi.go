@@ -9,7 +9,7 @@ import (
 )
 
 // Version is the guest ABI this tree implements (docs/abi.md).
-const Version = "0.2"
+const Version = "0.3"
 
 // DevicesEnv is the environment variable through which a guest learns its
 // devices: a space-separated list of KIND:NAME=FD entries, such as

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"atoll.dev/atoll/abi"
 	"atoll.dev/atoll/monitor/kvm"
 )
 
@@ -175,7 +176,7 @@ func TestNewBuildRun(t *testing.T) {
 		t.Fatalf("build: %s", stderr)
 	}
 	stdout, _, code := invoke(t, dir, "inspect", "hello-web.img")
-	for _, want := range []string{"name:      hello-web\n", "memory:    256M\n", "cpus:      1\n", "env:       GREETING=hello\n", "devices:   none\n", "abi:       0.2\n"} {
+	for _, want := range []string{"name:      hello-web\n", "memory:    256M\n", "cpus:      1\n", "env:       GREETING=hello\n", "devices:   none\n", "abi:       " + abi.Version + "\n"} {
 		if code != 0 || !strings.Contains(stdout, want) {
 			t.Errorf("inspect lacks %q:\n%s", want, stdout)
 		}
