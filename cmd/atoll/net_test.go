@@ -93,6 +93,28 @@ func TestWWWUserNetwork(t *testing.T) {
 	if code, _ := get(t, base+"/missing"); code != 404 {
 		t.Errorf("GET /missing: %d, want 404", code)
 	}
+	// A connection flood — idle connections and half-sent requests — must
+	// not stop the unikernel serving.
+	var flood []net.Conn
+	for i := 0; i < 300; i++ {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+		if err != nil {
+			break
+		}
+		if i%2 == 0 {
+			io.WriteString(c, "GET /api/hello HTTP/1.1\r\nHost: x\r\n") // never finished
+		}
+		flood = append(flood, c)
+	}
+	if code, body := get(t, base+"/api/hello"); code != 200 || !strings.Contains(body, "hello from www") {
+		t.Errorf("during a flood of %d connections: %d %q", len(flood), code, body)
+	}
+	for _, c := range flood {
+		c.Close()
+	}
+	if code, _ := get(t, base+"/"); code != 200 {
+		t.Errorf("after the flood: %d", code)
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -110,6 +132,22 @@ func TestWWWUserNetwork(t *testing.T) {
 		t.Fatalf("port %d still taken after atoll stopped: %v", port, err)
 	}
 	ln.Close()
+}
+
+// TestWWWAsProcess runs the www image as a plain process: the same code on
+// the host's sockets.
+func TestWWWAsProcess(t *testing.T) {
+	dir := t.TempDir()
+	img := buildTestImage(t, atollBinary(t, dir), dir, "../../examples/www")
+	port := freePort(t)
+	cmd := exec.Command(img, "-addr", fmt.Sprintf("127.0.0.1:%d", port))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if code, body := get(t, fmt.Sprintf("http://127.0.0.1:%d/api/hello", port)); code != 200 || !strings.Contains(body, "hello from") {
+		t.Fatalf("%d %q", code, body)
+	}
 }
 
 // netns is a network namespace made for one test.
@@ -189,6 +227,26 @@ func TestTapTwoUnikernels(t *testing.T) {
 	}
 	if out, err := ns.command("ping", "-c", "2", "-W", "2", "10.77.0.2").CombinedOutput(); err != nil {
 		t.Errorf("ping the unikernel: %v\n%s", err, out)
+	}
+	// Hostile traffic: thousands of malformed, truncated and oversized
+	// frames at the unikernel's MAC and at broadcast; it must keep serving.
+	mac := strings.Fields(ns.run(t, "ip", "neigh", "show", "10.77.0.2"))
+	var dst string
+	for i, f := range mac {
+		if f == "lladdr" && i+1 < len(mac) {
+			dst = mac[i+1]
+		}
+	}
+	if dst == "" {
+		t.Fatalf("no neighbour entry for the unikernel: %v", mac)
+	}
+	spray := filepath.Join(dir, "framespray")
+	if out, err := exec.Command("go", "build", "-o", spray, "../../internal/testtools/framespray").CombinedOutput(); err != nil {
+		t.Fatalf("build framespray: %v\n%s", err, out)
+	}
+	t.Log(ns.run(t, spray, "br0", dst, "5000", "1"))
+	if out, err := ns.command("curl", "-s", "-m", "10", "http://10.77.0.2/api/hello").Output(); err != nil || !strings.Contains(string(out), "hello from www") {
+		t.Fatalf("after hostile frames: %v %q\nserver stderr: %s", err, out, serverErr.String())
 	}
 	out, err := ns.command(atoll, "run", "--net", "service=tap:tap1,ip=10.77.0.3/24,gw=10.77.0.1", fetch, "--", "http://10.77.0.2/api/hello").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `200 {"message":"hello from www"`) {
