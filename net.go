@@ -50,7 +50,7 @@ func Net(name string) (Network, error) {
 }
 
 // stackOn starts a stack on frame device fd, addressed from
-// ATOLL_NET_<NAME>.
+// ATOLL_NET_<NAME> ("ADDR/PREFIX [GATEWAY]" or "dhcp").
 func stackOn(fd uintptr, name string) (Network, error) {
 	env := abi.NetEnv(name)
 	fields := strings.Fields(os.Getenv(env))
@@ -59,6 +59,8 @@ func stackOn(fd uintptr, name string) (Network, error) {
 	switch {
 	case len(fields) == 0:
 		err = fmt.Errorf("network device %q has no address: %s is not set", name, env)
+	case len(fields) == 1 && fields[0] == "dhcp":
+		// The zero Config asks the link's DHCP server.
 	case len(fields) > 2:
 		err = fmt.Errorf("%s=%q: want ADDR/PREFIX [GATEWAY]", env, os.Getenv(env))
 	default:

@@ -18,8 +18,8 @@ const Version = "0.3"
 const DevicesEnv = "ATOLL_DEVICES"
 
 // NetEnv returns the environment variable that carries the addressing of
-// network device name: "ADDR/PREFIX" or "ADDR/PREFIX GATEWAY", for example
-// ATOLL_NET_SERVICE="10.0.2.15/24 10.0.2.2". In a plain process, setting
+// network device name: "ADDR/PREFIX", "ADDR/PREFIX GATEWAY" or "dhcp", for
+// example ATOLL_NET_SERVICE="10.0.2.15/24 10.0.2.2". In a plain process, setting
 // it together with TapEnv(name) makes the guest library use that tap
 // device instead of the host's sockets.
 func NetEnv(name string) string { return "ATOLL_NET_" + envName(name) }

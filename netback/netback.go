@@ -30,6 +30,8 @@ type Options struct {
 	// Addr is required).
 	Addr    netip.Prefix
 	Gateway netip.Addr
+	// DHCP has the guest ask for its address instead (Addr is ignored).
+	DHCP bool
 }
 
 // Backend is an opened backend.
@@ -37,9 +39,21 @@ type Backend struct {
 	// Guest is the descriptor to attach to the guest; the caller closes it
 	// once the monitor has its own copy.
 	Guest   *os.File
-	Addr    netip.Prefix
+	Addr    netip.Prefix // invalid when the guest uses DHCP
 	Gateway netip.Addr
 	closer  io.Closer
+}
+
+// GuestConfig is the guest's addressing in the form abi.NetEnv carries:
+// "ADDR/PREFIX [GATEWAY]", or "dhcp".
+func (b *Backend) GuestConfig() string {
+	if !b.Addr.IsValid() {
+		return "dhcp"
+	}
+	if b.Gateway.IsValid() {
+		return b.Addr.String() + " " + b.Gateway.String()
+	}
+	return b.Addr.String()
 }
 
 // Close stops the backend and releases what it holds (host ports, tap).
@@ -106,7 +120,11 @@ func openUser(arg string, o Options) (*Backend, error) {
 		guest.Close()
 		return nil, err
 	}
-	return &Backend{Guest: guest, Addr: addr, Gateway: gw, closer: nat}, nil
+	b := &Backend{Guest: guest, Addr: addr, Gateway: gw, closer: nat}
+	if o.DHCP {
+		b.Addr, b.Gateway = netip.Prefix{}, netip.Addr{}
+	}
+	return b, nil
 }
 
 func openTap(iface string, o Options) (*Backend, error) {
@@ -116,8 +134,8 @@ func openTap(iface string, o Options) (*Backend, error) {
 	if len(o.Forwards) > 0 {
 		return nil, fmt.Errorf("port forwards (-p) need the user backend; on a tap device the guest is reachable at its own address")
 	}
-	if !o.Addr.IsValid() {
-		return nil, fmt.Errorf("tap:%s needs the guest's address: add ,ip=ADDR/PREFIX (and ,gw=ADDR for a default route)", iface)
+	if !o.Addr.IsValid() && !o.DHCP {
+		return nil, fmt.Errorf("tap:%s needs the guest's address: add ,ip=ADDR/PREFIX (and ,gw=ADDR for a default route), or ,ip=dhcp", iface)
 	}
 	if _, err := net.InterfaceByName(iface); err != nil {
 		return nil, fmt.Errorf("tap device %s does not exist: create it with `ip tuntap add %s mode tap` (as root)", iface, iface)
@@ -126,5 +144,9 @@ func openTap(iface string, o Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Backend{Guest: os.NewFile(fd, "tap:"+iface), Addr: o.Addr, Gateway: o.Gateway}, nil
+	b := &Backend{Guest: os.NewFile(fd, "tap:"+iface), Addr: o.Addr, Gateway: o.Gateway}
+	if o.DHCP {
+		b.Addr, b.Gateway = netip.Prefix{}, netip.Addr{}
+	}
+	return b, nil
 }

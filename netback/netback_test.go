@@ -98,6 +98,45 @@ func TestUserNetwork(t *testing.T) {
 	}
 }
 
+// TestUserDHCP: a guest stack with no address gets the user network's
+// one (10.0.2.15/24 via 10.0.2.2) from its DHCP server, and works.
+func TestUserDHCP(t *testing.T) {
+	b, err := Open("user", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	g, err := netstack.New(b.Guest, netstack.Config{}) // no address: DHCP
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if g.Addr().String() != "10.0.2.15" {
+		t.Fatalf("leased %v, want 10.0.2.15", g.Addr())
+	}
+	host, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	go func() {
+		if c, err := host.Accept(); err == nil {
+			io.WriteString(c, "via the gateway")
+			c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := g.DialContext(ctx, "tcp", "10.0.2.2:"+strconv.Itoa(host.Addr().(*net.TCPAddr).Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(c)
+	if string(got) != "via the gateway" {
+		t.Fatalf("got %q", got)
+	}
+}
+
 // TestPortInUse: a taken host port is an error naming it, and nothing is
 // left bound.
 func TestPortInUse(t *testing.T) {

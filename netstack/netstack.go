@@ -41,9 +41,11 @@ type Device interface {
 
 // Config is a stack's addressing.
 type Config struct {
-	Addr    netip.Prefix // the stack's IPv4 address and subnet
-	Gateway netip.Addr   // default route; invalid for none
-	MTU     uint32       // IP MTU; 0 means 1500
+	// Addr is the stack's IPv4 address and subnet; the zero value asks a
+	// DHCP server on the link (Gateway then comes from it too).
+	Addr    netip.Prefix
+	Gateway netip.Addr // default route; invalid for none
+	MTU     uint32     // IP MTU; 0 means 1500
 	MAC     net.HardwareAddr
 }
 
@@ -82,17 +84,29 @@ func NewGVisorStack() (*stack.Stack, error) {
 
 // New starts a stack on dev. The stack owns dev and closes it on Close.
 func New(dev Device, cfg Config) (*Stack, error) {
-	if !cfg.Addr.Addr().Is4() {
+	if cfg.Addr.IsValid() && !cfg.Addr.Addr().Is4() {
 		return nil, fmt.Errorf("netstack: address %v is not IPv4", cfg.Addr)
 	}
 	s, err := NewGVisorStack()
 	if err != nil {
 		return nil, err
 	}
+	if cfg.MAC == nil {
+		cfg.MAC = randomMAC()
+	}
 	link, err := Attach(s, dev, cfg.MTU, cfg.MAC)
 	if err != nil {
 		s.Close()
 		return nil, err
+	}
+	if !cfg.Addr.IsValid() {
+		l, err := acquireLease(s, cfg.MAC)
+		if err != nil {
+			link.Close()
+			s.Close()
+			return nil, err
+		}
+		cfg.Addr, cfg.Gateway = l.addr, l.gateway
 	}
 	addr := tcpip.AddrFrom4(cfg.Addr.Addr().As4())
 	pa := tcpip.ProtocolAddress{

@@ -6,7 +6,8 @@
 //
 // Addressing follows QEMU's user networking: the guest is 10.0.2.15/24,
 // the gateway 10.0.2.2, and connecting to the gateway reaches the host's
-// loopback.
+// loopback. The gateway also answers DHCP with that address, for guests
+// that ask rather than being told.
 package usernet
 
 import (
@@ -79,6 +80,8 @@ func ParseForward(s string) (Forward, error) {
 	return f, nil
 }
 
+func errorf(format string, args ...any) error { return fmt.Errorf("usernet: "+format, args...) }
+
 func cutLast(s, sep string) (before, after string, ok bool) {
 	for i := len(s) - len(sep); i >= 0; i-- {
 		if s[i:i+len(sep)] == sep {
@@ -90,10 +93,11 @@ func cutLast(s, sep string) (before, after string, ok bool) {
 
 // NAT is a running user-mode network.
 type NAT struct {
-	s     *stack.Stack
-	link  *netstack.Link
-	guest netip.Addr
-	gw    netip.Addr
+	s      *stack.Stack
+	link   *netstack.Link
+	prefix netip.Prefix // the guest's subnet
+	guest  netip.Addr
+	gw     netip.Addr
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -113,7 +117,7 @@ const udpIdle = time.Minute
 // Start binds the forwards' host ports (failing if one is taken) and
 // serves the guest on dev, whose address is guest and gateway gw.
 func Start(dev netstack.Device, guest netip.Prefix, gw netip.Addr, forwards []Forward) (*NAT, error) {
-	n := &NAT{guest: guest.Addr(), gw: gw}
+	n := &NAT{prefix: guest, guest: guest.Addr(), gw: gw}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	var listeners []io.Closer
 	fail := func(err error) (*NAT, error) {
@@ -168,6 +172,13 @@ func Start(dev netstack.Device, guest netip.Prefix, gw netip.Addr, forwards []Fo
 	s.SetSpoofing(netstack.NIC, true)
 	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tcp.NewForwarder(s, 0, 256, n.outboundTCP).HandlePacket)
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, udp.NewForwarder(s, n.outboundUDP).HandlePacket)
+	dhcp, err := n.listenDHCP()
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	n.track(dhcp)
+	n.goServe(func() { n.serveDHCP(dhcp) })
 	for _, a := range accepts {
 		n.goServe(a)
 	}

@@ -134,6 +134,24 @@ func TestWWWUserNetwork(t *testing.T) {
 	ln.Close()
 }
 
+// TestWWWDHCP boots www asking for its address with DHCP from the user
+// network's server, and serves through the port forward.
+func TestWWWDHCP(t *testing.T) {
+	requireKVM(t)
+	dir := t.TempDir()
+	atoll := atollBinary(t, dir)
+	img := buildTestImage(t, atoll, dir, "../../examples/www")
+	port := freePort(t)
+	cmd := exec.Command(atoll, "run", "--net", "service=user,ip=dhcp", "-p", fmt.Sprintf("%d:80", port), img)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	if code, body := get(t, fmt.Sprintf("http://127.0.0.1:%d/api/hello", port)); code != 200 || !strings.Contains(body, "hello from www") {
+		t.Fatalf("%d %q", code, body)
+	}
+}
+
 // TestWWWAsProcess runs the www image as a plain process: the same code on
 // the host's sockets.
 func TestWWWAsProcess(t *testing.T) {

@@ -58,7 +58,7 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	blocks := &listFlag{what: "NAME=FILE"}
 	fs.Var(blocks, "block", "attach the declared block device NAME to `NAME=FILE` (created at the declared size if missing)")
 	nets := &listFlag{what: "NAME=BACKEND"}
-	fs.Var(nets, "net", "attach the declared network device `NAME=BACKEND[,ip=ADDR/PREFIX][,gw=ADDR]`; BACKEND is user (the default) or tap:IFACE")
+	fs.Var(nets, "net", "attach the declared network device `NAME=BACKEND[,ip=ADDR/PREFIX|dhcp][,gw=ADDR]`; BACKEND is user (the default) or tap:IFACE")
 	var ports portList
 	fs.Var(&ports, "p", "forward a host port to the guest: `[HOSTIP:]HOSTPORT:GUESTPORT[/udp]` (user network; HOSTIP defaults to 127.0.0.1)")
 	verbose := fs.Bool("v", false, "log each distinct unsupported call the guest makes (once each)")
@@ -283,11 +283,7 @@ func attachDevices(m *manifest.Manifest, blocks, nets []string, ports []usernet.
 			}
 			att.backends = append(att.backends, b)
 			att.devs = append(att.devs, monitor.Device{Kind: string(d.Kind), Name: d.Name, File: b.Guest})
-			addr := b.Addr.String()
-			if b.Gateway.IsValid() {
-				addr += " " + b.Gateway.String()
-			}
-			att.env = append(att.env, abi.NetEnv(d.Name)+"="+addr)
+			att.env = append(att.env, abi.NetEnv(d.Name)+"="+b.GuestConfig())
 		case !ok:
 			return att, fmt.Errorf("%s declares %s device %q, but nothing is attached: add --%s %s=FILE", m.Name, d.Kind, d.Name, d.Kind, d.Name)
 		default:
@@ -313,11 +309,15 @@ func openNet(spec string, ports []usernet.Forward) (*netback.Backend, error) {
 		var err error
 		switch k {
 		case "ip":
-			o.Addr, err = netip.ParsePrefix(v)
+			if v == "dhcp" {
+				o.DHCP = true
+			} else {
+				o.Addr, err = netip.ParsePrefix(v)
+			}
 		case "gw":
 			o.Gateway, err = netip.ParseAddr(v)
 		default:
-			err = fmt.Errorf("unknown option %q (want ip=ADDR/PREFIX or gw=ADDR)", opt)
+			err = fmt.Errorf("unknown option %q (want ip=ADDR/PREFIX, ip=dhcp or gw=ADDR)", opt)
 		}
 		if err != nil {
 			return nil, err
