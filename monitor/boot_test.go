@@ -13,24 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"atoll.dev/atoll/internal/testenv"
 	"atoll.dev/atoll/monitor"
-	"atoll.dev/atoll/monitor/kvm"
 )
-
-// requireKVM skips where /dev/kvm cannot be used, and fails instead under
-// CI, where boot tests must run.
-func requireKVM(t *testing.T) {
-	t.Helper()
-	s, err := kvm.Open()
-	if err == nil {
-		s.Close()
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("boot tests must run in CI, but KVM is unusable: %v", err)
-	}
-	t.Skipf("skipping boot test: %v", err)
-}
 
 var (
 	buildMu sync.Mutex
@@ -107,7 +92,7 @@ func boot(t *testing.T, bin string, args, env []string, mem uint64) (outcome, mo
 // TestGuestsMatchNative runs each guest natively and as a unikernel and
 // requires the same output and exit status.
 func TestGuestsMatchNative(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	cases := []struct {
 		name       string
 		args, env  []string
@@ -154,7 +139,7 @@ func TestGuestsMatchNative(t *testing.T) {
 // TestVerboseLogsOnce checks that unsupported calls are logged only with
 // Verbose, once per distinct call.
 func TestVerboseLogsOnce(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	image, err := os.ReadFile(guest(t, "noaccess"))
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +171,7 @@ func TestVerboseLogsOnce(t *testing.T) {
 // TestNoHostAccess checks that a guest can open no host file and create no
 // host socket (natively, both would work).
 func TestNoHostAccess(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	vm, _ := boot(t, guest(t, "noaccess"), nil, nil, 512<<20)
 	if want := "open /etc/passwd failed: true\ndial failed: true\n"; vm.stdout != want || vm.code != 0 {
 		t.Fatalf("exit %d, stdout %q, want %q", vm.code, vm.stdout, want)
@@ -196,7 +181,7 @@ func TestNoHostAccess(t *testing.T) {
 // TestHostileGuest passes bad pointers and lengths to every emulated call
 // that takes one: each must fail and the VM must carry on.
 func TestHostileGuest(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	vm, _ := boot(t, guest(t, "hostile"), nil, nil, 512<<20)
 	if vm.code != 0 || !strings.HasSuffix(vm.stdout, "survived\n") || strings.Contains(vm.stdout, "UNEXPECTED") {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%.2000s", vm.code, vm.stdout, vm.stderr)
@@ -209,7 +194,7 @@ func TestHostileGuest(t *testing.T) {
 // TestGuestClock checks that the guest's clock (the vDSO) is monotonic
 // across goroutines and agrees with the host's wall clock.
 func TestGuestClock(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	vm, res := boot(t, guest(t, "clock"), nil, nil, 512<<20)
 	end := time.Now()
 	var unixNano int64
@@ -228,7 +213,7 @@ func TestGuestClock(t *testing.T) {
 // TestCrashReport checks the monitor's report for a death Go cannot
 // report itself: cause, registers, a symbolized backtrace, status 128+11.
 func TestCrashReport(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	vm, _ := boot(t, guest(t, "crash"), nil, nil, 512<<20)
 	if vm.code != 128+11 {
 		t.Errorf("exit status %d, want 139", vm.code)
@@ -242,7 +227,7 @@ func TestCrashReport(t *testing.T) {
 
 // TestCPUs checks that --cpus sets what the guest runtime sees.
 func TestCPUs(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	bin := guest(t, "gomaxprocs")
 	for _, n := range []int{1, 3} {
 		image, _ := os.ReadFile(bin)
@@ -263,7 +248,7 @@ func TestCPUs(t *testing.T) {
 // The guest may crash itself; the monitor must answer every call and end
 // the run with a result (a monitor panic fails the whole test binary).
 func TestChaosGuest(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	bin := guest(t, "chaos")
 	for seed := 1; seed <= 8; seed++ {
 		vm, _ := boot(t, bin, []string{fmt.Sprint(seed)}, nil, 256<<20)
@@ -277,7 +262,7 @@ func TestChaosGuest(t *testing.T) {
 // TestOutOfMemory checks that allocating past the limit ends in Go's own
 // out-of-memory error, not a monitor failure.
 func TestOutOfMemory(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	vm, _ := boot(t, guest(t, "oom"), nil, nil, 128<<20)
 	if vm.code != 2 || !strings.Contains(vm.stderr, "fatal error: runtime: out of memory") {
 		t.Fatalf("exit %d, stderr:\n%.2000s", vm.code, vm.stderr)
@@ -288,7 +273,7 @@ func TestOutOfMemory(t *testing.T) {
 // stays within a generous bound, so a regression that multiplies exits
 // shows up here before it shows up in benchmarks.
 func TestBootExits(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	_, res := boot(t, guest(t, "hello"), nil, nil, 512<<20)
 	if res.Stats.Total == 0 || res.Stats.Syscalls["write"] == 0 {
 		t.Fatalf("implausible statistics: %v", res.Stats)

@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"atoll.dev/atoll/internal/testenv"
 	"atoll.dev/atoll/monitor"
 )
 
 // TestPipeFlagsAndBlocking checks O_NONBLOCK as pipe2, eventfd2 and fcntl
 // set it, and blocking pipe and eventfd transfers, against native Linux.
 func TestPipeFlagsAndBlocking(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	bin := guest(t, "fdio")
 	args := []string{"flags"}
 	nat := native(t, bin, args, nil)
@@ -41,7 +42,7 @@ func openFDs(t *testing.T) int {
 // an empty blocking pipe does not outlive the VM: Run returns promptly and
 // the VM's host resources are released soon after.
 func TestExitWithBlockedReader(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	image, err := os.ReadFile(guest(t, "fdio"))
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +90,7 @@ func TestExitWithBlockedReader(t *testing.T) {
 // in particular not the block device whose host descriptor may reuse the
 // closed one's number.
 func TestCloseDupWriteRace(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	image, err := os.ReadFile(guest(t, "fdio"))
 	if err != nil {
 		t.Fatal(err)

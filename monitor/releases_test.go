@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"atoll.dev/atoll/internal/testenv"
 )
 
 // goReleases are the toolchains besides the one running the tests that
@@ -16,7 +18,7 @@ var goReleases = []string{"go1.25.9", "go1.27.3"}
 
 // TestGoReleases builds a set of guests with each release and boots them.
 func TestGoReleases(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	guests := map[string]string{
 		"hello":      "hello from atoll\n",
 		"goroutines": "gc ran true\n",

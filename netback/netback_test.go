@@ -9,25 +9,16 @@ import (
 	"testing"
 	"time"
 
+	"atoll.dev/atoll/internal/testenv"
 	"atoll.dev/atoll/netstack"
 	"atoll.dev/atoll/usernet"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // TestUserNetwork runs a guest stack on the user backend, without a VM:
 // a host client reaches the guest through a port forward, and the guest
 // reaches a host server through the gateway.
 func TestUserNetwork(t *testing.T) {
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	fwd, err := usernet.ParseForward(strconv.Itoa(port) + ":80")
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"atoll.dev/atoll/abi"
-	"atoll.dev/atoll/monitor/kvm"
+	"atoll.dev/atoll/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -146,26 +146,11 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// requireKVM skips where /dev/kvm cannot be used, and fails instead under
-// CI, where boot tests must run.
-func requireKVM(t *testing.T) {
-	t.Helper()
-	s, err := kvm.Open()
-	if err == nil {
-		s.Close()
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("boot tests must run in CI: %v", err)
-	}
-	t.Skipf("skipping boot test: %v", err)
-}
-
 // TestNewBuildRun is the quickstart end to end: atoll new scaffolds a
 // module that builds, inspects as declared, boots, runs as a process, and
 // boots straight from its directory.
 func TestNewBuildRun(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	dir := t.TempDir()
 	t.Chdir(dir)
 	if _, stderr, code := invoke(t, dir, "new", "hello-web"); code != 0 {
@@ -198,7 +183,7 @@ func TestNewBuildRun(t *testing.T) {
 // name, writes a sector that lands in the host file, and is refused
 // unaligned and out-of-range transfers.
 func TestBlockDevice(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	dir := t.TempDir()
 	img, disk := filepath.Join(dir, "devices.img"), filepath.Join(dir, "disk")
 	if _, stderr, code := invoke(t, dir, "build", "-o", img, "../../internal/testguests/devices"); code != 0 {
@@ -223,7 +208,7 @@ func TestBlockDevice(t *testing.T) {
 // TestRunBoots boots a guest through the command line: arguments,
 // environment and exit status pass through.
 func TestRunBoots(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "exitcode")
 	cmd := exec.Command("go", "build", "-o", bin, "../../internal/testguests/exitcode")

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"atoll.dev/atoll/internal/testenv"
 )
 
 // atollBinary builds the atoll command for tests that need it as a process.
@@ -32,16 +34,6 @@ func buildTestImage(t *testing.T, atoll, dir, pkg string) string {
 		t.Fatalf("build %s: %v\n%s", pkg, err, out)
 	}
 	return img
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // get fetches url, retrying while the unikernel boots.
@@ -68,11 +60,11 @@ func get(t *testing.T, url string) (int, string) {
 // fetches pages with a real HTTP client, then stops atoll with SIGTERM and
 // checks that the guest is shut down and the port is free again.
 func TestWWWUserNetwork(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	dir := t.TempDir()
 	atoll := atollBinary(t, dir)
 	img := buildTestImage(t, atoll, dir, "../../examples/www")
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	var stderr strings.Builder
 	cmd := exec.Command(atoll, "run", "-p", fmt.Sprintf("%d:80", port), img)
 	cmd.Stderr = &stderr
@@ -137,11 +129,11 @@ func TestWWWUserNetwork(t *testing.T) {
 // TestWWWDHCP boots www asking for its address with DHCP from the user
 // network's server, and serves through the port forward.
 func TestWWWDHCP(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	dir := t.TempDir()
 	atoll := atollBinary(t, dir)
 	img := buildTestImage(t, atoll, dir, "../../examples/www")
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	cmd := exec.Command(atoll, "run", "--net", "service=user,ip=dhcp", "-p", fmt.Sprintf("%d:80", port), img)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -157,7 +149,7 @@ func TestWWWDHCP(t *testing.T) {
 func TestWWWAsProcess(t *testing.T) {
 	dir := t.TempDir()
 	img := buildTestImage(t, atollBinary(t, dir), dir, "../../examples/www")
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	cmd := exec.Command(img, "-addr", fmt.Sprintf("127.0.0.1:%d", port))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -210,7 +202,7 @@ func (ns netns) run(t *testing.T, args ...string) string {
 // then boots a second unikernel on the other tap that fetches from the
 // first: two unikernels talking over real L2.
 func TestTapTwoUnikernels(t *testing.T) {
-	requireKVM(t)
+	testenv.RequireKVM(t)
 	ns := newNetns(t)
 	dir := t.TempDir()
 	atoll := atollBinary(t, dir)

@@ -1,0 +1,38 @@
+// Package testenv holds what tests across the tree need from the machine
+// they run on.
+package testenv
+
+import (
+	"net"
+	"os"
+	"testing"
+
+	"atoll.dev/atoll/monitor/kvm"
+)
+
+// RequireKVM skips a test that boots unikernels where /dev/kvm cannot be
+// used, saying why — and fails it instead under CI (CI set), where boot
+// tests must run.
+func RequireKVM(t testing.TB) {
+	t.Helper()
+	s, err := kvm.Open()
+	if err == nil {
+		s.Close()
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("boot tests must run in CI, but KVM is unusable: %v", err)
+	}
+	t.Skipf("skipping boot test: %v", err)
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
