@@ -190,5 +190,3 @@ func (v *VM) buildStack() (guestmem.GuestAddr, error) {
 	}
 	return sp, nil
 }
-
-func alignUp(x, a uint64) uint64 { return (x + a - 1) &^ (a - 1) }

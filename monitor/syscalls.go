@@ -383,8 +383,7 @@ func sysGettimeofday(t *vcpu, a *sysArgs) (uint64, control) {
 		if !ok {
 			return fail(unix.EFAULT)
 		}
-		var ts unix.Timespec
-		ts = unix.NsecToTimespec(t.vm.clock.now(true))
+		ts := unix.NsecToTimespec(t.vm.clock.now(true))
 		binary.LittleEndian.PutUint64(b, uint64(ts.Sec))
 		binary.LittleEndian.PutUint64(b[8:], uint64(ts.Nsec/1000))
 	}

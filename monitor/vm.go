@@ -7,7 +7,6 @@ package monitor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -428,5 +427,3 @@ func lockThread() int {
 	runtime.LockOSThread()
 	return unix.Gettid()
 }
-
-var errGuestExited = errors.New("guest exited")
