@@ -128,6 +128,60 @@ func TestUserDHCP(t *testing.T) {
 	}
 }
 
+// TestUDPForward relays datagrams from a host client through a -p .../udp
+// forward to a guest UDP service and back.
+func TestUDPForward(t *testing.T) {
+	port := testenv.FreePort(t) // a TCP port number that is very likely free for UDP too
+	fwd, err := usernet.ParseForward(strconv.Itoa(port) + ":53/udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open("user", Options{Forwards: []usernet.Forward{fwd}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	g, err := netstack.New(b.Guest, netstack.Config{Addr: b.Addr, Gateway: b.Gateway})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	pc, err := g.ListenPacket("udp", ":53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo([]byte(strings.ToUpper(string(buf[:n]))), from)
+		}
+	}()
+	c, err := net.Dial("udp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 100)
+	for i := 0; ; i++ { // the first datagram may wait for ARP
+		c.Write([]byte("query"))
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		if n, err := c.Read(buf); err == nil {
+			if string(buf[:n]) != "QUERY" {
+				t.Fatalf("got %q", buf[:n])
+			}
+			return
+		}
+		if i == 5 {
+			t.Fatal("no answer through the UDP forward")
+		}
+	}
+}
+
 // TestPortInUse: a taken host port is an error naming it, and nothing is
 // left bound.
 func TestPortInUse(t *testing.T) {
