@@ -77,7 +77,12 @@ func stackOn(fd uintptr, name string) (Network, error) {
 		f.Close()
 		return nil, err
 	}
-	return netstack.New(f, cfg)
+	dev, err := netstack.NewFileDevice(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return netstack.New(dev, cfg)
 }
 
 // hostNetwork is the host's sockets, for running as a plain process.

@@ -89,6 +89,8 @@ func init() {
 		unix.SYS_GETCWD:        {"getcwd", sysGetcwd},
 		unix.SYS_UNAME:         {"uname", sysUname},
 		unix.SYS_SOCKET:        {"socket", sysSocket},
+		unix.SYS_RECVMMSG:      {"recvmmsg", sysRecvmmsg},
+		unix.SYS_SENDMMSG:      {"sendmmsg", sysSendmmsg},
 	}
 }
 

@@ -115,7 +115,13 @@ func openUser(arg string, o Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	nat, err := usernet.Start(host, addr, gw, o.Forwards)
+	dev, err := netstack.NewFileDevice(host)
+	if err != nil {
+		guest.Close()
+		host.Close()
+		return nil, err
+	}
+	nat, err := usernet.Start(dev, addr, gw, o.Forwards)
 	if err != nil {
 		guest.Close()
 		return nil, err

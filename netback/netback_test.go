@@ -31,7 +31,12 @@ func TestUserNetwork(t *testing.T) {
 	if b.Addr.String() != "10.0.2.15/24" || b.Gateway.String() != "10.0.2.2" {
 		t.Fatalf("addressing %v via %v", b.Addr, b.Gateway)
 	}
-	g, err := netstack.New(b.Guest, netstack.Config{Addr: b.Addr, Gateway: b.Gateway})
+	// The guest side batches frames as the guest library does.
+	dev, err := netstack.NewFileDevice(b.Guest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := netstack.New(dev, netstack.Config{Addr: b.Addr, Gateway: b.Gateway})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -155,44 +155,84 @@ func Attach(s *stack.Stack, dev Device, mtu uint32, mac net.HardwareAddr) (*Link
 	return l, nil
 }
 
-// receive delivers frames from the device to the stack until it fails.
-// Frames too short for an Ethernet header are dropped here; everything
-// else is validated by the stack.
+// receive delivers frames from the device to the stack until it fails,
+// several per call on a BatchDevice. Frames too short for an Ethernet
+// header or too long for the MTU are dropped here; everything else is
+// validated by the stack.
 func (l *Link) receive(max int) {
 	defer l.wg.Done()
-	buf := make([]byte, max+4)
+	bd, batch := l.dev.(BatchDevice)
+	n := 1
+	if batch {
+		n = batchFrames
+	}
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, max+4)
+	}
+	sizes := make([]int, n)
 	for {
-		n, err := l.dev.Read(buf)
+		var got int
+		var err error
+		if batch {
+			got, err = bd.ReadFrames(bufs, sizes)
+		} else {
+			sizes[0], err = l.dev.Read(bufs[0])
+			got = 1
+		}
 		if err != nil {
 			return
 		}
-		if n < header.EthernetMinimumSize || n > max {
-			continue
+		for i := 0; i < got; i++ {
+			if sizes[i] < header.EthernetMinimumSize || sizes[i] > max {
+				continue
+			}
+			pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(append([]byte(nil), bufs[i][:sizes[i]]...))})
+			l.ep.InjectInbound(0, pkt)
+			pkt.DecRef()
 		}
-		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(append([]byte(nil), buf[:n]...))})
-		l.ep.InjectInbound(0, pkt)
-		pkt.DecRef()
 	}
 }
 
-// transmit writes the stack's outbound frames to the device.
+// transmit writes the stack's outbound frames to the device: on a
+// BatchDevice, every frame already queued goes in one call.
 func (l *Link) transmit(ctx context.Context) {
 	defer l.wg.Done()
-	var frame []byte
+	bd, batch := l.dev.(BatchDevice)
+	var frames [][]byte
 	for {
 		pkt := l.ep.ReadContext(ctx)
 		if pkt == nil {
 			return
 		}
-		frame = frame[:0]
-		for _, s := range pkt.AsSlices() {
-			frame = append(frame, s...)
+		frames = append(frames[:0], flatten(pkt))
+		for batch && len(frames) < batchFrames {
+			next := l.ep.Read()
+			if next == nil {
+				break
+			}
+			frames = append(frames, flatten(next))
 		}
-		pkt.DecRef()
-		if _, err := l.dev.Write(frame); err != nil && errors.Is(err, net.ErrClosed) {
+		var err error
+		if batch {
+			_, err = bd.WriteFrames(frames)
+		} else {
+			_, err = l.dev.Write(frames[0])
+		}
+		if err != nil && errors.Is(err, net.ErrClosed) {
 			return
 		}
 	}
+}
+
+// flatten copies a packet into one frame and releases it.
+func flatten(pkt *stack.PacketBuffer) []byte {
+	frame := make([]byte, 0, pkt.Size())
+	for _, s := range pkt.AsSlices() {
+		frame = append(frame, s...)
+	}
+	pkt.DecRef()
+	return frame
 }
 
 // Close stops moving frames and closes the device.

@@ -1,0 +1,135 @@
+package netstack
+
+import (
+	"os"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// batchFrames is how many frames one batched call moves at most.
+const batchFrames = 32
+
+// BatchDevice is a Device that can move several frames per call, which
+// under atoll means several frames per VM exit.
+type BatchDevice interface {
+	Device
+	// ReadFrames fills bufs with up to len(bufs) waiting frames, blocking
+	// until there is at least one, and returns how many and their sizes.
+	ReadFrames(bufs [][]byte, sizes []int) (int, error)
+	// WriteFrames sends frames, returning how many went out.
+	WriteFrames(frames [][]byte) (int, error)
+}
+
+// fileDevice is a frame device on a descriptor that Go's poller drives. On
+// a socket (the atoll user network's SOCK_SEQPACKET pair) it batches with
+// recvmmsg and sendmmsg; elsewhere (a tap) it falls back to one frame per
+// read or write.
+type fileDevice struct {
+	*os.File
+	rc      syscall.RawConn
+	noBatch atomic.Bool
+}
+
+// NewFileDevice wraps a non-blocking frame descriptor.
+func NewFileDevice(f *os.File) (Device, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return &fileDevice{File: f, rc: rc}, nil
+}
+
+var _ BatchDevice = (*fileDevice)(nil)
+
+// batchUnsupported reports errors that mean the descriptor cannot batch.
+func batchUnsupported(e syscall.Errno) bool {
+	return e == unix.ENOTSOCK || e == unix.ENOSYS || e == unix.EOPNOTSUPP
+}
+
+// ReadFrames implements BatchDevice.
+func (d *fileDevice) ReadFrames(bufs [][]byte, sizes []int) (int, error) {
+	if d.noBatch.Load() {
+		n, err := d.Read(bufs[0])
+		sizes[0] = n
+		return min(n, 1), err
+	}
+	hdrs := make([]unix.Mmsghdr, len(bufs))
+	iovs := make([]unix.Iovec, len(bufs))
+	for i, b := range bufs {
+		iovs[i] = unix.Iovec{Base: &b[0], Len: uint64(len(b))}
+		hdrs[i].Hdr.Iov, hdrs[i].Hdr.Iovlen = &iovs[i], 1
+	}
+	var n int
+	var errno syscall.Errno
+	err := d.rc.Read(func(fd uintptr) bool {
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		if e == unix.EAGAIN {
+			return false
+		}
+		n, errno = int(r), e
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		if batchUnsupported(errno) {
+			d.noBatch.Store(true)
+			return d.ReadFrames(bufs, sizes)
+		}
+		return 0, errno
+	}
+	for i := 0; i < n; i++ {
+		sizes[i] = int(hdrs[i].Len)
+	}
+	return n, nil
+}
+
+// WriteFrames implements BatchDevice.
+func (d *fileDevice) WriteFrames(frames [][]byte) (int, error) {
+	if d.noBatch.Load() {
+		for i, f := range frames {
+			if _, err := d.Write(f); err != nil {
+				return i, err
+			}
+		}
+		return len(frames), nil
+	}
+	hdrs := make([]unix.Mmsghdr, len(frames))
+	iovs := make([]unix.Iovec, len(frames))
+	for i, f := range frames {
+		iovs[i] = unix.Iovec{Base: &f[0], Len: uint64(len(f))}
+		hdrs[i].Hdr.Iov, hdrs[i].Hdr.Iovlen = &iovs[i], 1
+	}
+	sent := 0
+	var errno syscall.Errno
+	err := d.rc.Write(func(fd uintptr) bool {
+		for sent < len(hdrs) {
+			r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hdrs[sent])), uintptr(len(hdrs)-sent), unix.MSG_DONTWAIT, 0, 0)
+			if e == unix.EAGAIN {
+				return false
+			}
+			if e != 0 {
+				errno = e
+				return true
+			}
+			sent += int(r)
+		}
+		return true
+	})
+	if err != nil {
+		return sent, err
+	}
+	if errno != 0 {
+		if batchUnsupported(errno) {
+			d.noBatch.Store(true)
+			n, err := d.WriteFrames(frames[sent:])
+			return sent + n, err
+		}
+		return sent, errno
+	}
+	return sent, nil
+}
