@@ -60,6 +60,10 @@ func main() {
 		{"mmap huge", syscall.SYS_MMAP, [6]uintptr{0, huge, 3, 0x22, ^uintptr(0), 0}},
 		{"munmap wild", syscall.SYS_MUNMAP, [6]uintptr{wild, 4096}},
 		{"madvise wild", syscall.SYS_MADVISE, [6]uintptr{wild, 4096, 4}},
+		{"recvmmsg wild vector", syscall.SYS_RECVMMSG, [6]uintptr{uintptr(p[0]), wild, 4, 0, 0}},
+		{"recvmmsg with timeout", syscall.SYS_RECVMMSG, [6]uintptr{uintptr(p[0]), ok, 1, 0, ok}},
+		{"sendmmsg huge count", 307, [6]uintptr{1, ok, 1 << 40, 0}},
+		{"sendmmsg null vector", 307, [6]uintptr{1, null, 2, 0}},
 		{"close bad fd", syscall.SYS_CLOSE, [6]uintptr{9999}},
 		{"dup3 huge fd", syscall.SYS_DUP3, [6]uintptr{1, 1 << 40, 0}},
 	}
