@@ -61,9 +61,7 @@ func batchUnsupported(e syscall.Errno) bool {
 // ReadFrames implements BatchDevice.
 func (d *fileDevice) ReadFrames(bufs [][]byte, sizes []int) (int, error) {
 	if d.noBatch.Load() {
-		n, err := d.Read(bufs[0])
-		sizes[0] = n
-		return min(n, 1), err
+		return d.readOne(bufs[0], sizes)
 	}
 	hdrs := make([]unix.Mmsghdr, len(bufs))
 	iovs := make([]unix.Iovec, len(bufs))
@@ -101,7 +99,7 @@ func (d *fileDevice) ReadFrames(bufs [][]byte, sizes []int) (int, error) {
 func (d *fileDevice) WriteFrames(frames [][]byte) (int, error) {
 	if d.noBatch.Load() {
 		for i, f := range frames {
-			if _, err := d.Write(f); err != nil {
+			if err := d.writeOne(f); err != nil {
 				return i, err
 			}
 		}
@@ -141,4 +139,35 @@ func (d *fileDevice) WriteFrames(frames [][]byte) (int, error) {
 		return sent, errno
 	}
 	return sent, nil
+}
+
+// readOne reads one frame with read(2), for descriptors that cannot batch.
+func (d *fileDevice) readOne(buf []byte, sizes []int) (int, error) {
+	var n uintptr
+	var errno syscall.Errno
+	err := d.rc.Read(func(fd uintptr) bool {
+		n, _, errno = unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		return errno != unix.EAGAIN
+	})
+	if err == nil && errno != 0 {
+		err = errno
+	}
+	if err != nil {
+		return 0, err
+	}
+	sizes[0] = int(n)
+	return 1, nil
+}
+
+// writeOne writes one frame with write(2).
+func (d *fileDevice) writeOne(frame []byte) error {
+	var errno syscall.Errno
+	err := d.rc.Write(func(fd uintptr) bool {
+		_, _, errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&frame[0])), uintptr(len(frame)))
+		return errno != unix.EAGAIN
+	})
+	if err == nil && errno != 0 {
+		err = errno
+	}
+	return err
 }
