@@ -25,14 +25,19 @@ type Network interface {
 // stack (gVisor's netstack) running inside the unikernel on the device
 // atoll attached, addressed as atoll says. As a plain process it is the
 // host's own sockets — or, if ATOLL_TAP_<NAME> names a tap device and
-// ATOLL_NET_<NAME> its addressing, the same stack on that tap.
+// ATOLL_NET_<NAME> its addressing, the same stack on that tap. Every call
+// returns the same Network.
 func Net(name string) (Network, error) {
+	return once(name, func() (Network, error) { return openNet(name) })
+}
+
+func openNet(name string) (Network, error) {
 	devs, err := Devices()
 	if err != nil {
 		return nil, err
 	}
 	for _, d := range devs {
-		if d.Kind == "net" && d.Name == name {
+		if d.Kind == abi.KindNet && d.Name == name {
 			return stackOn(uintptr(d.fd), name)
 		}
 	}

@@ -11,6 +11,28 @@ import (
 // Version is the guest ABI this tree implements (docs/abi.md).
 const Version = "0.3"
 
+// Device kinds, as manifests declare them and DevicesEnv lists them.
+const (
+	KindBlock = "block"
+	KindNet   = "net"
+)
+
+// ReservedEnvPrefix starts the names of the environment variables atoll
+// sets; a manifest or -e may not set them.
+const ReservedEnvPrefix = "ATOLL_"
+
+// Compatible reports whether an image built for ABI version image can run
+// on a monitor implementing this Version: the same major version, and a
+// minor version no newer than this one (versions only add).
+func Compatible(image string) bool {
+	var im, in, mm, mn int
+	if _, err := fmt.Sscanf(image, "%d.%d", &im, &in); err != nil {
+		return false
+	}
+	fmt.Sscanf(Version, "%d.%d", &mm, &mn)
+	return im == mm && in <= mn
+}
+
 // DevicesEnv is the environment variable through which a guest learns its
 // devices: a space-separated list of KIND:NAME=FD entries, such as
 // "block:data=3 net:service=4". It is set by `atoll run` and absent when

@@ -21,3 +21,11 @@ func TestDevicesRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestCompatible(t *testing.T) {
+	for v, want := range map[string]bool{"0.1": true, Version: true, "0.99": false, "1.0": false, "": false, "x": false} {
+		if got := Compatible(v); got != want {
+			t.Errorf("Compatible(%q) = %v, want %v", v, got, want)
+		}
+	}
+}

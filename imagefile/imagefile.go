@@ -17,8 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"os"
 
 	"atoll.dev/atoll/manifest"
+	"atoll.dev/atoll/monitor/elfimage"
 )
 
 const (
@@ -82,6 +84,27 @@ func hasFooter(data []byte) bool {
 	return len(data) >= footerSize && bytes.Equal(data[len(data)-footerSize:][:8], []byte(magic))
 }
 
+// MaxFile bounds the size of an image file: the largest executable the
+// loader accepts plus room for the manifest.
+const MaxFile = elfimage.MaxImageBytes + maxManifest + footerSize
+
+// Load reads the image at path and splits it (see Split).
+func Load(path string) (exe []byte, e *Embedded, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	data, err := elfimage.ReadFile(f, MaxFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if exe, e, err = Split(data); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return exe, e, nil
+}
+
 // Split separates an image into its executable and what it embeds. A
 // plain executable (no footer, nothing after the ELF's last byte) yields a
 // nil *Embedded and no error.
@@ -107,8 +130,11 @@ func Split(data []byte) ([]byte, *Embedded, error) {
 		return nil, nil, fmt.Errorf("%w: manifest checksum mismatch (the file was modified or truncated)", ErrBadImage)
 	}
 	var e Embedded
-	if err := json.Unmarshal(js, &e); err != nil || e.Manifest == nil {
+	if err := json.Unmarshal(js, &e); err != nil {
 		return nil, nil, fmt.Errorf("%w: unreadable manifest: %v", ErrBadImage, err)
+	}
+	if e.Manifest == nil {
+		return nil, nil, fmt.Errorf("%w: the trailer holds no manifest", ErrBadImage)
 	}
 	if err := e.Manifest.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrBadImage, err)

@@ -82,3 +82,26 @@ func TestDamagedImages(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSplit feeds arbitrary trailers to Split: it must not panic, and what
+// it accepts must validate.
+func FuzzSplit(f *testing.F) {
+	img, _ := Append([]byte("\x7fELF-not-really"), Embedded{Manifest: manifest.Default("web"), ABIVersion: "0.3"})
+	f.Add(img)
+	f.Add([]byte("ATOLLIMG"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		exe, e, err := Split(data)
+		if err != nil {
+			if !errors.Is(err, ErrBadImage) {
+				t.Fatalf("error %v does not wrap ErrBadImage", err)
+			}
+			return
+		}
+		if len(exe) > len(data) {
+			t.Fatal("executable longer than the file")
+		}
+		if e != nil && e.Manifest.Validate() != nil {
+			t.Fatalf("accepted an invalid manifest: %+v", e.Manifest)
+		}
+	})
+}

@@ -13,14 +13,22 @@
 //	net service
 //	block data 64M 4096
 //
-// Directives may also be grouped: `net ( service admin )` over several
-// lines. Errors name the file, the line and the field.
+// Repeated directives may also be grouped, one entry per line:
+//
+//	net (
+//		service
+//		admin
+//	)
+//
+// Errors name the file, the line and the field.
 package manifest
 
 import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"atoll.dev/atoll/abi"
 )
 
 // FileName is the manifest's name in a package directory.
@@ -34,8 +42,8 @@ type Kind string
 
 // Device kinds.
 const (
-	Net   Kind = "net"
-	Block Kind = "block"
+	Net   Kind = abi.KindNet
+	Block Kind = abi.KindBlock
 )
 
 // Device is one declared device.
@@ -60,6 +68,7 @@ type Manifest struct {
 const (
 	DefaultMemory     = 512 << 20
 	DefaultCPUs       = 1
+	MaxDevices        = 64
 	DefaultSectorSize = 512
 	MinMemory         = 32 << 20
 	MaxCPUs           = 64
@@ -155,7 +164,7 @@ func (p *parser) once(line int, verb string) error {
 	return nil
 }
 
-func (p *parser) args(line int, verb string, args []string, lo, hi int, usage string) error {
+func (p *parser) args(line int, args []string, lo, hi int, usage string) error {
 	if len(args) < lo || len(args) > hi {
 		return p.errorf(line, "usage: %s", usage)
 	}
@@ -168,7 +177,7 @@ func (p *parser) directive(line int, verb string, args []string) error {
 	m := p.m
 	switch verb {
 	case "unikernel":
-		if err := p.args(line, verb, args, 1, 1, "unikernel NAME"); err != nil {
+		if err := p.args(line, args, 1, 1, "unikernel NAME"); err != nil {
 			return err
 		}
 		if err := p.once(line, verb); err != nil {
@@ -179,7 +188,7 @@ func (p *parser) directive(line int, verb string, args []string) error {
 		}
 		m.Name = args[0]
 	case "memory":
-		if err := p.args(line, verb, args, 1, 1, "memory SIZE (e.g. 256M)"); err != nil {
+		if err := p.args(line, args, 1, 1, "memory SIZE (e.g. 256M)"); err != nil {
 			return err
 		}
 		if err := p.once(line, verb); err != nil {
@@ -191,7 +200,7 @@ func (p *parser) directive(line int, verb string, args []string) error {
 		}
 		m.Memory = n
 	case "cpus":
-		if err := p.args(line, verb, args, 1, 1, "cpus N"); err != nil {
+		if err := p.args(line, args, 1, 1, "cpus N"); err != nil {
 			return err
 		}
 		if err := p.once(line, verb); err != nil {
@@ -203,12 +212,15 @@ func (p *parser) directive(line int, verb string, args []string) error {
 		}
 		m.CPUs = n
 	case "env":
-		if err := p.args(line, verb, args, 1, 1, "env KEY=VALUE"); err != nil {
+		if err := p.args(line, args, 1, 1, "env KEY=VALUE"); err != nil {
 			return err
 		}
 		k, _, ok := strings.Cut(args[0], "=")
-		if !ok || !validEnvKey(k) {
+		if !ok || !ValidEnvKey(k) {
 			return p.errorf(line, "env %q must be KEY=VALUE with KEY of [A-Za-z0-9_], not starting with a digit", args[0])
+		}
+		if strings.HasPrefix(k, abi.ReservedEnvPrefix) {
+			return p.errorf(line, "env %s: names starting with %s are atoll's own", k, abi.ReservedEnvPrefix)
 		}
 		for _, e := range m.Env {
 			if strings.HasPrefix(e, k+"=") {
@@ -217,12 +229,12 @@ func (p *parser) directive(line int, verb string, args []string) error {
 		}
 		m.Env = append(m.Env, args[0])
 	case "net":
-		if err := p.args(line, verb, args, 1, 1, "net NAME"); err != nil {
+		if err := p.args(line, args, 1, 1, "net NAME"); err != nil {
 			return err
 		}
 		return p.addDevice(line, Device{Name: args[0], Kind: Net})
 	case "block":
-		if err := p.args(line, verb, args, 2, 3, "block NAME SIZE [SECTOR-SIZE]"); err != nil {
+		if err := p.args(line, args, 2, 3, "block NAME SIZE [SECTOR-SIZE]"); err != nil {
 			return err
 		}
 		d := Device{Name: args[0], Kind: Block, SectorSize: DefaultSectorSize}
@@ -252,8 +264,8 @@ func (p *parser) addDevice(line int, d Device) error {
 	if _, dup := p.m.Device(d.Name); dup {
 		return p.errorf(line, "device name %q declared twice", d.Name)
 	}
-	if len(p.m.Devices) >= 64 {
-		return p.errorf(line, "more than 64 devices")
+	if len(p.m.Devices) >= MaxDevices {
+		return p.errorf(line, "more than %d devices", MaxDevices)
 	}
 	p.m.Devices = append(p.m.Devices, d)
 	return nil
@@ -269,11 +281,11 @@ func (m *Manifest) Validate() error {
 		return fmt.Errorf("memory %d out of range", m.Memory)
 	case m.CPUs < 1 || m.CPUs > MaxCPUs:
 		return fmt.Errorf("cpus %d out of range", m.CPUs)
-	case len(m.Devices) > 64:
-		return fmt.Errorf("more than 64 devices")
+	case len(m.Devices) > MaxDevices:
+		return fmt.Errorf("more than %d devices", MaxDevices)
 	}
 	for _, e := range m.Env {
-		if k, _, ok := strings.Cut(e, "="); !ok || !validEnvKey(k) {
+		if k, _, ok := strings.Cut(e, "="); !ok || !ValidEnvKey(k) || strings.HasPrefix(k, abi.ReservedEnvPrefix) {
 			return fmt.Errorf("env %q is not KEY=VALUE", e)
 		}
 	}
@@ -311,7 +323,9 @@ func ValidName(s string) bool {
 	return true
 }
 
-func validEnvKey(k string) bool {
+// ValidEnvKey reports whether k can name an environment variable:
+// [A-Za-z0-9_], not starting with a digit.
+func ValidEnvKey(k string) bool {
 	if k == "" || k[0] >= '0' && k[0] <= '9' {
 		return false
 	}

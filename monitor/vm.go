@@ -46,7 +46,7 @@ type Config struct {
 // (docs/abi.md, device group). The monitor duplicates File; the caller
 // keeps ownership of it.
 type Device struct {
-	Kind string // "block" or "net"
+	Kind string // abi.KindBlock or abi.KindNet
 	Name string
 	File *os.File
 	// Size and SectorSize describe a block device, in bytes.
@@ -211,25 +211,32 @@ func newVM(cfg Config) (*VM, error) {
 func (v *VM) attach(devs []Device) error {
 	var listed []abi.DeviceFD
 	for _, d := range devs {
-		ent := fdEntry{}
-		switch d.Kind {
-		case "block":
-			if d.SectorSize == 0 || d.Size%d.SectorSize != 0 {
-				return fmt.Errorf("block device %s: size %d is not a multiple of the sector size %d", d.Name, d.Size, d.SectorSize)
-			}
-			ent.block = &blockDevice{size: d.Size, sector: d.SectorSize}
-		case "net":
-			// A frame device (tap or SOCK_SEQPACKET socket) behaves as
-			// the ABI specifies on its own; nothing to check per call.
-		default:
-			return fmt.Errorf("device %s: kind %q is not supported", d.Name, d.Kind)
-		}
 		h, err := unix.FcntlInt(d.File.Fd(), unix.F_DUPFD_CLOEXEC, 3)
 		if err != nil {
 			return fmt.Errorf("device %s: %w", d.Name, err)
 		}
-		ent.host = h
-		fd, e := v.fds.install(ent, 3)
+		var f *openFile
+		switch d.Kind {
+		case abi.KindBlock:
+			if d.SectorSize == 0 || d.Size%d.SectorSize != 0 {
+				unix.Close(h)
+				return fmt.Errorf("block device %s: size %d is not a multiple of the sector size %d", d.Name, d.Size, d.SectorSize)
+			}
+			f = newOpenFile(fdEntry{host: h, block: &blockDevice{size: d.Size, sector: d.SectorSize}})
+		case abi.KindNet:
+			// A frame device (tap or SOCK_SEQPACKET socket): kept
+			// non-blocking on the host, so that a guest that asks for
+			// blocking reads waits in bounded polls, like a pipe.
+			if err := unix.SetNonblock(h, true); err != nil {
+				unix.Close(h)
+				return fmt.Errorf("device %s: %w", d.Name, err)
+			}
+			f = newEmulatedFile(h, true)
+		default:
+			unix.Close(h)
+			return fmt.Errorf("device %s: kind %q is not supported", d.Name, d.Kind)
+		}
+		fd, e := v.fds.installFile(f, 3)
 		if e != 0 {
 			return fmt.Errorf("device %s: %w", d.Name, e)
 		}

@@ -74,6 +74,12 @@ var backends = map[string]opener{
 
 // Open opens the backend named by spec: "user" or "tap:IFACE".
 func Open(spec string, o Options) (*Backend, error) {
+	if o.Addr.IsValid() && !o.Addr.Addr().Is4() || o.Gateway.IsValid() && !o.Gateway.Is4() {
+		return nil, fmt.Errorf("only IPv4 is supported (got ip=%v gw=%v)", o.Addr, o.Gateway)
+	}
+	if o.Addr.IsValid() && o.Gateway.IsValid() && (!o.Addr.Contains(o.Gateway) || o.Addr.Addr() == o.Gateway) {
+		return nil, fmt.Errorf("gateway %v must be another address in %v", o.Gateway, o.Addr.Masked())
+	}
 	name, arg, _ := strings.Cut(spec, ":")
 	open, ok := backends[name]
 	if !ok {
@@ -109,7 +115,7 @@ func openUser(arg string, o Options) (*Backend, error) {
 		gw = usernet.DefaultGateway
 	}
 	if !addr.Contains(gw) || addr.Addr() == gw {
-		return nil, fmt.Errorf("gateway %v must be another address in %v", gw, addr.Masked())
+		return nil, fmt.Errorf("gateway %v must be another address in %v (give gw= with ip=)", gw, addr.Masked())
 	}
 	guest, host, err := socketPair()
 	if err != nil {

@@ -40,6 +40,10 @@ type fileDevice struct {
 	*os.File
 	rc      syscall.RawConn
 	noBatch atomic.Bool
+
+	// Message vectors, reused: one goroutine reads, one writes.
+	rhdrs, whdrs []unix.Mmsghdr
+	riovs, wiovs []unix.Iovec
 }
 
 // NewFileDevice wraps a non-blocking frame descriptor.
@@ -63,8 +67,7 @@ func (d *fileDevice) ReadFrames(bufs [][]byte, sizes []int) (int, error) {
 	if d.noBatch.Load() {
 		return d.readOne(bufs[0], sizes)
 	}
-	hdrs := make([]unix.Mmsghdr, len(bufs))
-	iovs := make([]unix.Iovec, len(bufs))
+	hdrs, iovs := vectors(&d.rhdrs, &d.riovs, len(bufs))
 	for i, b := range bufs {
 		iovs[i] = unix.Iovec{Base: &b[0], Len: uint64(len(b))}
 		hdrs[i].Hdr.Iov, hdrs[i].Hdr.Iovlen = &iovs[i], 1
@@ -105,8 +108,7 @@ func (d *fileDevice) WriteFrames(frames [][]byte) (int, error) {
 		}
 		return len(frames), nil
 	}
-	hdrs := make([]unix.Mmsghdr, len(frames))
-	iovs := make([]unix.Iovec, len(frames))
+	hdrs, iovs := vectors(&d.whdrs, &d.wiovs, len(frames))
 	for i, f := range frames {
 		iovs[i] = unix.Iovec{Base: &f[0], Len: uint64(len(f))}
 		hdrs[i].Hdr.Iov, hdrs[i].Hdr.Iovlen = &iovs[i], 1
@@ -170,4 +172,15 @@ func (d *fileDevice) writeOne(frame []byte) error {
 		err = errno
 	}
 	return err
+}
+
+// vectors returns n zeroed message headers and iovecs, reusing *hs and *is.
+func vectors(hs *[]unix.Mmsghdr, is *[]unix.Iovec, n int) ([]unix.Mmsghdr, []unix.Iovec) {
+	if cap(*hs) < n {
+		*hs, *is = make([]unix.Mmsghdr, n), make([]unix.Iovec, n)
+	}
+	h, i := (*hs)[:n], (*is)[:n]
+	clear(h)
+	clear(i)
+	return h, i
 }

@@ -82,13 +82,16 @@ func NewGVisorStack() (*stack.Stack, error) {
 	return s, nil
 }
 
-// New starts a stack on dev. The stack owns dev and closes it on Close.
+// New starts a stack on dev. The stack owns dev: Close closes it, and so
+// does a failing New.
 func New(dev Device, cfg Config) (*Stack, error) {
-	if cfg.Addr.IsValid() && !cfg.Addr.Addr().Is4() {
-		return nil, fmt.Errorf("netstack: address %v is not IPv4", cfg.Addr)
+	if cfg.Addr.IsValid() && !cfg.Addr.Addr().Is4() || cfg.Gateway.IsValid() && !cfg.Gateway.Is4() {
+		dev.Close()
+		return nil, fmt.Errorf("netstack: address %v via %v is not IPv4", cfg.Addr, cfg.Gateway)
 	}
 	s, err := NewGVisorStack()
 	if err != nil {
+		dev.Close()
 		return nil, err
 	}
 	if cfg.MAC == nil {
@@ -97,6 +100,7 @@ func New(dev Device, cfg Config) (*Stack, error) {
 	link, err := Attach(s, dev, cfg.MTU, cfg.MAC)
 	if err != nil {
 		s.Close()
+		dev.Close()
 		return nil, err
 	}
 	if !cfg.Addr.IsValid() {
@@ -135,7 +139,8 @@ type Link struct {
 }
 
 // Attach makes dev NIC 1 of s (mtu 0 means 1500, a nil mac a random one)
-// and starts moving frames. Closing the Link closes dev.
+// and starts moving frames. Closing the Link closes dev; a failing Attach
+// leaves dev open.
 func Attach(s *stack.Stack, dev Device, mtu uint32, mac net.HardwareAddr) (*Link, error) {
 	if mtu == 0 {
 		mtu = 1500
@@ -184,6 +189,9 @@ func (l *Link) receive(max int) {
 			return
 		}
 		for i := 0; i < got; i++ {
+			if sizes[i] == 0 {
+				return // end of the device: the other side closed it
+			}
 			if sizes[i] < header.EthernetMinimumSize || sizes[i] > max {
 				continue
 			}

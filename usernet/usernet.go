@@ -12,12 +12,15 @@ package usernet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -70,6 +73,7 @@ func ParseForward(s string) (Forward, error) {
 	if !ok {
 		hostIP, hostPort = "127.0.0.1", host
 	}
+	hostIP = strings.TrimSuffix(strings.TrimPrefix(hostIP, "["), "]")
 	if hp, err := strconv.ParseUint(hostPort, 10, 16); err != nil || hp == 0 {
 		return f, fmt.Errorf("-p %s: host port %q is not a port number", s, hostPort)
 	}
@@ -103,9 +107,10 @@ type NAT struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// mu guards closers.
+	// mu guards the fields below.
 	mu      sync.Mutex
 	closers []io.Closer
+	closed  bool // Close has begun: nothing new is started or tracked
 }
 
 // dialTimeout bounds connecting to a host address for the guest.
@@ -185,18 +190,27 @@ func Start(dev netstack.Device, guest netip.Prefix, gw netip.Addr, forwards []Fo
 	return n, nil
 }
 
-func (n *NAT) goServe(f func()) {
+// goServe runs f on its own goroutine, which Close waits for. Once Close
+// has begun it reports false and runs nothing.
+func (n *NAT) goServe(f func()) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return false
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		f()
 	}()
+	return true
 }
 
 // Close stops the network: host ports are released before it returns.
 func (n *NAT) Close() error {
 	n.cancel()
 	n.mu.Lock()
+	n.closed = true
 	for _, c := range n.closers {
 		c.Close()
 	}
@@ -208,9 +222,15 @@ func (n *NAT) Close() error {
 	return nil
 }
 
-// track registers c to be closed with the NAT; the returned func forgets it.
+// track registers c to be closed with the NAT; the returned func forgets
+// it. Once Close has begun, c is closed at once.
 func (n *NAT) track(c io.Closer) (untrack func()) {
 	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		c.Close()
+		return func() {}
+	}
 	n.closers = append(n.closers, c)
 	n.mu.Unlock()
 	return func() {
@@ -251,7 +271,11 @@ func (n *NAT) outboundTCP(req *tcp.ForwarderRequest) {
 		return
 	}
 	req.Complete(false)
-	n.goServe(func() { n.splice(gonet.NewTCPConn(&wq, ep), host) })
+	guest := gonet.NewTCPConn(&wq, ep)
+	if !n.goServe(func() { n.splice(guest, host) }) {
+		guest.Close()
+		host.Close()
+	}
 }
 
 // outboundUDP relays a guest's UDP flow through a host socket.
@@ -268,7 +292,10 @@ func (n *NAT) outboundUDP(req *udp.ForwarderRequest) bool {
 		return true
 	}
 	guest := gonet.NewUDPConn(&wq, ep)
-	n.goServe(func() { n.relayUDP(guest, host) })
+	if !n.goServe(func() { n.relayUDP(guest, host) }) {
+		guest.Close()
+		host.Close()
+	}
 	return true
 }
 
@@ -280,7 +307,7 @@ func (n *NAT) serveTCPForward(ln net.Listener, port uint16) {
 		if err != nil {
 			return
 		}
-		n.goServe(func() {
+		if !n.goServe(func() {
 			ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
 			g, err := gonet.DialContextTCP(ctx, n.s, target, ipv4.ProtocolNumber)
 			cancel()
@@ -289,66 +316,102 @@ func (n *NAT) serveTCPForward(ln net.Listener, port uint16) {
 				return
 			}
 			n.splice(c, g)
-		})
+		}) {
+			c.Close()
+		}
 	}
 }
 
+// maxUDPFlows bounds the host clients one UDP forward tracks at once.
+const maxUDPFlows = 256
+
 // serveUDPForward relays datagrams from host clients to the guest port,
-// one guest-side socket per client so replies find their way back.
+// one guest-side socket per client so replies find their way back. A flow
+// ends after udpIdle without traffic either way.
 func (n *NAT) serveUDPForward(pc net.PacketConn, port uint16) {
 	target := tcpip.FullAddress{NIC: netstack.NIC, Addr: tcpip.AddrFrom4(n.guest.As4()), Port: port}
+	type flow struct {
+		conn *gonet.UDPConn
+		last atomic.Int64 // unix nanoseconds of the last datagram either way
+	}
 	var mu sync.Mutex
-	flows := map[string]*gonet.UDPConn{}
+	flows := map[string]*flow{}
 	buf := make([]byte, 65536)
 	for {
 		nr, from, err := pc.ReadFrom(buf)
 		if err != nil {
 			return
 		}
+		key := from.String()
 		mu.Lock()
-		g := flows[from.String()]
-		if g == nil {
-			if g, err = gonet.DialUDP(n.s, nil, &target, ipv4.ProtocolNumber); err != nil {
-				mu.Unlock()
-				continue
-			}
-			flows[from.String()] = g
-			untrack := n.track(g)
-			n.goServe(func() {
-				defer untrack()
-				b := make([]byte, 65536)
-				for {
-					g.SetReadDeadline(time.Now().Add(udpIdle))
-					m, err := g.Read(b)
-					if err != nil {
-						break
+		f := flows[key]
+		if f == nil && len(flows) < maxUDPFlows {
+			g, err := gonet.DialUDP(n.s, nil, &target, ipv4.ProtocolNumber)
+			if err == nil {
+				f = &flow{conn: g}
+				f.last.Store(time.Now().UnixNano())
+				flows[key] = f
+				untrack := n.track(g)
+				if !n.goServe(func() {
+					defer untrack()
+					b := make([]byte, 65536)
+					for {
+						g.SetReadDeadline(time.Unix(0, f.last.Load()).Add(udpIdle))
+						m, err := g.Read(b)
+						if err != nil {
+							if n.ctx.Err() == nil && isTimeout(err) && time.Since(time.Unix(0, f.last.Load())) < udpIdle {
+								continue // traffic the other way kept the flow alive
+							}
+							break
+						}
+						f.last.Store(time.Now().UnixNano())
+						pc.WriteTo(b[:m], from)
 					}
-					pc.WriteTo(b[:m], from)
+					mu.Lock()
+					delete(flows, key)
+					mu.Unlock()
+					g.Close()
+				}) {
+					g.Close()
+					delete(flows, key)
+					f = nil
 				}
-				mu.Lock()
-				delete(flows, from.String())
-				mu.Unlock()
-				g.Close()
-			})
+			}
 		}
 		mu.Unlock()
-		g.Write(buf[:nr])
+		if f != nil {
+			f.last.Store(time.Now().UnixNano())
+			f.conn.Write(buf[:nr])
+		}
 	}
 }
 
-// relayUDP copies datagrams both ways until the flow idles out.
+// isTimeout reports whether err is a read deadline expiring.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// relayUDP copies datagrams both ways until the flow has been idle, in
+// both directions, for udpIdle.
 func (n *NAT) relayUDP(guest, host net.Conn) {
 	untrackG, untrackH := n.track(guest), n.track(host)
 	defer func() { untrackG(); untrackH(); guest.Close(); host.Close() }()
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
 	done := make(chan struct{}, 2)
 	pump := func(dst, src net.Conn) {
 		b := make([]byte, 65536)
 		for {
-			src.SetReadDeadline(time.Now().Add(udpIdle))
+			src.SetReadDeadline(time.Unix(0, last.Load()).Add(udpIdle))
 			m, err := src.Read(b)
 			if err != nil {
+				if n.ctx.Err() == nil && isTimeout(err) && time.Since(time.Unix(0, last.Load())) < udpIdle {
+					continue
+				}
 				break
 			}
+			last.Store(time.Now().UnixNano())
 			dst.Write(b[:m])
 		}
 		done <- struct{}{}

@@ -50,26 +50,22 @@ func cmdInspect(args []string, stdout, stderr *os.File) int {
 		return exitUsage
 	}
 	path := fs.Arg(0)
-	f, err := os.Open(path)
+	exe, emb, err := imagefile.Load(path)
+	if err == nil {
+		if _, err = elfimage.Parse(exe); err != nil {
+			err = fmt.Errorf("%s: %w", path, err)
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "atoll: %v\n", err)
 		return exitFailure
 	}
-	data, err := elfimage.ReadFile(f, elfimage.MaxImageBytes+1<<20)
-	f.Close()
-	var exe []byte
-	var emb *imagefile.Embedded
-	if err == nil {
-		exe, emb, err = imagefile.Split(data)
-	}
-	if err == nil {
-		_, err = elfimage.Parse(exe)
-	}
+	st, err := os.Stat(path)
 	if err != nil {
-		fmt.Fprintf(stderr, "atoll: %s: %v\n", path, err)
+		fmt.Fprintf(stderr, "atoll: %v\n", err)
 		return exitFailure
 	}
-	in := inspection{Image: path, Size: len(data)}
+	in := inspection{Image: path, Size: int(st.Size())}
 	if bi, err := buildinfo.Read(bytes.NewReader(exe)); err == nil {
 		in.GoVersion, in.Package = bi.GoVersion, bi.Path
 	}
@@ -79,7 +75,10 @@ func cmdInspect(args []string, stdout, stderr *os.File) int {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(in)
+		if err := enc.Encode(in); err != nil {
+			fmt.Fprintf(stderr, "atoll: %v\n", err)
+			return exitFailure
+		}
 		return 0
 	}
 	printInspection(stdout, in)

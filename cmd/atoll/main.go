@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"atoll.dev/atoll/abi"
 	"atoll.dev/atoll/manifest"
 )
 
@@ -91,15 +92,33 @@ func (s *sizeFlag) Set(v string) error {
 // listFlag collects a repeated KEY=VALUE flag.
 type listFlag struct {
 	what  string // for errors: "KEY=VALUE", "NAME=FILE"
+	check func(key string) error
 	items []string
 }
 
 func (l *listFlag) String() string { return strings.Join(l.items, ",") }
 
 func (l *listFlag) Set(v string) error {
-	if i := strings.IndexByte(v, '='); i <= 0 {
+	i := strings.IndexByte(v, '=')
+	if i <= 0 {
 		return fmt.Errorf("want %s, got %q", l.what, v)
 	}
+	if l.check != nil {
+		if err := l.check(v[:i]); err != nil {
+			return err
+		}
+	}
 	l.items = append(l.items, v)
+	return nil
+}
+
+// checkEnv vets an environment variable name given with -e.
+func checkEnv(k string) error {
+	if !manifest.ValidEnvKey(k) {
+		return fmt.Errorf("%q is not a variable name ([A-Za-z0-9_], not starting with a digit)", k)
+	}
+	if strings.HasPrefix(k, abi.ReservedEnvPrefix) {
+		return fmt.Errorf("%s: names starting with %s are atoll's own", k, abi.ReservedEnvPrefix)
+	}
 	return nil
 }

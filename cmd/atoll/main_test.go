@@ -12,7 +12,9 @@ import (
 	"testing"
 
 	"atoll.dev/atoll/abi"
+	"atoll.dev/atoll/imagefile"
 	"atoll.dev/atoll/internal/testenv"
+	"atoll.dev/atoll/manifest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -120,6 +122,12 @@ func TestGolden(t *testing.T) {
 		{"run-wrong-size", []string{"run", "--block", "data=" + write("big.img", make([]byte, 4096)), devicesImage}, 125},
 		{"run-device-on-plain", []string{"run", "--block", "data=x", hello}, 125},
 		{"new-bad-name", []string{"new", "Hello_World"}, 2},
+		{"run-env-reserved", []string{"run", "-e", "ATOLL_DEVICES=x", hello}, 2},
+		{"run-env-bad-key", []string{"run", "-e", "1X=y", hello}, 2},
+		{"run-net-ipv6", []string{"run", "--net", "service=user,ip=fe80::1/64,gw=fe80::2", netImage}, 125},
+		{"run-net-gw-outside", []string{"run", "--net", "service=user,ip=10.5.0.2/24,gw=10.6.0.1", netImage}, 125},
+		{"run-abi-newer", []string{"run", write("future.img", futureImage(t, data))}, 125},
+		{"build-env-reserved", []string{"build", pkg(t, dir, "envpkg", "unikernel web\nenv ATOLL_NET_SERVICE=1.2.3.4/8\n")}, 125},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -253,6 +261,16 @@ func TestNoKVMPermission(t *testing.T) {
 	if !strings.Contains(string(out), want) || strings.Count(string(out), "\n") != 1 {
 		t.Fatalf("output %q, want one line containing %q", out, want)
 	}
+}
+
+// futureImage embeds a manifest claiming a guest ABI newer than this atoll's.
+func futureImage(t *testing.T, exe []byte) []byte {
+	t.Helper()
+	img, err := imagefile.Append(exe, imagefile.Embedded{Manifest: manifest.Default("future"), ABIVersion: "0.99"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
 
 // pkg writes a main package with the given manifest into dir/name; the

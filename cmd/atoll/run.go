@@ -20,7 +20,6 @@ import (
 	"atoll.dev/atoll/imagefile"
 	"atoll.dev/atoll/manifest"
 	"atoll.dev/atoll/monitor"
-	"atoll.dev/atoll/monitor/elfimage"
 	"atoll.dev/atoll/netback"
 	"atoll.dev/atoll/usernet"
 )
@@ -53,7 +52,7 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	var mem sizeFlag
 	fs.Var(&mem, "mem", "guest memory limit, e.g. 256M (default: the manifest's, else 512M)")
 	cpus := fs.Int("cpus", 0, "processors the guest sees, drives GOMAXPROCS (default: the manifest's, else 1)")
-	env := &listFlag{what: "KEY=VALUE"}
+	env := &listFlag{what: "KEY=VALUE", check: checkEnv}
 	fs.Var(env, "e", "set an environment variable `KEY=VALUE` in the guest (repeatable)")
 	blocks := &listFlag{what: "NAME=FILE"}
 	fs.Var(blocks, "block", "attach the declared block device NAME to `NAME=FILE` (created at the declared size if missing)")
@@ -77,7 +76,7 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 		guestArgs = guestArgs[1:]
 	}
 	if *cpus < 0 || *cpus > manifest.MaxCPUs {
-		fmt.Fprintf(stderr, "atoll run: --cpus must be between 1 and %d\n", manifest.MaxCPUs)
+		fmt.Fprintf(stderr, "atoll run: --cpus must be between 1 and %d (or 0 for the manifest's)\n", manifest.MaxCPUs)
 		return exitUsage
 	}
 	if mem.set && mem.n < manifest.MinMemory {
@@ -177,29 +176,23 @@ func loadTarget(target string, stderr *os.File) ([]byte, *manifest.Manifest, int
 		}
 		target = img
 	}
-	f, err := os.Open(target)
+	exe, emb, err := imagefile.Load(target)
 	if err != nil {
 		fmt.Fprintf(stderr, "atoll: %v\n", err)
 		return nil, nil, exitFailure
 	}
-	data, err := elfimage.ReadFile(f, elfimage.MaxImageBytes+1<<20)
-	f.Close()
-	if err == nil {
-		var emb *imagefile.Embedded
-		var exe []byte
-		if exe, emb, err = imagefile.Split(data); err == nil {
-			if emb != nil {
-				return exe, emb.Manifest, 0
-			}
-			name := sanitizeName(filepath.Base(target))
-			if name == "" {
-				name = "unikernel"
-			}
-			return exe, manifest.Default(name), 0
+	if emb == nil {
+		name := sanitizeName(filepath.Base(target))
+		if name == "" {
+			name = "unikernel"
 		}
+		return exe, manifest.Default(name), 0
 	}
-	fmt.Fprintf(stderr, "atoll: %s: %v\n", target, err)
-	return nil, nil, exitFailure
+	if !abi.Compatible(emb.ABIVersion) {
+		fmt.Fprintf(stderr, "atoll: %s was built for guest ABI %q, and this atoll implements %s — rebuild it with this atoll (atoll build)\n", target, emb.ABIVersion, abi.Version)
+		return nil, nil, exitFailure
+	}
+	return exe, emb.Manifest, 0
 }
 
 // mergeEnv returns the manifest's environment overridden by -e flags.
@@ -262,7 +255,8 @@ func attachDevices(m *manifest.Manifest, blocks, nets []string, ports []usernet.
 	}
 	var userNets []string
 	for _, d := range m.Devices {
-		if _, ok := given[d.Name]; d.Kind == manifest.Net && (!ok || strings.HasPrefix(given[d.Name], d.Name+"=user")) {
+		_, spec, ok := strings.Cut(given[d.Name], "=")
+		if d.Kind == manifest.Net && (!ok || backendName(spec) == "user") {
 			userNets = append(userNets, d.Name)
 		}
 	}
@@ -297,11 +291,18 @@ func attachDevices(m *manifest.Manifest, blocks, nets []string, ports []usernet.
 	return att, nil
 }
 
+// backendName is the backend part of BACKEND[:ARG][,OPTIONS].
+func backendName(spec string) string {
+	spec, _, _ = strings.Cut(spec, ",")
+	spec, _, _ = strings.Cut(spec, ":")
+	return spec
+}
+
 // openNet opens a network backend from BACKEND[,ip=ADDR/PREFIX][,gw=ADDR].
 func openNet(spec string, ports []usernet.Forward) (*netback.Backend, error) {
 	parts := strings.Split(spec, ",")
 	o := netback.Options{}
-	if strings.HasPrefix(parts[0], "user") {
+	if backendName(spec) == "user" {
 		o.Forwards = ports
 	}
 	for _, opt := range parts[1:] {
@@ -354,7 +355,11 @@ func openBlock(path string, d manifest.Device) (*os.File, error) {
 		return nil, err
 	}
 	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
 		f.Close()
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
