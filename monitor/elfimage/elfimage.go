@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 )
 
@@ -167,8 +168,22 @@ func Lookup(syms []Symbol, pc uint64) (Symbol, uint64, bool) {
 	return s, pc - s.Addr, true
 }
 
-// ReadFile reads an image from r, refusing files larger than limit.
+// ReadFile reads an image from r, refusing files larger than limit. A
+// regular file is read in one go at its size (io.ReadAll's growing buffer
+// made reading a 2.5 MB image take ~4 ms, a seventh of a boot).
 func ReadFile(r io.Reader, limit int64) ([]byte, error) {
+	if f, ok := r.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			if st.Size() > limit {
+				return nil, invalid("file larger than %d bytes", limit)
+			}
+			data := make([]byte, st.Size())
+			if _, err := io.ReadFull(f, data); err != nil {
+				return nil, err
+			}
+			return data, nil
+		}
+	}
 	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
