@@ -94,7 +94,7 @@ const (
 	// arenaBase is the address space for unhinted mmaps on top of the
 	// limit: the Go runtime reserves about 1.1 GiB of PROT_NONE space for
 	// its page allocator at start-up.
-	arenaBase = 2 << 30
+	arenaBase = 5 << 28 // 1.25 GiB
 )
 
 // VM is one running unikernel.
