@@ -184,7 +184,7 @@ func (p *parser) directive(line int, verb string, args []string) error {
 			return err
 		}
 		if !ValidName(args[0]) {
-			return p.errorf(line, "unikernel name %q must be 1–63 of [a-z0-9-], starting with a letter", args[0])
+			return p.errorf(line, "unikernel name %q must be %s", args[0], NameRule)
 		}
 		m.Name = args[0]
 	case "memory":
@@ -259,7 +259,7 @@ func (p *parser) directive(line int, verb string, args []string) error {
 
 func (p *parser) addDevice(line int, d Device) error {
 	if !ValidName(d.Name) {
-		return p.errorf(line, "%s device name %q must be 1–63 of [a-z0-9-], starting with a letter", d.Kind, d.Name)
+		return p.errorf(line, "%s device name %q must be %s", d.Kind, d.Name, NameRule)
 	}
 	if _, dup := p.m.Device(d.Name); dup {
 		return p.errorf(line, "device name %q declared twice", d.Name)
@@ -276,7 +276,7 @@ func (p *parser) addDevice(line int, d Device) error {
 func (m *Manifest) Validate() error {
 	switch {
 	case !ValidName(m.Name):
-		return fmt.Errorf("unikernel name %q must be 1–63 of [a-z0-9-], starting with a letter", m.Name)
+		return fmt.Errorf("unikernel name %q must be %s", m.Name, NameRule)
 	case m.Memory < MinMemory || m.Memory > 1<<40:
 		return fmt.Errorf("memory %d out of range", m.Memory)
 	case m.CPUs < 1 || m.CPUs > MaxCPUs:
@@ -307,6 +307,9 @@ func (m *Manifest) Validate() error {
 	}
 	return nil
 }
+
+// NameRule describes what ValidName accepts, for error messages.
+const NameRule = "1–63 of [a-z0-9-], starting with a letter"
 
 // ValidName reports whether s can name a unikernel or a device: 1–63 of
 // [a-z0-9-], starting with a letter (a DNS label, usable as a host name).

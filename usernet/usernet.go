@@ -138,7 +138,7 @@ func Start(dev netstack.Device, guest netip.Prefix, gw netip.Addr, forwards []Fo
 		case "tcp":
 			ln, err := net.Listen("tcp", f.HostAddr)
 			if err != nil {
-				return fail(fmt.Errorf("port forward %s -> guest %d: %w", f.HostAddr, f.GuestPort, err))
+				return fail(errorf("port forward %s -> guest %d: %w", f.HostAddr, f.GuestPort, err))
 			}
 			listeners = append(listeners, ln)
 			port := f.GuestPort
@@ -146,13 +146,13 @@ func Start(dev netstack.Device, guest netip.Prefix, gw netip.Addr, forwards []Fo
 		case "udp":
 			pc, err := net.ListenPacket("udp", f.HostAddr)
 			if err != nil {
-				return fail(fmt.Errorf("port forward %s/udp -> guest %d: %w", f.HostAddr, f.GuestPort, err))
+				return fail(errorf("port forward %s/udp -> guest %d: %w", f.HostAddr, f.GuestPort, err))
 			}
 			listeners = append(listeners, pc)
 			port := f.GuestPort
 			accepts = append(accepts, func() { n.serveUDPForward(pc, port) })
 		default:
-			return fail(fmt.Errorf("port forward: protocol %q", f.Proto))
+			return fail(errorf("port forward: protocol %q", f.Proto))
 		}
 	}
 	s, err := netstack.NewGVisorStack()
@@ -169,7 +169,7 @@ func Start(dev netstack.Device, guest netip.Prefix, gw netip.Addr, forwards []Fo
 		Address: tcpip.AddrFrom4(gw.As4()), PrefixLen: guest.Bits()}}
 	if err := s.AddProtocolAddress(netstack.NIC, pa, stack.AddressProperties{}); err != nil {
 		n.Close()
-		return nil, fmt.Errorf("usernet: %v", err)
+		return nil, errorf("%v", err)
 	}
 	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: netstack.NIC}})
 	// The gateway answers for every address the guest talks to.

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"atoll.dev/atoll/abi"
@@ -139,11 +141,23 @@ func buildImage(dir string, m *manifest.Manifest, out, show string, stderr *os.F
 	}
 	fmt.Fprintf(stderr, "atoll: building %s (go build, CGO_ENABLED=0 GOOS=linux GOARCH=amd64)\n", m.Name)
 	start := time.Now()
+	// An interrupt stops go build (it gets the signal too) and must not
+	// leave the temporary file behind: wait for go build, then clean up.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	cmd := exec.Command("go", "build", "-o", exe, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	cmd.Stdout, cmd.Stderr = stderr, stderr
-	if err := cmd.Run(); err != nil {
+	err = cmd.Run()
+	select {
+	case sig := <-sigs:
+		fmt.Fprintf(stderr, "atoll: build interrupted (%v)\n", sig)
+		return 128 + int(sig.(syscall.Signal))
+	default:
+	}
+	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			return exitBuild

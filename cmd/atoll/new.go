@@ -35,7 +35,7 @@ func cmdNew(args []string, stdout, stderr *os.File) int {
 	dir := fs.Arg(0)
 	name := filepath.Base(dir)
 	if !manifest.ValidName(name) {
-		fmt.Fprintf(stderr, "atoll new: name %q must be 1–63 of [a-z0-9-], starting with a letter\n", name)
+		fmt.Fprintf(stderr, "atoll new: name %q must be %s\n", name, manifest.NameRule)
 		return exitUsage
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
