@@ -24,20 +24,21 @@ const (
 	eferSCE, eferLME, eferLMA, eferNXE              = 1 << 0, 1 << 8, 1 << 10, 1 << 11
 )
 
-// writeSystemArea installs the syscall trampoline, a single `hlt`.
+// writeSystemArea installs the syscall trampoline (trampoline.go) and the
+// vDSO.
 //
 // The guest runs in user mode (CPL 3) with no kernel: SYSCALL jumps to
-// MSR_LSTAR without changing privilege, and the privileged `hlt` there
-// traps. With no exception handler in the guest the trap ends KVM_RUN, and
+// MSR_LSTAR without changing privilege, and the privileged `hlt` at the
+// trampoline's end traps. With no exception handler in the guest the trap ends KVM_RUN, and
 // the monitor recognises a system call by the trapping address. Measured on
 // this project's PVM hosts, supervisor mode is emulated instruction by
 // instruction while user mode runs natively; see docs/architecture.md.
 func (v *VM) writeSystemArea() error {
-	b, err := v.mem.Slice(trampolineAddr, 1)
+	b, err := v.mem.Slice(trampolineAddr, uint64(len(trampolineCode)))
 	if err != nil {
 		return err
 	}
-	b[0] = 0xf4
+	copy(b, trampolineCode)
 	img, err := v.mem.Slice(vdsoAddr, vdsoSize)
 	if err != nil {
 		return err

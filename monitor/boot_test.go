@@ -111,6 +111,7 @@ func TestGuestsMatchNative(t *testing.T) {
 		{name: "nilrecover", wantOut: "still running\n"},
 		{name: "nilpanic", wantOut: "about to crash\n", wantCode: 2, stderrHas: "invalid memory address or nil pointer dereference", onlyStatus: true},
 		{name: "preempt", wantOut: "main goroutine ran again: true\n"},
+		{name: "sigaction", wantOut: "read: errno 0\nset: errno 0 true\nread back: true\nsame buffer: errno 0 true\nrestored: true\nsignal 0: invalid argument\nsignal 65: invalid argument\nSIGKILL: invalid argument\nsigsetsize 4: invalid argument\n"},
 		{name: "timenow", wantOut: "slept at least 200ms: true\nslept under 2s: true\nwall clock advanced: true\nyear plausible: true\n"},
 	}
 	for _, c := range cases {
@@ -277,6 +278,10 @@ func TestBootExits(t *testing.T) {
 	_, res := boot(t, guest(t, "hello"), nil, nil, 512<<20)
 	if res.Stats.Total == 0 || res.Stats.Syscalls["write"] == 0 {
 		t.Fatalf("implausible statistics: %v", res.Stats)
+	}
+	// The trampoline answers rt_sigaction in the guest.
+	if n := res.Stats.Syscalls["rt_sigaction"]; n != 0 {
+		t.Errorf("%d rt_sigaction exits: the trampoline's fast path is not taken", n)
 	}
 	if res.Stats.Total > 1000 {
 		t.Errorf("hello took %d exits to boot:\n%v", res.Stats.Total, res.Stats)

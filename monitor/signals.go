@@ -54,9 +54,7 @@ type faultInfo struct {
 // deliverFault delivers a synchronous signal. A fault that is blocked, has
 // no handler or cannot be delivered ends the VM with a crash report.
 func (t *vcpu) deliverFault(f faultInfo) bool {
-	t.vm.sigMu.Lock()
-	h := t.vm.handlers[f.sig]
-	t.vm.sigMu.Unlock()
+	h := t.vm.handler(int(f.sig))
 	if h.handler == sigDfl || h.handler == sigIgn || t.sigmask&sigbit(f.sig) != 0 {
 		t.crash(fmt.Sprintf("%s at pc %#x (address %#x), and the guest has no handler for it", signalName(f.sig), t.cpu.Run.Regs.RIP, f.addr), 128+int(f.sig))
 		return false
@@ -83,9 +81,7 @@ func (t *vcpu) deliverPending() bool {
 		for sig = 1; p&sigbit(sig) == 0; sig++ {
 		}
 		t.pending.And(^sigbit(sig))
-		t.vm.sigMu.Lock()
-		h := t.vm.handlers[sig]
-		t.vm.sigMu.Unlock()
+		h := t.vm.handler(int(sig))
 		switch {
 		case h.handler == sigIgn:
 			continue
@@ -179,7 +175,7 @@ func (t *vcpu) pushFrame(sig unix.Signal, h sigaction, info []byte, f faultInfo)
 	t.sigmask &^= unblockable
 	if h.flags&saResethand != 0 {
 		t.vm.sigMu.Lock()
-		t.vm.handlers[sig] = sigaction{}
+		t.vm.setHandler(int(sig), sigaction{})
 		t.vm.sigMu.Unlock()
 	}
 	r.RSP = frame
@@ -255,9 +251,9 @@ func sysRtSigaction(t *vcpu, a *sysArgs) (uint64, control) {
 		old = b
 	}
 	v.sigMu.Lock()
-	prev := v.handlers[sig]
+	prev := v.handler(int(sig))
 	if act != nil {
-		v.handlers[sig] = *act
+		v.setHandler(int(sig), *act)
 	}
 	v.sigMu.Unlock()
 	if old != nil {

@@ -64,7 +64,7 @@ func (t *vcpu) loop() {
 			// Every trap out of the guest arrives here (see boot.go):
 			// a system call is the trampoline's trap, anything else a
 			// fault.
-			if run.Regs.RIP == uint64(trampolineAddr) {
+			if run.Regs.RIP == uint64(trampolineAddr)+trampolineHlt {
 				if !t.syscall() {
 					return
 				}
@@ -182,6 +182,14 @@ func (t *vcpu) fault() bool {
 		return false
 	}
 	r := &t.cpu.Run.Regs
+	if r.RIP >= uint64(trampolineAddr) && r.RIP < uint64(trampolineAddr)+trampolineHlt {
+		// A bad pointer given to a system call the trampoline answers.
+		r.RAX = errno(unix.EFAULT)
+		r.RIP = r.RCX
+		r.RFLAGS = r.R11
+		t.cpu.Run.DirtyRegs |= kvm.SyncRegs
+		return true
+	}
 	vec := ev.Exception.Nr
 	code := uint64(ev.Exception.ErrorCode)
 	f := faultInfo{trapno: uint64(vec), err: code}

@@ -113,9 +113,9 @@ type VM struct {
 	fds        fdTable
 	devicesEnv string // abi.DevicesEnv=..., when devices are attached
 
-	// sigMu guards handlers.
-	sigMu    sync.Mutex
-	handlers [65]sigaction
+	// sigMu serializes the monitor's updates of the signal-action table
+	// (trampoline.go), which lives in guest memory.
+	sigMu sync.Mutex
 
 	// thrMu guards the fields below.
 	thrMu   sync.Mutex
