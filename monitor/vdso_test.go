@@ -76,15 +76,24 @@ func TestVDSOImage(t *testing.T) {
 
 // TestVDSOCodeMatchesSource reassembles testdata/vdso_clock_gettime.s.
 func TestVDSOCodeMatchesSource(t *testing.T) {
+	if code := assemble(t, "testdata/vdso_clock_gettime.s"); !bytes.Equal(code, vdsoClockGettime) {
+		t.Fatalf("vdsoClockGettime differs from its source:\n got % x\nwant % x", vdsoClockGettime, code)
+	}
+}
+
+// assemble assembles a GNU as source file and returns its .text bytes,
+// skipping the test where binutils is not installed.
+func assemble(t *testing.T, src string) []byte {
+	t.Helper()
 	as, err1 := exec.LookPath("as")
 	objcopy, err2 := exec.LookPath("objcopy")
 	if err1 != nil || err2 != nil {
-		t.Skip("GNU as/objcopy not installed (binutils): cannot reassemble the vDSO")
+		t.Skip("GNU as/objcopy not installed (binutils): cannot reassemble " + src)
 	}
 	dir := t.TempDir()
-	obj, bin := filepath.Join(dir, "v.o"), filepath.Join(dir, "v.bin")
-	if out, err := exec.Command(as, "-o", obj, "testdata/vdso_clock_gettime.s").CombinedOutput(); err != nil {
-		t.Fatalf("as: %v\n%s", err, out)
+	obj, bin := filepath.Join(dir, "code.o"), filepath.Join(dir, "code.bin")
+	if out, err := exec.Command(as, "-o", obj, src).CombinedOutput(); err != nil {
+		t.Fatalf("as %s: %v\n%s", src, err, out)
 	}
 	if out, err := exec.Command(objcopy, "-O", "binary", "-j", ".text", obj, bin).CombinedOutput(); err != nil {
 		t.Fatalf("objcopy: %v\n%s", err, out)
@@ -93,9 +102,7 @@ func TestVDSOCodeMatchesSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(code, vdsoClockGettime) {
-		t.Fatalf("vdsoClockGettime differs from its source:\n got % x\nwant % x", vdsoClockGettime, code)
-	}
+	return code
 }
 
 // TestClockTracksHost anchors a clock at the measured TSC frequency and

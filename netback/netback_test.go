@@ -14,6 +14,32 @@ import (
 	"atoll.dev/atoll/usernet"
 )
 
+// userGuest opens the user backend with the given forwards and starts a
+// guest stack on it, batching as the guest library does; dhcp asks for the
+// address instead of taking the one the backend chose.
+func userGuest(t *testing.T, forwards []usernet.Forward, dhcp bool) (*Backend, *netstack.Stack) {
+	t.Helper()
+	b, err := Open("user", Options{Forwards: forwards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	dev, err := netstack.NewFileDevice(b.Guest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := netstack.Config{Addr: b.Addr, Gateway: b.Gateway}
+	if dhcp {
+		cfg = netstack.Config{}
+	}
+	g, err := netstack.New(dev, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return b, g
+}
+
 // TestUserNetwork runs a guest stack on the user backend, without a VM:
 // a host client reaches the guest through a port forward, and the guest
 // reaches a host server through the gateway.
@@ -23,24 +49,10 @@ func TestUserNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Open("user", Options{Forwards: []usernet.Forward{fwd}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, g := userGuest(t, []usernet.Forward{fwd}, false)
 	if b.Addr.String() != "10.0.2.15/24" || b.Gateway.String() != "10.0.2.2" {
 		t.Fatalf("addressing %v via %v", b.Addr, b.Gateway)
 	}
-	// The guest side batches frames as the guest library does.
-	dev, err := netstack.NewFileDevice(b.Guest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := netstack.New(dev, netstack.Config{Addr: b.Addr, Gateway: b.Gateway})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
 
 	ln, err := g.Listen("tcp", ":80")
 	if err != nil {
@@ -97,16 +109,7 @@ func TestUserNetwork(t *testing.T) {
 // TestUserDHCP: a guest stack with no address gets the user network's
 // one (10.0.2.15/24 via 10.0.2.2) from its DHCP server, and works.
 func TestUserDHCP(t *testing.T) {
-	b, err := Open("user", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	g, err := netstack.New(b.Guest, netstack.Config{}) // no address: DHCP
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	_, g := userGuest(t, nil, true)
 	if g.Addr().String() != "10.0.2.15" {
 		t.Fatalf("leased %v, want 10.0.2.15", g.Addr())
 	}
@@ -141,16 +144,7 @@ func TestUDPForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Open("user", Options{Forwards: []usernet.Forward{fwd}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	g, err := netstack.New(b.Guest, netstack.Config{Addr: b.Addr, Gateway: b.Gateway})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	_, g := userGuest(t, []usernet.Forward{fwd}, false)
 	pc, err := g.ListenPacket("udp", ":53")
 	if err != nil {
 		t.Fatal(err)
