@@ -32,6 +32,8 @@ type Options struct {
 	Gateway netip.Addr
 	// DHCP has the guest ask for its address instead (Addr is ignored).
 	DHCP bool
+	// Outbound limits the connections a guest on the user backend opens.
+	Outbound usernet.Outbound
 }
 
 // Backend is an opened backend.
@@ -127,7 +129,7 @@ func openUser(arg string, o Options) (*Backend, error) {
 		host.Close()
 		return nil, err
 	}
-	nat, err := usernet.Start(dev, addr, gw, o.Forwards)
+	nat, err := usernet.Start(dev, usernet.Config{Guest: addr, Gateway: gw, Forwards: o.Forwards, Outbound: o.Outbound})
 	if err != nil {
 		guest.Close()
 		return nil, err
@@ -145,6 +147,9 @@ func openTap(iface string, o Options) (*Backend, error) {
 	}
 	if len(o.Forwards) > 0 {
 		return nil, fmt.Errorf("port forwards (-p) need the user backend; on a tap device the guest is reachable at its own address")
+	}
+	if o.Outbound != usernet.OutboundAll {
+		return nil, fmt.Errorf("outbound= applies to the user backend; on a tap device use the host's firewall")
 	}
 	if !o.Addr.IsValid() && !o.DHCP {
 		return nil, fmt.Errorf("tap:%s needs the guest's address: add ,ip=ADDR/PREFIX (and ,gw=ADDR for a default route), or ,ip=dhcp", iface)

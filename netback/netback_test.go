@@ -181,6 +181,60 @@ func TestUDPForward(t *testing.T) {
 	}
 }
 
+// TestOutboundPolicy: with outbound=none the guest's connections are
+// refused, to the host's loopback or anywhere, while port forwards still
+// reach it.
+func TestOutboundPolicy(t *testing.T) {
+	host, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	go func() {
+		for {
+			c, err := host.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := strconv.Itoa(host.Addr().(*net.TCPAddr).Port)
+	for _, c := range []struct {
+		policy usernet.Outbound
+		addr   string
+		ok     bool
+	}{
+		{usernet.OutboundAll, "10.0.2.2:" + port, true},
+		{usernet.OutboundNoLoopback, "10.0.2.2:" + port, false},
+		{usernet.OutboundNoLoopback, "127.0.0.1:" + port, false},
+		{usernet.OutboundNone, "10.0.2.2:" + port, false},
+	} {
+		b, err := Open("user", Options{Outbound: c.policy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev, _ := netstack.NewFileDevice(b.Guest)
+		g, err := netstack.New(dev, netstack.Config{Addr: b.Addr, Gateway: b.Gateway})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A refused connection is reset at once, or (127.0.0.1, which the
+		// guest stack will not send on its NIC) never answered.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := g.DialContext(ctx, "tcp", c.addr)
+		cancel()
+		if (err == nil) != c.ok {
+			t.Errorf("policy %d, dial %s: err %v, want ok=%v", c.policy, c.addr, err, c.ok)
+		}
+		if err == nil {
+			conn.Close()
+		}
+		g.Close()
+		b.Close()
+	}
+}
+
 // TestPortInUse: a taken host port is an error naming it, and nothing is
 // left bound.
 func TestPortInUse(t *testing.T) {

@@ -293,7 +293,11 @@ func (st *Stack) Listen(network, addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return gonet.ListenTCP(st.s, fa, ipv4.ProtocolNumber)
+	ln, err := gonet.ListenTCP(st.s, fa, ipv4.ProtocolNumber)
+	if err != nil {
+		return nil, err
+	}
+	return ln, nil
 }
 
 // ListenPacket opens a UDP socket on addr.
@@ -305,7 +309,11 @@ func (st *Stack) ListenPacket(network, addr string) (net.PacketConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return gonet.DialUDP(st.s, &fa, nil, ipv4.ProtocolNumber)
+	pc, err := gonet.DialUDP(st.s, &fa, nil, ipv4.ProtocolNumber)
+	if err != nil {
+		return nil, err
+	}
+	return pc, nil
 }
 
 // DialContext connects to addr over TCP or UDP.
@@ -314,11 +322,21 @@ func (st *Stack) DialContext(ctx context.Context, network, addr string) (net.Con
 	if err != nil {
 		return nil, err
 	}
+	// The adapters return typed nil pointers with their errors; hand back
+	// a nil interface instead.
 	switch network {
 	case "tcp", "tcp4":
-		return gonet.DialContextTCP(ctx, st.s, fa, ipv4.ProtocolNumber)
+		c, err := gonet.DialContextTCP(ctx, st.s, fa, ipv4.ProtocolNumber)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	case "udp", "udp4":
-		return gonet.DialUDP(st.s, nil, &fa, ipv4.ProtocolNumber)
+		c, err := gonet.DialUDP(st.s, nil, &fa, ipv4.ProtocolNumber)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
 	return nil, fmt.Errorf("netstack: Dial: network %q not supported", network)
 }

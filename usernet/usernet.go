@@ -97,11 +97,12 @@ func cutLast(s, sep string) (before, after string, ok bool) {
 
 // NAT is a running user-mode network.
 type NAT struct {
-	s      *stack.Stack
-	link   *netstack.Link
-	prefix netip.Prefix // the guest's subnet
-	guest  netip.Addr
-	gw     netip.Addr
+	s        *stack.Stack
+	link     *netstack.Link
+	prefix   netip.Prefix // the guest's subnet
+	guest    netip.Addr
+	gw       netip.Addr
+	outbound Outbound
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -119,10 +120,48 @@ const dialTimeout = 10 * time.Second
 // udpIdle ends a UDP flow after this long without traffic.
 const udpIdle = time.Minute
 
+// Outbound says which connections the guest may open through the NAT.
+type Outbound int
+
+// Outbound policies.
+const (
+	// OutboundAll re-makes any connection, with the gateway's address
+	// standing for the host's loopback (QEMU's default).
+	OutboundAll Outbound = iota
+	// OutboundNoLoopback refuses the host's loopback (the gateway and
+	// 127.0.0.0/8) and allows the rest.
+	OutboundNoLoopback
+	// OutboundNone refuses every connection the guest opens; port
+	// forwards still reach it.
+	OutboundNone
+)
+
+// ParseOutbound reads an Outbound policy: "all", "noloopback" or "none".
+func ParseOutbound(s string) (Outbound, error) {
+	switch s {
+	case "all":
+		return OutboundAll, nil
+	case "noloopback":
+		return OutboundNoLoopback, nil
+	case "none":
+		return OutboundNone, nil
+	}
+	return 0, fmt.Errorf("outbound %q (want all, noloopback or none)", s)
+}
+
+// Config describes a user network.
+type Config struct {
+	Guest    netip.Prefix // the guest's address and subnet
+	Gateway  netip.Addr   // the NAT's own address in that subnet
+	Forwards []Forward
+	Outbound Outbound
+}
+
 // Start binds the forwards' host ports (failing if one is taken) and
-// serves the guest on dev, whose address is guest and gateway gw.
-func Start(dev netstack.Device, guest netip.Prefix, gw netip.Addr, forwards []Forward) (*NAT, error) {
-	n := &NAT{prefix: guest, guest: guest.Addr(), gw: gw}
+// serves the guest on dev.
+func Start(dev netstack.Device, cfg Config) (*NAT, error) {
+	guest, gw, forwards := cfg.Guest, cfg.Gateway, cfg.Forwards
+	n := &NAT{prefix: guest, guest: guest.Addr(), gw: gw, outbound: cfg.Outbound}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	var listeners []io.Closer
 	fail := func(err error) (*NAT, error) {
@@ -245,20 +284,30 @@ func (n *NAT) track(c io.Closer) (untrack func()) {
 	}
 }
 
-// hostAddr maps an address the guest dialled to the host's view: the
-// gateway stands for the host's loopback.
-func (n *NAT) hostAddr(a tcpip.Address, port uint16) string {
+// hostAddr maps an address the guest dialled to the host's view — the
+// gateway stands for the host's loopback — or reports that the outbound
+// policy refuses it.
+func (n *NAT) hostAddr(a tcpip.Address, port uint16) (string, bool) {
 	ip := netip.AddrFrom4(a.As4())
-	if ip == n.gw {
+	loopback := ip == n.gw || ip.IsLoopback()
+	switch {
+	case n.outbound == OutboundNone, n.outbound == OutboundNoLoopback && loopback:
+		return "", false
+	case ip == n.gw:
 		ip = netip.MustParseAddr("127.0.0.1")
 	}
-	return netip.AddrPortFrom(ip, port).String()
+	return netip.AddrPortFrom(ip, port).String(), true
 }
 
 // outboundTCP re-makes a guest's TCP connection from a host socket.
 func (n *NAT) outboundTCP(req *tcp.ForwarderRequest) {
 	id := req.ID()
-	host, err := (&net.Dialer{Timeout: dialTimeout}).DialContext(n.ctx, "tcp", n.hostAddr(id.LocalAddress, id.LocalPort))
+	addr, ok := n.hostAddr(id.LocalAddress, id.LocalPort)
+	if !ok {
+		req.Complete(true) // refused by policy: reset
+		return
+	}
+	host, err := (&net.Dialer{Timeout: dialTimeout}).DialContext(n.ctx, "tcp", addr)
 	if err != nil {
 		req.Complete(true) // refuse with a reset, as the destination did
 		return
@@ -281,7 +330,11 @@ func (n *NAT) outboundTCP(req *tcp.ForwarderRequest) {
 // outboundUDP relays a guest's UDP flow through a host socket.
 func (n *NAT) outboundUDP(req *udp.ForwarderRequest) bool {
 	id := req.ID()
-	host, err := net.Dial("udp", n.hostAddr(id.LocalAddress, id.LocalPort))
+	addr, ok := n.hostAddr(id.LocalAddress, id.LocalPort)
+	if !ok {
+		return true // refused by policy: dropped
+	}
+	host, err := net.Dial("udp", addr)
 	if err != nil {
 		return true
 	}

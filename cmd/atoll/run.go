@@ -57,7 +57,7 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	blocks := &listFlag{what: "NAME=FILE"}
 	fs.Var(blocks, "block", "attach the declared block device NAME to `NAME=FILE` (created at the declared size if missing)")
 	nets := &listFlag{what: "NAME=BACKEND"}
-	fs.Var(nets, "net", "attach the declared network device `NAME=BACKEND[,ip=ADDR/PREFIX|dhcp][,gw=ADDR]`; BACKEND is user (the default) or tap:IFACE")
+	fs.Var(nets, "net", "attach the declared network device `NAME=BACKEND[,ip=ADDR/PREFIX|dhcp][,gw=ADDR][,outbound=all|noloopback|none]`; BACKEND is user (the default) or tap:IFACE")
 	var ports portList
 	fs.Var(&ports, "p", "forward a host port to the guest: `[HOSTIP:]HOSTPORT:GUESTPORT[/udp]` (user network; HOSTIP defaults to 127.0.0.1)")
 	verbose := fs.Bool("v", false, "log each distinct unsupported call the guest makes (once each)")
@@ -298,7 +298,8 @@ func backendName(spec string) string {
 	return spec
 }
 
-// openNet opens a network backend from BACKEND[,ip=ADDR/PREFIX][,gw=ADDR].
+// openNet opens a network backend from
+// BACKEND[,ip=ADDR/PREFIX|dhcp][,gw=ADDR][,outbound=POLICY].
 func openNet(spec string, ports []usernet.Forward) (*netback.Backend, error) {
 	parts := strings.Split(spec, ",")
 	o := netback.Options{}
@@ -317,8 +318,10 @@ func openNet(spec string, ports []usernet.Forward) (*netback.Backend, error) {
 			}
 		case "gw":
 			o.Gateway, err = netip.ParseAddr(v)
+		case "outbound":
+			o.Outbound, err = usernet.ParseOutbound(v)
 		default:
-			err = fmt.Errorf("unknown option %q (want ip=ADDR/PREFIX, ip=dhcp or gw=ADDR)", opt)
+			err = fmt.Errorf("unknown option %q (want ip=ADDR/PREFIX, ip=dhcp, gw=ADDR or outbound=all|noloopback|none)", opt)
 		}
 		if err != nil {
 			return nil, err
