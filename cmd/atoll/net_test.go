@@ -126,6 +126,20 @@ func TestWWWUserNetwork(t *testing.T) {
 	ln.Close()
 }
 
+// TestGoTestExec runs a package's own test binary as a unikernel with
+// `go test -exec "atoll run"`: a test binary is a static Go program too.
+func TestGoTestExec(t *testing.T) {
+	testenv.RequireKVM(t)
+	dir := t.TempDir()
+	atoll := atollBinary(t, dir)
+	cmd := exec.Command("go", "test", "-count=1", "-v", "-run", "TestParseErrors|TestSizes", "-exec", atoll+" run", "../../manifest")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestParseErrors") || !strings.Contains(string(out), "ok  \tatoll.dev/atoll/manifest") {
+		t.Fatalf("go test -exec: %v\n%s", err, out)
+	}
+}
+
 // TestWWWDHCP boots www asking for its address with DHCP from the user
 // network's server, and serves through the port forward.
 func TestWWWDHCP(t *testing.T) {
