@@ -214,7 +214,7 @@ func sysRtSigreturn(t *vcpu, _ *sysArgs) (uint64, control) {
 		x := t.fpStack[n-1]
 		t.fpStack = t.fpStack[:n-1]
 		if err := t.cpu.SetXsave(x); err != nil {
-			t.crash(fmt.Sprintf("restore FPU state: %v", err), 70)
+			t.crash(fmt.Sprintf("restore FPU state: %v", err), ExitVMFault)
 			return 0, ctlStop
 		}
 	}

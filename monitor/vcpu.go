@@ -56,7 +56,7 @@ func (t *vcpu) loop() {
 			continue
 		}
 		if err != nil {
-			t.crash(fmt.Sprintf("KVM_RUN failed: %v", err), 70)
+			t.crash(fmt.Sprintf("KVM_RUN failed: %v", err), ExitVMFault)
 			return
 		}
 		switch run.ExitReason {
@@ -75,16 +75,16 @@ func (t *vcpu) loop() {
 				return
 			}
 		case kvm.ExitIO:
-			t.crash(fmt.Sprintf("guest accessed I/O port %#x, which does not exist", run.IO().Port), 70)
+			t.crash(fmt.Sprintf("guest accessed I/O port %#x, which does not exist", run.IO().Port), ExitVMFault)
 			return
 		case kvm.ExitHLT:
-			t.crash("guest executed HLT", 70)
+			t.crash("guest executed HLT", ExitVMFault)
 			return
 		case kvm.ExitMMIO:
-			t.crash("guest accessed memory outside its address space", 70)
+			t.crash("guest accessed memory outside its address space", ExitVMFault)
 			return
 		default:
-			t.crash(fmt.Sprintf("unexpected VM exit %d (%#x)", run.ExitReason, run.ExitWords()), 70)
+			t.crash(fmt.Sprintf("unexpected VM exit %d (%#x)", run.ExitReason, run.ExitWords()), ExitVMFault)
 			return
 		}
 	}
@@ -174,11 +174,11 @@ func (t *vcpu) fault() bool {
 	var ev kvm.VCPUEvents
 	var s kvm.Sregs
 	if err := t.cpu.GetEvents(&ev); err != nil {
-		t.crash(fmt.Sprintf("triple fault (events unreadable: %v)", err), 70)
+		t.crash(fmt.Sprintf("triple fault (events unreadable: %v)", err), ExitVMFault)
 		return false
 	}
 	if err := t.cpu.GetSregs(&s); err != nil {
-		t.crash(fmt.Sprintf("triple fault (sregs unreadable: %v)", err), 70)
+		t.crash(fmt.Sprintf("triple fault (sregs unreadable: %v)", err), ExitVMFault)
 		return false
 	}
 	r := &t.cpu.Run.Regs
@@ -213,11 +213,11 @@ func (t *vcpu) fault() bool {
 	case vecSS, vecAC:
 		f.sig, f.code = unix.SIGBUS, busAdraln
 	default:
-		t.crash(fmt.Sprintf("triple fault with exception vector %d (error code %#x)", vec, code), 70)
+		t.crash(fmt.Sprintf("triple fault with exception vector %d (error code %#x)", vec, code), ExitVMFault)
 		return false
 	}
 	if inMonitorCode(r.RIP) {
-		t.crash(fmt.Sprintf("%s in monitor-owned code (vector %d, address %#x)", signalName(f.sig), vec, f.addr), 70)
+		t.crash(fmt.Sprintf("%s in monitor-owned code (vector %d, address %#x)", signalName(f.sig), vec, f.addr), ExitVMFault)
 		return false
 	}
 	return t.deliverFault(f)

@@ -81,6 +81,13 @@ func (s Stats) String() string {
 	return b.String()
 }
 
+// ExitVMFault is the exit status of a guest the VM could not carry on
+// running for a reason no Linux signal describes: it touched hardware that
+// does not exist (an I/O port, HLT, memory outside its address space), it
+// faulted in the monitor's own code, or KVM failed. A crash report goes to
+// the log. The value is EX_SOFTWARE from sysexits.h.
+const ExitVMFault = 70
+
 // Result is how a run ended.
 type Result struct {
 	ExitCode int  // the guest's exit status; -1 when stopped
