@@ -6,7 +6,9 @@ package elfimage
 
 import (
 	"bytes"
+	"debug/buildinfo"
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +54,9 @@ func invalid(format string, args ...any) error {
 // Parse validates an executable held in memory.
 func Parse(data []byte) (*Image, error) {
 	if len(data) < 4 || !bytes.Equal(data[:4], []byte(elf.ELFMAG)) {
+		if kind := foreignFormat(data); kind != "" {
+			return nil, invalid("a %s executable, not an ELF one — build for Linux with CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build", kind)
+		}
 		return nil, invalid("not an ELF executable — build one with CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build")
 	}
 	f, err := elf.NewFile(bytes.NewReader(data))
@@ -59,15 +64,13 @@ func Parse(data []byte) (*Image, error) {
 		return nil, invalid("malformed or truncated ELF (%v) — check the file was copied whole, or rebuild it", err)
 	}
 	if f.Class != elf.ELFCLASS64 || f.Data != elf.ELFDATA2LSB || f.Machine != elf.EM_X86_64 {
-		return nil, invalid("built for %v (%v), not x86-64 — rebuild with GOARCH=amd64", f.Machine, f.Class)
+		return nil, invalid("built for %s (%v, %v), not x86-64 — rebuild with GOARCH=amd64", goarch(f.Machine), f.Machine, f.Class)
 	}
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
-			return nil, invalid("dynamically linked — rebuild with CGO_ENABLED=0 for a static executable")
-		}
+	if f.OSABI != elf.ELFOSABI_NONE && f.OSABI != elf.ELFOSABI_LINUX {
+		return nil, invalid("built for %s (%v), not Linux — rebuild with GOOS=linux", osName(f.OSABI), f.OSABI)
 	}
-	if f.Type == elf.ET_DYN {
-		return nil, invalid("position-independent executable — rebuild without -buildmode=pie")
+	if err := checkStatic(data, f); err != nil {
+		return nil, err
 	}
 	if f.Type != elf.ET_EXEC {
 		return nil, invalid("ELF type %v is not an executable", f.Type)
@@ -125,6 +128,140 @@ func Parse(data []byte) (*Image, error) {
 		return nil, invalid("entry point %#x is not in an executable segment", img.Entry)
 	}
 	return img, nil
+}
+
+// checkStatic refuses an executable that cannot run at the fixed
+// addresses in its program headers without a dynamic loader, telling
+// apart the three ways a build gets there:
+//   - dynamically linked: it needs shared libraries (DT_NEEDED), as a
+//     cgo build or a C program does, or names an interpreter although
+//     it is a fixed-address executable;
+//   - position-independent (ET_DYN) with an interpreter but no library:
+//     what go build -buildmode=pie makes with CGO_ENABLED=0, which asks
+//     the dynamic loader only to relocate it;
+//   - static-pie (ET_DYN, no interpreter): relocates itself at startup.
+//
+// Atoll maps segments where the headers say and applies no relocations,
+// so all three are refused, each with the change that fixes it.
+func checkStatic(data []byte, f *elf.File) error {
+	var interp, dynamic bool
+	for _, p := range f.Progs {
+		switch p.Type {
+		case elf.PT_INTERP:
+			interp = true
+		case elf.PT_DYNAMIC:
+			dynamic = true
+		}
+	}
+	pie := f.Type == elf.ET_DYN
+	const exe = "Atoll runs only fixed-address executables: rebuild with the default -buildmode=exe (drop -buildmode=pie from the command line and GOFLAGS)"
+	switch {
+	case dynamic && needsLibraries(data, f.Progs) || !pie && (interp || dynamic):
+		msg := "dynamically linked — rebuild with CGO_ENABLED=0 for a static executable"
+		if pie && goBuildMode(data) == "pie" {
+			msg += ", and without -buildmode=pie"
+		}
+		return invalid("%s", msg)
+	case pie && interp:
+		return invalid("position-independent executable (-buildmode=pie), which needs the dynamic loader to relocate it — %s", exe)
+	case pie:
+		return invalid("static position-independent executable (static-pie) — %s", exe)
+	}
+	return nil
+}
+
+// needsLibraries reports whether a PT_DYNAMIC segment lists a shared
+// library (DT_NEEDED). It reads the segment itself rather than the
+// .dynamic section, which a stripped file may lack.
+func needsLibraries(data []byte, progs []*elf.Prog) bool {
+	for _, p := range progs {
+		if p.Type != elf.PT_DYNAMIC || p.Off >= uint64(len(data)) {
+			continue
+		}
+		seg := data[p.Off:]
+		seg = seg[:min(uint64(len(seg)), p.Filesz)]
+		for ; len(seg) >= 16; seg = seg[16:] {
+			tag := elf.DynTag(binary.LittleEndian.Uint64(seg))
+			if tag == elf.DT_NEEDED {
+				return true
+			}
+			if tag == elf.DT_NULL {
+				break
+			}
+		}
+	}
+	return false
+}
+
+// goBuildMode is the -buildmode a Go executable records in its build
+// information, or "" for other executables.
+func goBuildMode(data []byte) string {
+	info, err := buildinfo.Read(bytes.NewReader(data))
+	if err != nil {
+		return ""
+	}
+	for _, s := range info.Settings {
+		if s.Key == "-buildmode" {
+			return s.Value
+		}
+	}
+	return ""
+}
+
+// foreignFormat names the executable format of data when it is one Go
+// builds for another GOOS, or returns "".
+func foreignFormat(data []byte) string {
+	if len(data) >= 2 && data[0] == 'M' && data[1] == 'Z' {
+		return "Windows (PE)"
+	}
+	if len(data) >= 4 {
+		switch binary.LittleEndian.Uint32(data) {
+		case 0xfeedface, 0xfeedfacf, 0xcefaedfe, 0xcffaedfe:
+			return "macOS (Mach-O)"
+		}
+	}
+	return ""
+}
+
+// goarch names a machine other than 64-bit little-endian x86-64 by its
+// GOARCH where Go has one.
+func goarch(m elf.Machine) string {
+	switch m {
+	case elf.EM_386:
+		return "386"
+	case elf.EM_X86_64:
+		return "a 32-bit or big-endian x86-64 variant"
+	case elf.EM_ARM:
+		return "arm"
+	case elf.EM_AARCH64:
+		return "arm64"
+	case elf.EM_LOONGARCH:
+		return "loong64"
+	case elf.EM_MIPS:
+		return "mips"
+	case elf.EM_PPC64:
+		return "ppc64"
+	case elf.EM_RISCV:
+		return "riscv64"
+	case elf.EM_S390:
+		return "s390x"
+	}
+	return "another machine"
+}
+
+// osName names an ELF OS ABI by its operating system.
+func osName(abi elf.OSABI) string {
+	switch abi {
+	case elf.ELFOSABI_FREEBSD:
+		return "FreeBSD"
+	case elf.ELFOSABI_NETBSD:
+		return "NetBSD"
+	case elf.ELFOSABI_OPENBSD:
+		return "OpenBSD"
+	case elf.ELFOSABI_SOLARIS:
+		return "Solaris"
+	}
+	return "another operating system"
 }
 
 // Symbol is a function symbol, for symbolizing crash backtraces.

@@ -25,35 +25,93 @@ func main() {
 }
 `
 
+// cgoProgram links the C library, so it is dynamically linked.
+const cgoProgram = `package main
+
+import "C"
+
+func main() { println("hello") }
+`
+
+// A build is the test program built one way, once per test process.
+type build struct {
+	src   string   // testProgram if empty
+	env   []string // over CGO_ENABLED=0 GOOS=linux GOARCH=amd64
+	flags []string // go build flags
+	cgo   bool     // needs a C compiler
+
+	once sync.Once
+	data []byte
+	err  error
+}
+
 var (
-	realOnce sync.Once
-	realData []byte
-	realErr  error
+	staticBuild  = &build{}
+	pieBuild     = &build{flags: []string{"-buildmode=pie"}}
+	cgoPIEBuild  = &build{src: cgoProgram, env: []string{"CGO_ENABLED=1"}, flags: []string{"-buildmode=pie"}, cgo: true}
+	arm64Build   = &build{env: []string{"GOARCH=arm64"}}
+	freebsdBuild = &build{env: []string{"GOOS=freebsd"}}
+	windowsBuild = &build{env: []string{"GOOS=windows"}}
+
+	// otherBuilds are the ones only TestParse uses; each takes seconds
+	// with a cold cache, so -short skips them.
+	otherBuilds = []*build{pieBuild, cgoPIEBuild, arm64Build, freebsdBuild, windowsBuild}
 )
 
 // realBinary returns a static linux/amd64 Go executable, built once per
 // test process.
 func realBinary(tb testing.TB) []byte {
 	tb.Helper()
-	realOnce.Do(func() {
-		realData, realErr = buildReal()
-	})
-	if realErr != nil {
-		tb.Fatalf("building test binary: %v", realErr)
-	}
-	return realData
+	return staticBuild.binary(tb)
 }
 
-func buildReal() ([]byte, error) {
+// other returns an executable of one of otherBuilds, skipping the test
+// under -short or, for cgo, without a C compiler.
+func (b *build) other(tb testing.TB) []byte {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("-short: not building executables other than the static one")
+	}
+	if b.cgo && !haveCC() {
+		tb.Skip("no C compiler (gcc or $CC) for a cgo build")
+	}
+	return b.binary(tb)
+}
+
+func haveCC() bool {
+	cc := os.Getenv("CC")
+	if cc == "" {
+		cc = "gcc"
+	}
+	_, err := exec.LookPath(cc)
+	return err == nil
+}
+
+func (b *build) binary(tb testing.TB) []byte {
+	tb.Helper()
+	b.make()
+	if b.err != nil {
+		tb.Fatalf("building test binary: %v", b.err)
+	}
+	return b.data
+}
+
+func (b *build) make() { b.once.Do(func() { b.data, b.err = b.build() }) }
+
+func (b *build) build() ([]byte, error) {
 	dir, err := os.MkdirTemp("", "elfimage-test-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	src := b.src
+	if src == "" {
+		src = testProgram
+	}
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module x\n\ngo 1.26\n"), 0o644); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(testProgram), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
 		return nil, err
 	}
 	goCmd, err := exec.LookPath("go")
@@ -61,11 +119,12 @@ func buildReal() ([]byte, error) {
 		goCmd = "/usr/local/go/bin/go"
 	}
 	out := filepath.Join(dir, "prog")
-	cmd := exec.Command(goCmd, "build", "-o", out, ".")
+	cmd := exec.Command(goCmd, append(append([]string{"build", "-o", out}, b.flags...), ".")...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64",
 		"GOFLAGS=", "GOWORK=off", "GOTOOLCHAIN=local")
+	cmd.Env = append(cmd.Env, b.env...) // the last value of a variable wins
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return nil, errors.New(err.Error() + ": " + string(msg))
 	}
@@ -106,6 +165,15 @@ func firstLoad(tb testing.TB, data []byte) int {
 
 func TestParse(t *testing.T) {
 	real := realBinary(t)
+	if !testing.Short() { // build the others side by side
+		var wg sync.WaitGroup
+		for _, b := range otherBuilds {
+			if !b.cgo || haveCC() {
+				wg.Go(b.make)
+			}
+		}
+		wg.Wait()
+	}
 	le := binary.LittleEndian
 
 	tests := []struct {
@@ -114,6 +182,9 @@ func TestParse(t *testing.T) {
 		// want is empty for success, or fragments of which the error
 		// message must contain at least one.
 		want []string
+		// all are fragments the error message must all contain, and
+		// not fragments it must not.
+		all, not []string
 	}{
 		{
 			name:  "real static binary",
@@ -165,6 +236,87 @@ func TestParse(t *testing.T) {
 				return d
 			},
 			want: []string{"position-independent"},
+			not:  []string{"CGO_ENABLED"},
+		},
+		{
+			// What CGO_ENABLED=0 go build -buildmode=pie makes: ET_DYN
+			// with an interpreter to relocate it, but no library.
+			name:  "real PIE (-buildmode=pie, CGO_ENABLED=0)",
+			input: func(t *testing.T) []byte { return pieBuild.other(t) },
+			want:  []string{"position-independent executable (-buildmode=pie)"},
+			all:   []string{"-buildmode=exe"},
+			not:   []string{"CGO_ENABLED", "dynamically linked"},
+		},
+		{
+			name: "static-pie (PIE without an interpreter)",
+			input: func(t *testing.T) []byte {
+				d := clone(pieBuild.other(t))
+				off := findProg(t, d, func(ph []byte) bool { return le.Uint32(ph) == uint32(elf.PT_INTERP) })
+				le.PutUint32(d[off:], uint32(elf.PT_NULL))
+				return d
+			},
+			want: []string{"static-pie"},
+			all:  []string{"-buildmode=exe"},
+			not:  []string{"CGO_ENABLED", "dynamically linked"},
+		},
+		{
+			name:  "real cgo PIE (-buildmode=pie, CGO_ENABLED=1)",
+			input: func(t *testing.T) []byte { return cgoPIEBuild.other(t) },
+			want:  []string{"dynamically linked"},
+			all:   []string{"CGO_ENABLED=0", "without -buildmode=pie"},
+		},
+		{
+			name: "real C program (/bin/true)",
+			input: func(t *testing.T) []byte {
+				d, err := os.ReadFile("/bin/true")
+				if err != nil || len(d) < 20 || le.Uint16(d[18:]) != uint16(elf.EM_X86_64) {
+					t.Skip("no x86-64 /bin/true")
+				}
+				return d
+			},
+			// cmd/atoll/testdata/run-dynamic.golden holds this message.
+			want: []string{"dynamically linked — rebuild with CGO_ENABLED=0 for a static executable"},
+			not:  []string{"pie"},
+		},
+		{
+			// The libraries are found from the PT_DYNAMIC segment, not
+			// the .dynamic section a stripped file may lack.
+			name: "real C program without section headers",
+			input: func(t *testing.T) []byte {
+				d, err := os.ReadFile("/bin/true")
+				if err != nil || len(d) < 64 || le.Uint16(d[18:]) != uint16(elf.EM_X86_64) {
+					t.Skip("no x86-64 /bin/true")
+				}
+				le.PutUint64(d[40:], 0) // e_shoff
+				le.PutUint16(d[60:], 0) // e_shnum
+				le.PutUint16(d[62:], 0) // e_shstrndx
+				return d
+			},
+			want: []string{"dynamically linked — rebuild with CGO_ENABLED=0"},
+		},
+		{
+			name:  "real arm64 binary",
+			input: func(t *testing.T) []byte { return arm64Build.other(t) },
+			want:  []string{"x86-64"},
+			all:   []string{"arm64", "GOARCH=amd64"},
+		},
+		{
+			name:  "real FreeBSD binary",
+			input: func(t *testing.T) []byte { return freebsdBuild.other(t) },
+			want:  []string{"FreeBSD"},
+			all:   []string{"GOOS=linux"},
+		},
+		{
+			name:  "real Windows binary",
+			input: func(t *testing.T) []byte { return windowsBuild.other(t) },
+			want:  []string{"not an ELF"},
+			all:   []string{"Windows", "GOOS=linux"},
+		},
+		{
+			name:  "Mach-O header",
+			input: func(t *testing.T) []byte { return []byte("\xcf\xfa\xed\xfe\x07\x00\x00\x01") },
+			want:  []string{"not an ELF"},
+			all:   []string{"macOS", "GOOS=linux"},
 		},
 		{
 			name: "relocatable object",
@@ -338,6 +490,16 @@ func TestParse(t *testing.T) {
 			}
 			if !found {
 				t.Errorf("error %q does not mention any of %q", err, tt.want)
+			}
+			for _, w := range tt.all {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			for _, w := range tt.not {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("error %q mentions %q", err, w)
+				}
 			}
 		})
 	}
