@@ -3,12 +3,16 @@ package netstack
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 )
 
 // wire is one direction of an in-memory Ethernet cable.
@@ -137,27 +141,157 @@ func TestUDPOverCable(t *testing.T) {
 }
 
 // FuzzFrames feeds arbitrary frames to a stack: nothing may panic, and the
-// stack must still serve afterwards.
+// stack must still serve afterwards. After each input a second stack on
+// the same cable exchanges a UDP datagram with it and echoes a byte over
+// a TCP connection opened before fuzzing began.
 func FuzzFrames(f *testing.F) {
-	f.Add([]byte{})
+	eth := func(typ ...byte) []byte { // to the target, from the prober
+		return append(append(append([]byte(nil), fuzzMAC...), proberMAC...), typ...)
+	}
+	f.Add([]byte{0})
 	f.Add(bytes.Repeat([]byte{0xff}, 14))
 	f.Add(append(bytes.Repeat([]byte{0xff}, 12), 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1))
 	f.Add(append(bytes.Repeat([]byte{0xff}, 12), 0x08, 0x00, 0x45, 0, 0, 20, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1))
+	// An ARP reply that claims the prober's address for another machine.
+	f.Add(append(eth(0x08, 0x06), 0, 1, 8, 0, 6, 4, 0, 2, 2, 0, 0, 0, 0, 9, 10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1))
+	// A UDP datagram to the echo port with a bad length.
+	f.Add(append(eth(0x08, 0x00), 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1, 0x30, 0x39, 0, 7, 0xff, 0xff, 0, 0))
+	// A TCP RST to the listening port.
+	f.Add(append(eth(0x08, 0x00), 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1, 0x30, 0x39, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x04, 0, 0, 0, 0, 0, 0))
+	p := newProber(f)
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if len(frame) == 0 {
+			// The link takes a zero-length read for the end of the
+			// device (Link.receive), so an empty frame stops the stack
+			// by design; no Ethernet link carries one.
+			return
+		}
+		p.inject(frame)
+		p.check(t, frame)
+	})
+}
+
+var (
+	fuzzMAC   = net.HardwareAddr{2, 0, 0, 0, 0, 1}
+	proberMAC = net.HardwareAddr{2, 0, 0, 0, 0, 2}
+)
+
+// A prober checks that a stack fed arbitrary frames still serves.
+type prober struct {
+	in  wire     // the target stack's inbound wire
+	udp net.Conn // to the target's UDP echo port
+	tcp net.Conn // to the target's TCP echo port
+	seq uint64
+	buf []byte
+}
+
+func newProber(tb testing.TB) *prober {
+	tb.Helper()
 	pa, pb := cable()
-	st, err := New(pa, Config{Addr: netip.MustParsePrefix("10.0.0.1/24")})
+	target, err := New(pa, Config{Addr: netip.MustParsePrefix("10.0.0.1/24"), MAC: fuzzMAC})
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer st.Close()
-	go func() { // drain what the stack sends
-		buf := make([]byte, 2000)
+	peer, err := New(pb, Config{Addr: netip.MustParsePrefix("10.0.0.2/24"), MAC: proberMAC})
+	if err != nil {
+		target.Close()
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { target.Close(); peer.Close() })
+	// Static neighbours: a fuzzed ARP reply may claim either address for
+	// another machine, which a real network would believe too.
+	for _, n := range []struct {
+		st   *Stack
+		addr netip.Addr
+		mac  net.HardwareAddr
+	}{{target, peer.Addr(), proberMAC}, {peer, target.Addr(), fuzzMAC}} {
+		if err := n.st.s.AddStaticNeighbor(NIC, ipv4.ProtocolNumber, tcpip.AddrFrom4(n.addr.As4()), tcpip.LinkAddress(n.mac)); err != nil {
+			tb.Fatalf("static neighbour: %v", err)
+		}
+	}
+
+	pc, err := target.ListenPacket("udp", ":7")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 1500)
 		for {
-			if _, err := pb.Read(buf); err != nil {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
 				return
 			}
+			pc.WriteTo(buf[:n], from)
 		}
 	}()
-	f.Fuzz(func(t *testing.T, frame []byte) {
-		pb.Write(frame)
-	})
+	ln, err := target.Listen("tcp", ":7")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p := &prober{in: pa.in, buf: make([]byte, 64)}
+	if p.udp, err = peer.DialContext(ctx, "udp", "10.0.0.1:7"); err != nil {
+		tb.Fatal(err)
+	}
+	if p.tcp, err = peer.DialContext(ctx, "tcp", "10.0.0.1:7"); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { p.udp.Close(); p.tcp.Close(); pc.Close(); ln.Close() })
+	return p
+}
+
+// inject delivers frame to the target as if the prober had sent it.
+func (p *prober) inject(frame []byte) {
+	p.in <- append([]byte(nil), frame...)
+}
+
+// probeTimeout bounds one liveness check; a check that passes takes
+// tens of microseconds.
+const probeTimeout = 5 * time.Second
+
+// check fails t unless the target echoes a fresh UDP datagram and a byte
+// on the TCP connection.
+func (p *prober) check(t *testing.T, frame []byte) {
+	t.Helper()
+	p.seq++
+	token := fmt.Appendf(nil, "probe %d", p.seq)
+	deadline := time.Now().Add(probeTimeout)
+	for answered := false; !answered; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no UDP echo within %v after frame %x", probeTimeout, frame)
+		}
+		p.udp.Write(token)
+		// Resend after a while: a fuzzed frame may fill a queue and
+		// a datagram be dropped, as on a real link.
+		p.udp.SetReadDeadline(time.Now().Add(min(time.Until(deadline), 200*time.Millisecond)))
+		for {
+			n, err := p.udp.Read(p.buf)
+			if err != nil {
+				break
+			}
+			if bytes.Equal(p.buf[:n], token) {
+				answered = true
+				break
+			}
+			// An echo of an earlier resend: read on.
+		}
+	}
+	p.tcp.SetDeadline(deadline)
+	b := []byte{byte(p.seq)}
+	if _, err := p.tcp.Write(b); err != nil {
+		t.Fatalf("TCP write after frame %x: %v", frame, err)
+	}
+	if _, err := io.ReadFull(p.tcp, p.buf[:1]); err != nil || p.buf[0] != b[0] {
+		t.Fatalf("TCP echo after frame %x: got %q, %v; want %q", frame, p.buf[:1], err, b)
+	}
 }
