@@ -249,31 +249,6 @@ func TestPortInUse(t *testing.T) {
 	}
 }
 
-func TestParseForward(t *testing.T) {
-	for in, want := range map[string]usernet.Forward{
-		"8080:80":            {Proto: "tcp", HostAddr: "127.0.0.1:8080", GuestPort: 80},
-		"0.0.0.0:8080:80":    {Proto: "tcp", HostAddr: "0.0.0.0:8080", GuestPort: 80},
-		"5353:53/udp":        {Proto: "udp", HostAddr: "127.0.0.1:5353", GuestPort: 53},
-		"[::1]:8080:80":      {},
-		"8080":               {},
-		"8080:0":             {},
-		"x:80":               {},
-		"8080:80/sctp":       {},
-		"127.0.0.1:99999:80": {},
-	} {
-		got, err := usernet.ParseForward(in)
-		if want.Proto == "" {
-			if err == nil && in != "[::1]:8080:80" {
-				t.Errorf("ParseForward(%q) accepted: %+v", in, got)
-			}
-			continue
-		}
-		if err != nil || got != want {
-			t.Errorf("ParseForward(%q) = %+v, %v; want %+v", in, got, err, want)
-		}
-	}
-}
-
 func TestTapErrors(t *testing.T) {
 	for spec, want := range map[string]string{
 		"tap:":                "tap needs an interface",
