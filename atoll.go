@@ -13,7 +13,7 @@ import (
 
 // Device is a device attached to this unikernel.
 type Device struct {
-	Kind string // abi.KindBlock or abi.KindNet
+	Kind abi.Kind
 	Name string // as declared in the manifest
 	fd   int
 }

@@ -11,10 +11,16 @@ import (
 // Version is the guest ABI this tree implements (docs/abi.md).
 const Version = "0.3"
 
-// Device kinds, as manifests declare them and DevicesEnv lists them.
+// Kind is a device kind, as manifests declare it and DevicesEnv lists it.
+// Each kind has one file in each layer that knows it: its manifest
+// directive (manifest), its attachment (cmd/atoll), its guest file
+// (monitor) and its guest accessor (package atoll).
+type Kind string
+
+// Device kinds.
 const (
-	KindBlock = "block"
-	KindNet   = "net"
+	KindBlock Kind = "block"
+	KindNet   Kind = "net"
 )
 
 // ReservedEnvPrefix starts the names of the environment variables atoll
@@ -58,8 +64,9 @@ func envName(name string) string { return strings.ToUpper(strings.ReplaceAll(nam
 
 // DeviceFD is one entry of DevicesEnv.
 type DeviceFD struct {
-	Kind, Name string
-	FD         int
+	Kind Kind
+	Name string
+	FD   int
 }
 
 // FormatDevices encodes entries for DevicesEnv.
@@ -81,7 +88,7 @@ func ParseDevices(s string) ([]DeviceFD, error) {
 		if !ok1 || !ok2 || err != nil || n < 0 || kind == "" || name == "" {
 			return nil, fmt.Errorf("%s: malformed entry %q (want KIND:NAME=FD)", DevicesEnv, f)
 		}
-		out = append(out, DeviceFD{kind, name, n})
+		out = append(out, DeviceFD{Kind(kind), name, n})
 	}
 	return out, nil
 }

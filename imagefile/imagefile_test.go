@@ -29,7 +29,7 @@ func exe(t *testing.T) []byte {
 func TestRoundTrip(t *testing.T) {
 	x := exe(t)
 	m := &manifest.Manifest{Name: "web", Memory: 256 << 20, CPUs: 2, Env: []string{"A=1"},
-		Devices: []manifest.Device{{Name: "service", Kind: manifest.Net}, {Name: "data", Kind: manifest.Block, Size: 1 << 20, SectorSize: 512}}}
+		Devices: []manifest.Device{{Name: "service", Kind: manifest.Net}, {Name: "data", Kind: manifest.Block, Spec: &manifest.BlockSpec{Size: 1 << 20, SectorSize: 512}}}}
 	img, err := Append(x, Embedded{Manifest: m, ABIVersion: "9.9"})
 	if err != nil {
 		t.Fatal(err)

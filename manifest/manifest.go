@@ -24,7 +24,9 @@
 package manifest
 
 import (
+	"encoding/json"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -37,22 +39,97 @@ const FileName = "atoll.manifest"
 // MaxSize bounds a manifest file.
 const MaxSize = 64 << 10
 
-// Kind is a device kind.
-type Kind string
-
-// Device kinds.
+// Device kinds, as manifests name them.
 const (
-	Net   Kind = abi.KindNet
-	Block Kind = abi.KindBlock
+	Net   = abi.KindNet
+	Block = abi.KindBlock
 )
 
 // Device is one declared device.
 type Device struct {
-	Name string `json:"name"`
-	Kind Kind   `json:"kind"`
-	// Size and SectorSize are set for block devices, in bytes.
-	Size       uint64 `json:"size,omitempty"`
-	SectorSize uint64 `json:"sector_size,omitempty"`
+	Name string
+	Kind abi.Kind
+	// Spec holds the kind's parameters (BlockSpec for block devices); nil
+	// for kinds that have none.
+	Spec Spec
+}
+
+// Spec is the parameters of one kind of device, declared after its name.
+type Spec interface {
+	// String describes the parameters for people (atoll inspect).
+	String() string
+	// validate checks parameters that did not come from the parser.
+	validate() error
+}
+
+// kind is how a manifest declares one device kind: `KIND NAME ARGS...`.
+// Each kind registers itself from its own file (block.go, net.go).
+type kind struct {
+	usage   string // e.g. "block NAME SIZE [SECTOR-SIZE]"
+	minArgs int    // arguments after NAME
+	maxArgs int
+	// parse makes the kind's Spec from the arguments after NAME; its
+	// errors are messages for the manifest's author.
+	parse func(name string, args []string) (Spec, error)
+	// spec returns an empty Spec to decode JSON into; nil when the kind
+	// has no parameters.
+	spec func() Spec
+}
+
+// kinds are the device kinds by name.
+var kinds = map[abi.Kind]kind{}
+
+func registerKind(k abi.Kind, d kind) { kinds[k] = d }
+
+// deviceJSON is a Device as images store it: the Spec's fields sit
+// beside name and kind, so a kind's parameters are its own.
+type deviceJSON struct {
+	Name string   `json:"name"`
+	Kind abi.Kind `json:"kind"`
+}
+
+// MarshalJSON encodes d with its Spec's fields inline.
+func (d Device) MarshalJSON() ([]byte, error) {
+	head, err := json.Marshal(deviceJSON{d.Name, d.Kind})
+	if err != nil || d.Spec == nil {
+		return head, err
+	}
+	spec, err := json.Marshal(d.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if len(spec) <= 2 { // {}
+		return head, nil
+	}
+	return append(append(head[:len(head)-1:len(head)-1], ','), spec[1:]...), nil
+}
+
+// UnmarshalJSON decodes a Device, its Spec by its kind.
+func (d *Device) UnmarshalJSON(b []byte) error {
+	var h deviceJSON
+	if err := json.Unmarshal(b, &h); err != nil {
+		return err
+	}
+	k, ok := kinds[h.Kind]
+	if !ok {
+		return fmt.Errorf("device %s has unknown kind %q", h.Name, h.Kind)
+	}
+	*d = Device{Name: h.Name, Kind: h.Kind}
+	if k.spec != nil {
+		d.Spec = k.spec()
+		if err := json.Unmarshal(b, d.Spec); err != nil {
+			return fmt.Errorf("device %s: %w", h.Name, err)
+		}
+	}
+	return nil
+}
+
+// Describe returns d's parameters for people, "" for a kind without any.
+func (d Device) Describe() string {
+	if d.Spec == nil {
+		return ""
+	}
+	return d.Spec.String()
 }
 
 // Manifest is a parsed, validated manifest.
@@ -66,12 +143,11 @@ type Manifest struct {
 
 // Defaults for what a manifest leaves out.
 const (
-	DefaultMemory     = 512 << 20
-	DefaultCPUs       = 1
-	MaxDevices        = 64
-	DefaultSectorSize = 512
-	MinMemory         = 32 << 20
-	MaxCPUs           = 64
+	DefaultMemory = 512 << 20
+	DefaultCPUs   = 1
+	MaxDevices    = 64
+	MinMemory     = 32 << 20
+	MaxCPUs       = 64
 )
 
 // Default returns the manifest of a package that has none: named name,
@@ -124,7 +200,7 @@ func Parse(file string, data []byte) (*Manifest, error) {
 			}
 			continue
 		case len(f) == 2 && f[1] == "(":
-			if !groupable[f[0]] {
+			if !groupable(f[0]) {
 				return nil, p.errorf(l.n, "%q cannot be grouped with ( ... )", f[0])
 			}
 			block, blockLine = f[0], l.n
@@ -143,7 +219,12 @@ func Parse(file string, data []byte) (*Manifest, error) {
 	return m, nil
 }
 
-var groupable = map[string]bool{"env": true, "net": true, "block": true}
+// groupable reports whether directive verb may be grouped with ( ... ):
+// env and the device kinds.
+func groupable(verb string) bool {
+	_, device := kinds[abi.Kind(verb)]
+	return verb == "env" || device
+}
 
 type parser struct {
 	file     string
@@ -228,39 +309,39 @@ func (p *parser) directive(line int, verb string, args []string) error {
 			}
 		}
 		m.Env = append(m.Env, args[0])
-	case "net":
-		if err := p.args(line, args, 1, 1, "net NAME"); err != nil {
-			return err
-		}
-		return p.addDevice(line, Device{Name: args[0], Kind: Net})
-	case "block":
-		if err := p.args(line, args, 2, 3, "block NAME SIZE [SECTOR-SIZE]"); err != nil {
-			return err
-		}
-		d := Device{Name: args[0], Kind: Block, SectorSize: DefaultSectorSize}
-		if len(args) == 3 {
-			s, err := strconv.ParseUint(args[2], 10, 64)
-			if err != nil || s < 512 || s > 4096 || s&(s-1) != 0 {
-				return p.errorf(line, "block %s sector size %q must be 512, 1024, 2048 or 4096", args[0], args[2])
-			}
-			d.SectorSize = s
-		}
-		n, err := ParseSize(args[1])
-		if err != nil || n%d.SectorSize != 0 {
-			return p.errorf(line, "block %s size %q must be a size that is a multiple of the sector size %d (e.g. 64M)", args[0], args[1], d.SectorSize)
-		}
-		d.Size = n
-		return p.addDevice(line, d)
 	default:
-		return p.errorf(line, "unknown directive %q (want unikernel, memory, cpus, env, net or block)", verb)
+		k, ok := kinds[abi.Kind(verb)]
+		if !ok {
+			return p.errorf(line, "unknown directive %q (want unikernel, memory, cpus, env or a device kind: %s)", verb, kindList())
+		}
+		if err := p.args(line, args, 1+k.minArgs, 1+k.maxArgs, k.usage); err != nil {
+			return err
+		}
+		d := Device{Name: args[0], Kind: abi.Kind(verb)}
+		if !ValidName(d.Name) {
+			return p.errorf(line, "%s device name %q must be %s", d.Kind, d.Name, NameRule)
+		}
+		spec, err := k.parse(d.Name, args[1:])
+		if err != nil {
+			return p.errorf(line, "%v", err)
+		}
+		d.Spec = spec
+		return p.addDevice(line, d)
 	}
 	return nil
 }
 
-func (p *parser) addDevice(line int, d Device) error {
-	if !ValidName(d.Name) {
-		return p.errorf(line, "%s device name %q must be %s", d.Kind, d.Name, NameRule)
+// kindList names the device kinds, for messages.
+func kindList() string {
+	var l []string
+	for k := range kinds {
+		l = append(l, string(k))
 	}
+	sort.Strings(l)
+	return strings.Join(l, ", ")
+}
+
+func (p *parser) addDevice(line int, d Device) error {
 	if _, dup := p.m.Device(d.Name); dup {
 		return p.errorf(line, "device name %q declared twice", d.Name)
 	}
@@ -295,14 +376,16 @@ func (m *Manifest) Validate() error {
 			return fmt.Errorf("device name %q invalid or repeated", d.Name)
 		}
 		seen[d.Name] = true
-		switch d.Kind {
-		case Net:
-		case Block:
-			if s := d.SectorSize; s < 512 || s > 4096 || s&(s-1) != 0 || d.Size == 0 || d.Size%s != 0 || d.Size > 1<<50 {
-				return fmt.Errorf("block %s: size %d / sector size %d invalid", d.Name, d.Size, s)
-			}
-		default:
+		k, ok := kinds[d.Kind]
+		switch {
+		case !ok:
 			return fmt.Errorf("device %s has unknown kind %q", d.Name, d.Kind)
+		case (k.spec == nil) != (d.Spec == nil):
+			return fmt.Errorf("%s device %s: parameters %v do not fit its kind", d.Kind, d.Name, d.Spec)
+		case d.Spec != nil:
+			if err := d.Spec.validate(); err != nil {
+				return fmt.Errorf("%s device %s: %w", d.Kind, d.Name, err)
+			}
 		}
 	}
 	return nil

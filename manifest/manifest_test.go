@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -31,8 +32,8 @@ block (
 		Env: []string{"GREETING=hello", "MOTD=hello world", "DEBUG=1"},
 		Devices: []Device{
 			{Name: "service", Kind: Net},
-			{Name: "data", Kind: Block, Size: 64 << 20, SectorSize: 512},
-			{Name: "logs", Kind: Block, Size: 1 << 30, SectorSize: 4096},
+			{Name: "data", Kind: Block, Spec: &BlockSpec{Size: 64 << 20, SectorSize: 512}},
+			{Name: "logs", Kind: Block, Spec: &BlockSpec{Size: 1 << 30, SectorSize: 4096}},
 		},
 	}
 	if !reflect.DeepEqual(m, want) {
@@ -70,7 +71,7 @@ func TestParseErrors(t *testing.T) {
 		{"unikernel a\nblock data\n", "m:2: usage: block NAME SIZE [SECTOR-SIZE]"},
 		{"unikernel a\nblock data 1000\n", `m:2: block data size "1000" must be a size that is a multiple of the sector size 512 (e.g. 64M)`},
 		{"unikernel a\nblock data 1M 100\n", `m:2: block data sector size "100" must be 512, 1024, 2048 or 4096`},
-		{"unikernel a\nnic eth0\n", `m:2: unknown directive "nic" (want unikernel, memory, cpus, env, net or block)`},
+		{"unikernel a\nnic eth0\n", `m:2: unknown directive "nic" (want unikernel, memory, cpus, env or a device kind: block, net)`},
 		{"unikernel a\nmemory (\n", `m:2: "memory" cannot be grouped with ( ... )`},
 		{"unikernel a\nnet (\n  srv\n", "m:2: net ( is never closed"},
 		{"unikernel a\nenv \"A=1\n", "m:2: unterminated quoted string"},
@@ -118,10 +119,50 @@ func FuzzParse(f *testing.F) {
 		if !ValidName(m.Name) || m.Memory < MinMemory || m.CPUs < 1 || m.CPUs > MaxCPUs {
 			t.Fatalf("accepted invalid manifest %+v", m)
 		}
-		for _, d := range m.Devices {
-			if !ValidName(d.Name) || d.Kind == Block && (d.Size == 0 || d.Size%d.SectorSize != 0) {
-				t.Fatalf("accepted invalid device %+v", d)
-			}
+		if err := m.Validate(); err != nil {
+			t.Fatalf("accepted a manifest Validate refuses: %v", err)
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Manifest
+		if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(&back, m) {
+			t.Fatalf("JSON round trip: %v\n%s\n%+v", err, b, back)
 		}
 	})
+}
+
+// TestJSON pins how images store devices: each kind's parameters beside
+// name and kind, as ABI 0.3 images have them, so older images still load.
+func TestJSON(t *testing.T) {
+	m, err := Parse("m", []byte("unikernel a\nnet srv\nblock data 1M 4096\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(m.Devices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `[{"name":"srv","kind":"net"},{"name":"data","kind":"block","size":1048576,"sector_size":4096}]`
+	if string(b) != want {
+		t.Fatalf("got  %s\nwant %s", b, want)
+	}
+	var back []Device
+	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, m.Devices) {
+		t.Fatalf("round trip: %v %+v", err, back)
+	}
+	for _, bad := range []string{`[{"name":"x","kind":"nic"}]`, `[{"name":"x","kind":"block","size":"big"}]`} {
+		if err := json.Unmarshal([]byte(bad), &back); err == nil {
+			t.Errorf("decoded %s", bad)
+		}
+	}
+	bad := &Manifest{Name: "a", Memory: DefaultMemory, CPUs: 1, Devices: []Device{{Name: "d", Kind: Block, Spec: &BlockSpec{Size: 1000, SectorSize: 512}}}}
+	if err := bad.Validate(); err == nil {
+		t.Error("Validate accepted a block size that is not a whole number of sectors")
+	}
+	bad.Devices[0] = Device{Name: "d", Kind: Block}
+	if err := bad.Validate(); err == nil {
+		t.Error("Validate accepted a block device without geometry")
+	}
 }

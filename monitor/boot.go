@@ -8,42 +8,29 @@ import (
 
 	"atoll.dev/atoll/monitor/guestmem"
 	"atoll.dev/atoll/monitor/kvm"
+	"atoll.dev/atoll/monitor/vdso"
 )
 
 // The system area holds monitor-owned guest pages at fixed offsets.
 const (
 	trampolineAddr = guestmem.SystemBase          // SYSCALL lands here (MSR_LSTAR)
-	vvarAddr       = guestmem.SystemBase + 0x1000 // clock parameters (clock.go)
-	vdsoAddr       = guestmem.SystemBase + 0x2000 // the vDSO image (vdso.go)
+	vvarAddr       = guestmem.SystemBase + 0x1000 // clock parameters (package vdso)
+	vdsoAddr       = guestmem.SystemBase + 0x2000 // the vDSO image, just above them
 )
 
-// Control-register and EFER bits (Intel SDM vol. 3, 2.5).
-const (
-	cr0PE, cr0MP, cr0ET, cr0NE, cr0WP, cr0AM, cr0PG = 1 << 0, 1 << 1, 1 << 4, 1 << 5, 1 << 16, 1 << 18, 1 << 31
-	cr4PAE, cr4OSFXSR, cr4OSXMMEXCPT, cr4OSXSAVE    = 1 << 5, 1 << 9, 1 << 10, 1 << 18
-	eferSCE, eferLME, eferLMA, eferNXE              = 1 << 0, 1 << 8, 1 << 10, 1 << 11
-)
-
-// writeSystemArea installs the syscall trampoline (trampoline.go) and the
-// vDSO.
-//
-// The guest runs in user mode (CPL 3) with no kernel: SYSCALL jumps to
-// MSR_LSTAR without changing privilege, and the privileged `hlt` at the
-// trampoline's end traps. With no exception handler in the guest the trap ends KVM_RUN, and
-// the monitor recognises a system call by the trapping address. Measured on
-// this project's PVM hosts, supervisor mode is emulated instruction by
-// instruction while user mode runs natively; see docs/architecture.md.
+// writeSystemArea installs the system-call trampoline (trampoline.go) and
+// the vDSO.
 func (v *VM) writeSystemArea() error {
 	b, err := v.mem.Slice(trampolineAddr, uint64(len(trampolineCode)))
 	if err != nil {
 		return err
 	}
 	copy(b, trampolineCode)
-	img, err := v.mem.Slice(vdsoAddr, vdsoSize)
+	img, err := v.mem.Slice(vdsoAddr, vdso.Size)
 	if err != nil {
 		return err
 	}
-	copy(img, buildVDSO())
+	copy(img, vdso.Image())
 	return nil
 }
 
@@ -54,9 +41,9 @@ func (v *VM) startClock(c *kvm.VCPU) error {
 	if err != nil {
 		return err
 	}
-	h1 := rdtsc()
+	h1 := vdso.RDTSC()
 	g, err := c.GetMSR(kvm.MSRTSC)
-	h2 := rdtsc()
+	h2 := vdso.RDTSC()
 	if err != nil {
 		return err
 	}
@@ -64,51 +51,10 @@ func (v *VM) startClock(c *kvm.VCPU) error {
 	if err != nil {
 		return err
 	}
-	v.clock = newClock(page, khz, int64(g-(h1/2+h2/2)))
-	go v.clock.run(v.done)
+	v.clock = vdso.NewClock(page, khz, int64(g-(h1/2+h2/2)))
+	go v.clock.Run(v.life.done)
 	return nil
 }
-
-// setupCPU puts c in 64-bit user mode on the guest's page tables with the
-// given registers and FS base.
-func (v *VM) setupCPU(c *kvm.VCPU, regs *kvm.Regs, fs uint64) error {
-	var s kvm.Sregs
-	if err := c.GetSregs(&s); err != nil {
-		return fmt.Errorf("KVM_GET_SREGS: %w", err)
-	}
-	// Linux's user selectors: __USER_CS 0x33, __USER_DS 0x2b.
-	code := kvm.Segment{Limit: 0xffffffff, Selector: 0x33, Type: 11, Present: 1, DPL: 3, S: 1, L: 1, G: 1}
-	data := kvm.Segment{Limit: 0xffffffff, Selector: 0x2b, Type: 3, Present: 1, DPL: 3, S: 1, DB: 1, G: 1}
-	s.CS = code
-	s.DS, s.ES, s.SS, s.GS = data, data, data, data
-	s.FS = data
-	s.FS.Base = fs
-	s.CR0 = cr0PE | cr0MP | cr0ET | cr0NE | cr0WP | cr0AM | cr0PG
-	s.CR3 = v.mem.CR3()
-	s.CR4 = cr4PAE | cr4OSFXSR | cr4OSXMMEXCPT | cr4OSXSAVE
-	s.EFER = eferSCE | eferLME | eferLMA | eferNXE
-	if err := c.SetSregs(&s); err != nil {
-		return fmt.Errorf("KVM_SET_SREGS: %w", err)
-	}
-	if err := c.SetMSRs(
-		kvm.MSR{Index: kvm.MSRLStar, Value: uint64(trampolineAddr)},
-		kvm.MSR{Index: kvm.MSRStar, Value: 0x8 << 32},
-		kvm.MSR{Index: kvm.MSRFMask, Value: 0},
-	); err != nil {
-		return err
-	}
-	if err := c.SetRegs(regs); err != nil {
-		return fmt.Errorf("KVM_SET_REGS: %w", err)
-	}
-	c.Run.ValidRegs = kvm.SyncRegs
-	c.Run.DirtyRegs = 0
-	return nil
-}
-
-// Auxiliary-vector keys (include/uapi/linux/auxvec.h).
-const (
-	atNull, atPagesz, atClktck, atHwcap, atSecure, atRandom, atExecfn, atSysinfoEhdr = 0, 6, 17, 16, 23, 25, 31, 33
-)
 
 // guestEnv returns the environment the guest starts with: the configured
 // variables, the device list, and GOMEMLIMIT below the memory limit unless
@@ -161,13 +107,7 @@ func (v *VM) buildStack() (guestmem.GuestAddr, error) {
 	var rnd [16]byte
 	rand.Read(rnd[:])
 	random := uint64(push(rnd[:]))
-	hwcap := uint64(0)
-	for _, e := range v.cpuid {
-		if e.Function == 1 {
-			hwcap = uint64(e.EDX)
-		}
-	}
-	auxv := []uint64{atPagesz, guestmem.PageSize, atClktck, 100, atHwcap, hwcap,
+	auxv := []uint64{atPagesz, guestmem.PageSize, atClktck, 100, atHwcap, v.hwcap,
 		atSecure, 0, atRandom, random, atExecfn, execfn, atSysinfoEhdr, uint64(vdsoAddr), atNull, 0}
 
 	var words []uint64

@@ -6,14 +6,16 @@ import (
 
 	"atoll.dev/atoll/monitor/elfimage"
 	"atoll.dev/atoll/monitor/guestmem"
+	"atoll.dev/atoll/monitor/vdso"
 )
 
 // crash reports a guest failure Go itself could not report — the cause,
 // the registers and a symbolized backtrace along the frame-pointer chain —
-// and ends the VM with status code.
-func (t *vcpu) crash(cause string, code int) {
+// and ends the VM with status code. The thread stops.
+func (t *thread) crash(cause string, code int) {
+	t.ctl = ctlStop
 	var b strings.Builder
-	r := t.cpu.Run.Regs
+	r := *t.cpu.Regs()
 	syms := elfimage.Symbols(t.vm.cfg.Image)
 	fmt.Fprintf(&b, "atoll: guest crashed (thread %d): %s\n", t.tid, cause)
 	fmt.Fprintf(&b, "  rip %#016x  %s\n", r.RIP, symbolize(syms, r.RIP))
@@ -59,7 +61,7 @@ func symbolize(syms []elfimage.Symbol, pc uint64) string {
 	switch {
 	case inMonitorCode(pc):
 		return "(atoll monitor code)"
-	case pc >= uint64(vdsoAddr) && pc < uint64(vdsoAddr)+vdsoSize:
+	case pc >= uint64(vdsoAddr) && pc < uint64(vdsoAddr)+vdso.Size:
 		return "(atoll vdso)"
 	}
 	if s, off, ok := elfimage.Lookup(syms, pc); ok {

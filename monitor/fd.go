@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"os"
 	"sync"
 	"sync/atomic"
 
@@ -11,115 +10,130 @@ import (
 // maxFDs bounds the guest's file-descriptor table (its RLIMIT_NOFILE).
 const maxFDs = 4096
 
-// fdTable maps guest file descriptors to monitor-owned host objects.
-// The guest names only its own numbers; each entry is a host object the
-// monitor created for it (console, pipe, eventfd, epoll) or a device the
-// operator attached — never a host file the guest chose.
+// file is an object open in the guest, what Linux calls a file
+// description: one kind per file_*.go (console, pipe, eventfd, epoll,
+// block, net). Every kind can be closed and described by fstat; the other
+// operations are small optional interfaces below, and a descriptor call on
+// a file without one answers as Linux does for such an object
+// (sys_fd.go). No kind is a host object the guest chose: each is one the
+// monitor created for it or a device the operator attached.
+type file interface {
+	// close releases the file's host resources. It is called once, when
+	// the last reference goes (fdTable).
+	close()
+	// stat describes the file for fstat.
+	stat(st *unix.Stat_t) unix.Errno
+}
+
+// reader is a file read in sequence (read, readv).
+type reader interface {
+	readv(t *thread, iov [][]byte) (int, unix.Errno)
+}
+
+// writer is a file written in sequence (write, writev).
+type writer interface {
+	writev(t *thread, iov [][]byte) (int, unix.Errno)
+}
+
+// positional is a file read and written at offsets (pread64, pwrite64).
+type positional interface {
+	pread(b []byte, off uint64) (int, unix.Errno)
+	pwrite(b []byte, off uint64) (int, unix.Errno)
+}
+
+// seeker is a file with an offset (lseek).
+type seeker interface {
+	seek(off int64, whence int) (int64, unix.Errno)
+}
+
+// syncer is a file with storage to flush (fsync, fdatasync).
+type syncer interface {
+	sync() unix.Errno
+}
+
+// flagged is a file whose status flags the guest may read and set
+// (fcntl F_GETFL, F_SETFL); only O_NONBLOCK can be changed.
+type flagged interface {
+	statusFlags() (int, unix.Errno)
+	setNonblock(on bool) unix.Errno
+}
+
+// pollable is a file that epoll can watch: it has a host descriptor that
+// reports readiness.
+type pollable interface {
+	pollFD() int
+}
+
+// hostFD is the part every host-backed kind shares: the descriptor,
+// closed with the file, with fstat and the status flags answered by the
+// host.
+type hostFD struct {
+	fd int
+}
+
+func (h *hostFD) close() { unix.Close(h.fd) }
+
+func (h *hostFD) stat(st *unix.Stat_t) unix.Errno { return errnoOf(unix.Fstat(h.fd, st)) }
+
+func (h *hostFD) statusFlags() (int, unix.Errno) {
+	fl, err := unix.FcntlInt(uintptr(h.fd), unix.F_GETFL, 0)
+	return fl, errnoOf(err)
+}
+
+func (h *hostFD) setNonblock(on bool) unix.Errno {
+	fl := 0
+	if on {
+		fl = unix.O_NONBLOCK
+	}
+	_, err := unix.FcntlInt(uintptr(h.fd), unix.F_SETFL, fl)
+	return errnoOf(err)
+}
+
+// fdTable maps guest file descriptors to open files.
 //
-// Entries are reference-counted open files, shared by the descriptors
-// dup made (like Linux file descriptions). A handler takes a reference
-// with acquire before it uses the host descriptor and drops it with
-// release when the host call is over: closing the guest descriptor in
-// another thread only removes it from the table, and the host descriptor
-// is closed when the last reference goes, so its number cannot be reused
-// for another object while a call still uses it.
+// Entries are reference-counted open files, shared by the descriptors dup
+// made (like Linux file descriptions). A handler takes a reference with
+// acquire before it uses the file and drops it with release when its
+// call is over: closing the guest descriptor in another thread only
+// removes it from the table, and the file is closed when the last
+// reference goes, so a host descriptor number cannot be reused for
+// another object while a call still uses it.
 type fdTable struct {
 	mu  sync.Mutex
 	fds map[int]*openFile // guest fd → open file
 }
 
-// fdEntry describes a host object to install in the table.
-type fdEntry struct {
-	host  int
-	block *blockDevice // set for block devices
-}
-
-// openFile is a host object open in the guest, shared by every guest
-// descriptor that names it and every call that uses it.
+// openFile is a file open in the guest, shared by every guest descriptor
+// that names it and every call that uses it.
 type openFile struct {
-	host  int
-	block *blockDevice // set for block devices
-
-	// refs counts the table entries and calls holding the file; the
-	// host descriptor is closed when it drops to zero.
+	file
+	// refs counts the table entries and calls holding the file; the file
+	// is closed when it drops to zero.
 	refs atomic.Int32
-
-	// emulated says the host descriptor is always O_NONBLOCK and the
-	// guest's O_NONBLOCK flag lives in nonblock: a blocking read or
-	// write then waits in bounded polls, so that it notices the VM
-	// ending and signals.
-	emulated bool
-	nonblock atomic.Bool
 }
 
-// blockDevice describes a block device's geometry (docs/abi.md).
-type blockDevice struct {
-	size, sector uint64
-}
-
-// checkIO validates a positioned transfer of n bytes at off.
-func (b *blockDevice) checkIO(off, n uint64) bool {
-	return off%b.sector == 0 && n%b.sector == 0 && off <= b.size && n <= b.size-off
-}
-
-// newOpenFile wraps a host descriptor; the caller holds its one reference.
-func newOpenFile(e fdEntry) *openFile {
-	f := &openFile{host: e.host, block: e.block}
-	f.refs.Store(1)
-	return f
-}
-
-// newEmulatedFile wraps a host descriptor that is O_NONBLOCK on the host,
-// with the guest's own O_NONBLOCK flag; the caller holds its one
-// reference.
-func newEmulatedFile(h int, nonblock bool) *openFile {
-	f := newOpenFile(fdEntry{host: h})
-	f.emulated = true
-	f.nonblock.Store(nonblock)
-	return f
+// newOpenFile wraps f; the caller holds its one reference.
+func newOpenFile(f file) *openFile {
+	o := &openFile{file: f}
+	o.refs.Store(1)
+	return o
 }
 
 // ref takes another reference to f.
 func (f *openFile) ref() { f.refs.Add(1) }
 
-// release drops a reference to f, closing the host descriptor with the
-// last one.
+// release drops a reference to f, closing the file with the last one.
 func (f *openFile) release() {
 	switch n := f.refs.Add(-1); {
 	case n == 0:
-		unix.Close(f.host)
+		f.close()
 	case n < 0:
 		panic("monitor: open file released too often")
 	}
 }
 
-// blocking reports whether calls on f wait for readiness, as the guest
-// sees it, although the host descriptor does not block.
-func (f *openFile) blocking() bool { return f.emulated && !f.nonblock.Load() }
-
-// init opens the console: fd 0 reads end-of-file, 1 and 2 write to the
-// given host files. 1 and 2 share the operator's file description, so
-// their host flags are left as they are.
-func (ft *fdTable) init(stdout, stderr *os.File) error {
-	ft.fds = map[int]*openFile{}
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
-		return err
-	}
-	unix.Close(p[1])
-	ft.fds[0] = newOpenFile(fdEntry{host: p[0]})
-	for gfd, f := range map[int]*os.File{1: stdout, 2: stderr} {
-		if f == nil {
-			f = os.Stderr
-		}
-		h, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
-		if err != nil {
-			return err
-		}
-		ft.fds[gfd] = newOpenFile(fdEntry{host: h})
-	}
-	return nil
-}
+// init empties the table.
+func (ft *fdTable) init() { ft.fds = map[int]*openFile{} }
 
 // acquire returns the open file behind guest fd with a reference the
 // caller must release.
@@ -147,14 +161,17 @@ func (ft *fdTable) valid(fd uint64) bool {
 	return ok
 }
 
-// host reports whether guest fd is open, with the host descriptor it had
-// when looked up. The number is good for nothing but an existence check:
-// once this returns, another thread may close the descriptor and the
+// count returns the number of open descriptors.
+func (ft *fdTable) count() int {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return len(ft.fds)
+}
 
-// install gives a new open file for e the lowest free guest number
-// >= min. On failure it closes e's host descriptor.
-func (ft *fdTable) install(e fdEntry, min int) (int, unix.Errno) {
-	return ft.installFile(newOpenFile(e), min)
+// install gives a new open file for f the lowest free guest number
+// >= min. On failure it closes f.
+func (ft *fdTable) install(f file, min int) (int, unix.Errno) {
+	return ft.installFile(newOpenFile(f), min)
 }
 
 // installFile gives f the lowest free guest number >= min, handing the
@@ -201,8 +218,8 @@ func (ft *fdTable) close(fd uint64) unix.Errno {
 	return 0
 }
 
-// closeAll empties the table. Host descriptors still in use by a call
-// are closed when that call ends.
+// closeAll empties the table. Files still in use by a call are closed
+// when that call ends.
 func (ft *fdTable) closeAll() {
 	ft.mu.Lock()
 	old := ft.fds

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"atoll.dev/atoll/abi"
 	"atoll.dev/atoll/internal/testenv"
+	"atoll.dev/atoll/manifest"
 	"atoll.dev/atoll/monitor"
 )
 
@@ -113,7 +115,8 @@ func TestCloseDupWriteRace(t *testing.T) {
 	for run := 0; run < 4; run++ {
 		res, err := monitor.Run(context.Background(), monitor.Config{Image: image, Name: "fdio", Args: []string{"race"},
 			MemBytes: 256 << 20, CPUs: 3, Stdout: out, Stderr: out,
-			Devices: []monitor.Device{{Kind: "block", Name: "data", File: dev, Size: size, SectorSize: 512}}})
+			Devices: []monitor.Device{{Device: manifest.Device{Name: "data", Kind: abi.KindBlock,
+				Spec: &manifest.BlockSpec{Size: size, SectorSize: 512}}, File: dev}}})
 		b, _ := os.ReadFile(out.Name())
 		if err != nil || res.ExitCode != 0 || !strings.Contains(string(b), "block untouched: true\npipe got only payload: true true\nrace ok\n") {
 			t.Fatalf("run %d: %v, exit %d, output:\n%.3000s", run, err, res.ExitCode, b)

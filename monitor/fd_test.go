@@ -33,15 +33,15 @@ func readsEOF(t *testing.T, r int) bool {
 // call still uses keeps the host descriptor open until the call ends.
 func TestFDTableCloseWhileInUse(t *testing.T) {
 	var ft fdTable
-	ft.fds = map[int]*openFile{}
+	ft.init()
 	r, w := testPipe(t)
 	defer unix.Close(r)
-	fd, e := ft.install(fdEntry{host: w}, 3)
+	fd, e := ft.install(&pipeEnd{newHostStream(w, true)}, 3)
 	if e != 0 || fd != 3 {
 		t.Fatalf("install: %d, %v", fd, e)
 	}
 	f, ok := ft.acquire(3)
-	if !ok || f.host != w {
+	if !ok || f.file.(*pipeEnd).fd != w {
 		t.Fatalf("acquire: %v %v", f, ok)
 	}
 	if e := ft.close(3); e != 0 {
@@ -56,7 +56,7 @@ func TestFDTableCloseWhileInUse(t *testing.T) {
 	if readsEOF(t, r) {
 		t.Fatal("host descriptor closed while a call holds it")
 	}
-	if n, err := unix.Write(f.host, []byte("x")); n != 1 || err != nil {
+	if n, err := unix.Write(f.file.(*pipeEnd).fd, []byte("x")); n != 1 || err != nil {
 		t.Fatalf("write through the held reference: %d, %v", n, err)
 	}
 	unix.Read(r, make([]byte, 1))
@@ -67,21 +67,21 @@ func TestFDTableCloseWhileInUse(t *testing.T) {
 }
 
 // TestFDTableDupShares checks that descriptors made by dup share one open
-// file (and its block geometry), closed with the last of them.
+// file (and its kind), closed with the last of them.
 func TestFDTableDupShares(t *testing.T) {
 	var ft fdTable
-	ft.fds = map[int]*openFile{}
+	ft.init()
 	r, w := testPipe(t)
 	defer unix.Close(r)
-	blk := &blockDevice{size: 4096, sector: 512}
-	fd, _ := ft.install(fdEntry{host: w, block: blk}, 3)
+	blk := &blockDevice{hostFD: hostFD{w}, size: 4096, sector: 512}
+	fd, _ := ft.install(blk, 3)
 	f, _ := ft.acquire(uint64(fd))
 	fd2, e := ft.installFile(f, 0)
 	if e != 0 {
 		t.Fatal(e)
 	}
 	g, _ := ft.acquire(uint64(fd2))
-	if g != f || g.block != blk {
+	if g != f || g.file != file(blk) {
 		t.Fatalf("dup does not share the open file: %+v vs %+v", g, f)
 	}
 	g.release()
@@ -94,7 +94,7 @@ func TestFDTableDupShares(t *testing.T) {
 	}
 	r2, w2 := testPipe(t)
 	defer unix.Close(r2)
-	ft.installAt(newOpenFile(fdEntry{host: w2}), 10) // dup2 over the last one
+	ft.installAt(newOpenFile(&pipeEnd{newHostStream(w2, true)}), 10) // dup2 over the last one
 	if !readsEOF(t, r) {
 		t.Fatal("dup2 over the last descriptor left the file open")
 	}
@@ -110,10 +110,10 @@ func TestFDTableDupShares(t *testing.T) {
 // TestFDTableFull checks that a full table refuses a new file and closes it.
 func TestFDTableFull(t *testing.T) {
 	var ft fdTable
-	ft.fds = map[int]*openFile{}
+	ft.init()
 	r, w := testPipe(t)
 	defer unix.Close(r)
-	if fd, e := ft.install(fdEntry{host: w}, maxFDs); e != unix.EMFILE || fd != -1 {
+	if fd, e := ft.install(&pipeEnd{newHostStream(w, true)}, maxFDs); e != unix.EMFILE || fd != -1 {
 		t.Fatalf("install past the limit: %d, %v", fd, e)
 	}
 	if !readsEOF(t, r) {

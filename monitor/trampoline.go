@@ -2,13 +2,19 @@ package monitor
 
 import (
 	"encoding/binary"
+	"sync"
 
 	"atoll.dev/atoll/monitor/guestmem"
 )
 
-// The trampoline is where the guest's SYSCALL lands (MSR_LSTAR). It ends
-// in a `hlt`, which traps out of the guest: that is how system calls reach
-// the monitor (see writeSystemArea). Before it, a fast path answers the
+// The trampoline is where the guest's SYSCALL lands (MSR_LSTAR). The
+// guest runs in user mode (CPL 3) with no kernel: SYSCALL jumps there
+// without changing privilege, and the privileged `hlt` at the trampoline's
+// end traps. With no exception handler in the guest the trap ends KVM_RUN
+// as a shutdown exit, and the monitor recognises a system call by the
+// trapping address (machine_kvm.go). Measured on this project's PVM hosts,
+// supervisor mode is emulated instruction by instruction while user mode
+// runs natively; see docs/architecture.md. Before the `hlt`, a fast path answers the
 // commonest call of a Go program's start-up — rt_sigaction, 114 of ~190
 // boot exits — inside the guest, on a signal-action table in guest memory
 // that the monitor also reads and writes. The fast path takes only valid,
@@ -53,10 +59,19 @@ const (
 	sigTableStride = 0x208
 )
 
-// handler returns the action for sig from the guest's table. The guest can
-// change the table at any time; the monitor only trusts what it checks.
-func (v *VM) handler(sig int) sigaction {
-	b, err := v.mem.Slice(sigTableAddr, 4*sigTableStride)
+// sigTable is the guest's signal actions, kept in guest memory at
+// sigTableAddr so that the trampoline's fast path can answer rt_sigaction
+// without an exit. The guest can change the table at any time; the monitor
+// only trusts what it checks.
+type sigTable struct {
+	mem *guestmem.Memory
+	// mu serializes the monitor's updates of the table.
+	mu sync.Mutex
+}
+
+// get returns the action for sig (1–64).
+func (s *sigTable) get(sig int) sigaction {
+	b, err := s.mem.Slice(sigTableAddr, 4*sigTableStride)
 	if err != nil {
 		return sigaction{}
 	}
@@ -65,10 +80,10 @@ func (v *VM) handler(sig int) sigaction {
 	return sigaction{handler: w(0), flags: w(1), restorer: w(2), mask: w(3) &^ unblockable}
 }
 
-// setHandler stores the action for sig in the guest's table, handler last
-// so that a concurrent reader never sees a new handler with old flags.
-func (v *VM) setHandler(sig int, h sigaction) {
-	b, err := v.mem.Slice(sigTableAddr, 4*sigTableStride)
+// set stores the action for sig, handler last so that a concurrent reader
+// never sees a new handler with old flags. The caller holds mu.
+func (s *sigTable) set(sig int, h sigaction) {
+	b, err := s.mem.Slice(sigTableAddr, 4*sigTableStride)
 	if err != nil {
 		return
 	}

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"os"
 	"testing"
+
+	"atoll.dev/atoll/internal/testenv"
 )
 
 // TestTrampolineMatchesSource reassembles testdata/trampoline.s and checks
 // the bytes, the hlt offset and the table address it was built with.
 func TestTrampolineMatchesSource(t *testing.T) {
-	code := assemble(t, "testdata/trampoline.s")
+	code := testenv.Assemble(t, "testdata/trampoline.s")
 	if !bytes.Equal(code, trampolineCode) {
 		t.Fatalf("trampolineCode differs from its source:\n got % x\nwant % x", trampolineCode, code)
 	}

@@ -1,8 +1,11 @@
 // Package monitor runs a static linux/amd64 Go executable as a KVM virtual
-// machine with no guest kernel: the guest runs in (paravirtual) supervisor
-// mode, its system calls arrive through a two-byte trampoline as port-I/O
-// exits, and the monitor answers them from a small table (syscalls.go) that
-// implements exactly the slice of the Linux ABI described in docs/abi.md.
+// machine with no guest kernel. The guest runs in 64-bit user mode; its
+// SYSCALL instructions land on a trampoline in monitor-owned guest pages
+// whose final `hlt` traps out of the guest (trampoline.go), and the
+// monitor answers each call from its system-call table (systable.go), the
+// source of the call list in docs/abi.md. Objects the guest opens —
+// console, pipes, eventfds, epoll instances and attached devices — are
+// files of one kind each (fd.go, file_*.go).
 package monitor
 
 import (
@@ -10,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -19,9 +21,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"atoll.dev/atoll/abi"
+	"atoll.dev/atoll/manifest"
 	"atoll.dev/atoll/monitor/elfimage"
 	"atoll.dev/atoll/monitor/guestmem"
 	"atoll.dev/atoll/monitor/kvm"
+	"atoll.dev/atoll/monitor/vdso"
 )
 
 // Config describes one run of a unikernel.
@@ -41,16 +45,287 @@ type Config struct {
 	Devices []Device
 }
 
-// Device is a device attached to the guest: a host object the operator
-// named, presented as a descriptor with its Linux twin's semantics
-// (docs/abi.md, device group). The monitor duplicates File; the caller
-// keeps ownership of it.
+// Device is a declared device attached to the guest: a host object the
+// operator named, presented as a descriptor with its Linux twin's
+// semantics (docs/abi.md, devices). The monitor duplicates File; the
+// caller keeps ownership of it.
 type Device struct {
-	Kind string // abi.KindBlock or abi.KindNet
-	Name string
+	manifest.Device
 	File *os.File
-	// Size and SectorSize describe a block device, in bytes.
-	Size, SectorSize uint64
+}
+
+// deviceKinds makes the guest's file for an attached device from a host
+// descriptor the monitor owns, by kind; each kind's file (file_block.go,
+// file_net.go) registers itself.
+var deviceKinds = map[abi.Kind]func(d Device, host int) (file, error){}
+
+// ExitVMFault is the exit status of a guest the VM could not carry on
+// running for a reason no Linux signal describes: it touched hardware that
+// does not exist (an I/O port, HLT, memory outside its address space), it
+// faulted in the monitor's own code, or KVM failed. A crash report goes to
+// the log. The value is EX_SOFTWARE from sysexits.h.
+const ExitVMFault = 70
+
+// Result is how a run ended.
+type Result struct {
+	ExitCode int  // the guest's exit status; -1 when stopped
+	Stopped  bool // the context ended the run before the guest exited
+	Stats    Stats
+}
+
+const (
+	guestPID  = 1
+	stackSize = 8 << 20
+	// arenaBase is the address space for unhinted mmaps on top of the
+	// limit: the Go runtime reserves about 1.1 GiB of PROT_NONE space for
+	// its page allocator at start-up.
+	arenaBase = 5 << 28 // 1.25 GiB
+	// runtimeStartup is the memory the Go runtime maps read-write before
+	// main runs, beyond the image and stack: its 32 MiB heap-arena index,
+	// the first heap arena's pages, stacks and GC metadata. Measured with
+	// Go 1.26: hello needs 42 MiB, examples/www 44–48 MiB.
+	runtimeStartup = 48 << 20
+)
+
+// VM is one running unikernel.
+type VM struct {
+	cfg      Config
+	img      *elfimage.Image
+	mach     machine
+	mem      *guestmem.Memory
+	stackTop guestmem.GuestAddr // top of the initial thread's stack
+	hwcap    uint64             // AT_HWCAP: CPUID leaf 1's EDX
+	clock    *vdso.Clock        // set before the first thread runs
+	fds      fdTable
+	// devicesEnv is abi.DevicesEnv=..., when devices are attached.
+	devicesEnv string
+	sigs       sigTable // signal actions (trampoline.go)
+	threads    threadTable
+	rlimits    rlimits
+	life       lifecycle
+	stats      exitCounts
+	log        *onceLog
+}
+
+// lifecycle is how a VM ends.
+type lifecycle struct {
+	running  sync.WaitGroup // one per thread loop
+	exitOnce sync.Once
+	exitCode int
+	done     chan struct{} // closed when the VM ends
+}
+
+// MinMemory returns the smallest memory limit with which the executable
+// img can start: its image and initial stack, and what the Go runtime
+// maps before main runs. A limit below it is refused before boot.
+func MinMemory(img *elfimage.Image) uint64 {
+	return guestmem.Layout{
+		ImageStart: guestmem.GuestAddr(img.Start),
+		ImageEnd:   guestmem.GuestAddr(img.End),
+		StackSize:  stackSize,
+	}.Committed() + runtimeStartup
+}
+
+// Run boots cfg.Image and returns when the guest exits, or when ctx ends:
+// then the guest is stopped where it is (Result.Stopped).
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	v, err := newKVMVM(cfg)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := v.run(ctx)
+	// Threads blocked in the host notice the end within waitChunk; the
+	// VM's resources are released once the last one has left.
+	go func() {
+		v.life.running.Wait()
+		v.close()
+	}()
+	return res, err
+}
+
+// newKVMVM makes a VM on KVM for cfg.
+func newKVMVM(cfg Config) (*VM, error) {
+	img, err := elfimage.Parse(cfg.Image)
+	if err != nil {
+		return nil, err
+	}
+	if min := MinMemory(img); cfg.MemBytes < min {
+		return nil, fmt.Errorf("memory limit %s is below what this image needs to start: at least %s (image and stack %s, Go runtime start-up %s)",
+			manifest.FormatSize(cfg.MemBytes), manifest.FormatSize(roundMiB(min)), manifest.FormatSize(roundMiB(min-runtimeStartup)), manifest.FormatSize(runtimeStartup))
+	}
+	sys, err := kvm.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer sys.Close()
+	kv, err := sys.CreateVM()
+	if err != nil {
+		return nil, err
+	}
+	// A trap can be pending when a host signal interrupts KVM_RUN; the
+	// vCPU loop must see it before it redirects the guest to a handler.
+	if err = kv.EnableCap(kvm.CapTripleFaultEvent, 1); err != nil {
+		kv.Close()
+		return nil, err
+	}
+	cpuid, err := sys.SupportedCPUID()
+	if err != nil {
+		kv.Close()
+		return nil, err
+	}
+	m := &kvmMachine{vm: kv, cpuid: cpuid}
+	v, err := newVM(cfg, img, m, kv)
+	if err != nil {
+		m.close()
+		return nil, err
+	}
+	m.cr3, m.exits = v.mem.CR3(), &v.stats
+	for _, e := range cpuid {
+		if e.Function == 1 {
+			v.hwcap = uint64(e.EDX)
+		}
+	}
+	return v, nil
+}
+
+// roundMiB rounds n up to whole MiB.
+func roundMiB(n uint64) uint64 { return (n + 1<<20 - 1) &^ (1<<20 - 1) }
+
+// newVM makes the VM for cfg on machine mach, whose guest memory slots
+// are slots: the address space, the console and the devices. On failure
+// it releases what it made but not mach.
+func newVM(cfg Config, img *elfimage.Image, mach machine, slots guestmem.Slots) (*VM, error) {
+	if cfg.CPUs < 1 {
+		cfg.CPUs = 1
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	cfg.Log = &lockedWriter{w: cfg.Log}
+	v := &VM{cfg: cfg, img: img, mach: mach,
+		threads: threadTable{m: map[int]*thread{}, nextTID: guestPID},
+		life:    lifecycle{done: make(chan struct{})},
+		log:     &onceLog{w: cfg.Log, verbose: cfg.Verbose}}
+	var err error
+	v.mem, v.stackTop, err = guestmem.New(slots, guestmem.Layout{
+		ImageStart: guestmem.GuestAddr(img.Start),
+		ImageEnd:   guestmem.GuestAddr(img.End),
+		StackSize:  stackSize,
+		ArenaSize:  arenaBase + cfg.MemBytes,
+	}, cfg.MemBytes)
+	if err != nil {
+		return nil, err
+	}
+	v.sigs.mem = v.mem
+	v.fds.init()
+	if err := openConsole(&v.fds, cfg.Stdout, cfg.Stderr); err != nil {
+		v.releaseMemory()
+		return nil, err
+	}
+	if err := v.attach(cfg.Devices); err != nil {
+		v.releaseMemory()
+		return nil, err
+	}
+	return v, nil
+}
+
+// attach installs the devices in the descriptor table and records where
+// for the guest's environment.
+func (v *VM) attach(devs []Device) error {
+	var listed []abi.DeviceFD
+	for _, d := range devs {
+		open, ok := deviceKinds[d.Kind]
+		if !ok {
+			return fmt.Errorf("device %s: kind %q is not supported", d.Name, d.Kind)
+		}
+		h, err := unix.FcntlInt(d.File.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			return fmt.Errorf("device %s: %w", d.Name, err)
+		}
+		f, err := open(d, h)
+		if err != nil {
+			unix.Close(h)
+			return err
+		}
+		fd, e := v.fds.install(f, 3)
+		if e != 0 {
+			return fmt.Errorf("device %s: %w", d.Name, e)
+		}
+		listed = append(listed, abi.DeviceFD{Kind: d.Kind, Name: d.Name, FD: fd})
+	}
+	if len(listed) > 0 {
+		v.devicesEnv = abi.DevicesEnv + "=" + abi.FormatDevices(listed)
+	}
+	return nil
+}
+
+// releaseMemory closes the descriptors and frees guest memory.
+func (v *VM) releaseMemory() {
+	v.fds.closeAll()
+	v.mem.Close()
+}
+
+// close releases everything the VM holds; its threads must have left.
+func (v *VM) close() {
+	v.fds.closeAll()
+	v.mach.close()
+	v.mem.Close()
+}
+
+// run loads the image, starts the first thread and waits for the VM to
+// end.
+func (v *VM) run(ctx context.Context) (Result, error) {
+	for _, s := range v.img.Segments {
+		b, err := v.mem.Slice(guestmem.GuestAddr(s.Vaddr), s.Memsz)
+		if err != nil {
+			return Result{}, fmt.Errorf("load segment at %#x: %w", s.Vaddr, err)
+		}
+		copy(b, s.Data)
+	}
+	if err := v.writeSystemArea(); err != nil {
+		return Result{}, err
+	}
+	sp, err := v.buildStack()
+	if err != nil {
+		return Result{}, err
+	}
+	regs := kvm.Regs{RIP: v.img.Entry, RSP: uint64(sp), RFLAGS: 2}
+	t, err := v.newThread(&regs, 0)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := v.startClock(t.cpu.(*kvmCPU).VCPU); err != nil {
+		v.exitThread(t, 0)
+		return Result{}, err
+	}
+	v.mach.start(t)
+	stopped := false
+	select {
+	case <-v.life.done:
+	case <-ctx.Done():
+		v.exit(-1)
+		stopped = v.life.exitCode == -1
+	}
+	return Result{ExitCode: v.life.exitCode, Stopped: stopped, Stats: v.stats.snapshot()}, nil
+}
+
+// exit ends the VM with code; later calls are ignored.
+func (v *VM) exit(code int) {
+	v.life.exitOnce.Do(func() {
+		v.life.exitCode = code
+		close(v.life.done)
+		v.kickAll()
+	})
+}
+
+// exiting reports whether the VM has ended.
+func (v *VM) exiting() bool {
+	select {
+	case <-v.life.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Stats counts VM exits by cause.
@@ -81,321 +356,35 @@ func (s Stats) String() string {
 	return b.String()
 }
 
-// ExitVMFault is the exit status of a guest the VM could not carry on
-// running for a reason no Linux signal describes: it touched hardware that
-// does not exist (an I/O port, HLT, memory outside its address space), it
-// faulted in the monitor's own code, or KVM failed. A crash report goes to
-// the log. The value is EX_SOFTWARE from sysexits.h.
-const ExitVMFault = 70
-
-// Result is how a run ended.
-type Result struct {
-	ExitCode int  // the guest's exit status; -1 when stopped
-	Stopped  bool // the context ended the run before the guest exited
-	Stats    Stats
+// exitCounts counts a VM's exits as they happen.
+type exitCounts struct {
+	total  atomic.Uint64
+	sys    [512]atomic.Uint64 // by system call number
+	others sync.Map           // cause → *atomic.Uint64
 }
 
-const (
-	guestPID  = 1
-	stackSize = 8 << 20
-	// arenaBase is the address space for unhinted mmaps on top of the
-	// limit: the Go runtime reserves about 1.1 GiB of PROT_NONE space for
-	// its page allocator at start-up.
-	arenaBase = 5 << 28 // 1.25 GiB
-)
-
-// VM is one running unikernel.
-type VM struct {
-	cfg Config
-	img *elfimage.Image
-	kvm *kvm.System
-	vm  *kvm.VM
-	mem *guestmem.Memory
-	// stackTop is the top of the initial thread's stack.
-	stackTop guestmem.GuestAddr
-	cpuid    []kvm.CPUIDEntry
-	log      *onceLog
-
-	clock      *clock // set before the first thread runs
-	fds        fdTable
-	devicesEnv string // abi.DevicesEnv=..., when devices are attached
-
-	// sigMu serializes the monitor's updates of the signal-action table
-	// (trampoline.go), which lives in guest memory.
-	sigMu sync.Mutex
-
-	// thrMu guards the fields below.
-	thrMu   sync.Mutex
-	threads map[int]*vcpu
-	idle    []*kvm.VCPU // vCPUs of exited threads, for reuse
-	nextTID int
-	nextID  int
-
-	rlimits sync.Map // resource → [2]uint64
-
-	running  sync.WaitGroup // one per thread loop
-	exitOnce sync.Once
-	exitCode int
-	done     chan struct{}
-
-	exits      atomic.Uint64
-	sysExits   [512]atomic.Uint64
-	otherExits sync.Map // string → *atomic.Uint64
-}
-
-// Run boots cfg.Image and returns when the guest exits, or when ctx ends:
-// then the guest is stopped where it is (Result.Stopped).
-func Run(ctx context.Context, cfg Config) (Result, error) {
-	v, err := newVM(cfg)
-	if err != nil {
-		return Result{}, err
-	}
-	res, err := v.run(ctx)
-	// Threads blocked in the host notice the end within waitChunk; the
-	// VM's resources are released once the last one has left.
-	go func() {
-		v.running.Wait()
-		v.close()
-	}()
-	return res, err
-}
-
-func newVM(cfg Config) (*VM, error) {
-	img, err := elfimage.Parse(cfg.Image)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.CPUs < 1 {
-		cfg.CPUs = 1
-	}
-	if cfg.Log == nil {
-		cfg.Log = io.Discard
-	}
-	cfg.Log = &lockedWriter{w: cfg.Log}
-	sys, err := kvm.Open()
-	if err != nil {
-		return nil, err
-	}
-	v := &VM{cfg: cfg, img: img, kvm: sys, threads: map[int]*vcpu{}, nextTID: guestPID, done: make(chan struct{}),
-		log: &onceLog{w: cfg.Log, verbose: cfg.Verbose}}
-	if v.vm, err = sys.CreateVM(); err != nil {
-		sys.Close()
-		return nil, err
-	}
-	// A trap can be pending when a host signal interrupts KVM_RUN; the
-	// vCPU loop must see it before it redirects the guest to a handler.
-	if err = v.vm.EnableCap(kvm.CapTripleFaultEvent, 1); err != nil {
-		v.close()
-		return nil, err
-	}
-	if v.cpuid, err = sys.SupportedCPUID(); err != nil {
-		v.close()
-		return nil, err
-	}
-	v.mem, v.stackTop, err = guestmem.New(v.vm, guestmem.Layout{
-		ImageStart: guestmem.GuestAddr(img.Start),
-		ImageEnd:   guestmem.GuestAddr(img.End),
-		StackSize:  stackSize,
-		ArenaSize:  arenaBase + cfg.MemBytes,
-	}, cfg.MemBytes)
-	if err != nil {
-		v.close()
-		return nil, err
-	}
-	if err := v.fds.init(cfg.Stdout, cfg.Stderr); err != nil {
-		v.close()
-		return nil, err
-	}
-	if err := v.attach(cfg.Devices); err != nil {
-		v.close()
-		return nil, err
-	}
-	return v, nil
-}
-
-// attach installs the devices in the descriptor table and records where
-// for the guest's environment.
-func (v *VM) attach(devs []Device) error {
-	var listed []abi.DeviceFD
-	for _, d := range devs {
-		h, err := unix.FcntlInt(d.File.Fd(), unix.F_DUPFD_CLOEXEC, 3)
-		if err != nil {
-			return fmt.Errorf("device %s: %w", d.Name, err)
-		}
-		var f *openFile
-		switch d.Kind {
-		case abi.KindBlock:
-			if d.SectorSize == 0 || d.Size%d.SectorSize != 0 {
-				unix.Close(h)
-				return fmt.Errorf("block device %s: size %d is not a multiple of the sector size %d", d.Name, d.Size, d.SectorSize)
-			}
-			f = newOpenFile(fdEntry{host: h, block: &blockDevice{size: d.Size, sector: d.SectorSize}})
-		case abi.KindNet:
-			// A frame device (tap or SOCK_SEQPACKET socket): kept
-			// non-blocking on the host, so that a guest that asks for
-			// blocking reads waits in bounded polls, like a pipe.
-			if err := unix.SetNonblock(h, true); err != nil {
-				unix.Close(h)
-				return fmt.Errorf("device %s: %w", d.Name, err)
-			}
-			f = newEmulatedFile(h, true)
-		default:
-			unix.Close(h)
-			return fmt.Errorf("device %s: kind %q is not supported", d.Name, d.Kind)
-		}
-		fd, e := v.fds.installFile(f, 3)
-		if e != 0 {
-			return fmt.Errorf("device %s: %w", d.Name, e)
-		}
-		listed = append(listed, abi.DeviceFD{Kind: d.Kind, Name: d.Name, FD: fd})
-	}
-	if len(listed) > 0 {
-		v.devicesEnv = abi.DevicesEnv + "=" + abi.FormatDevices(listed)
-	}
-	return nil
-}
-
-func (v *VM) close() {
-	v.fds.closeAll()
-	v.thrMu.Lock()
-	for _, t := range v.threads {
-		t.cpu.Close()
-	}
-	for _, c := range v.idle {
-		c.Close()
-	}
-	v.thrMu.Unlock()
-	if v.vm != nil {
-		v.vm.Close()
-	}
-	if v.mem != nil {
-		v.mem.Close()
-	}
-	v.kvm.Close()
-}
-
-// run loads the image, starts the first thread and waits for exit_group.
-func (v *VM) run(ctx context.Context) (Result, error) {
-	for _, s := range v.img.Segments {
-		b, err := v.mem.Slice(guestmem.GuestAddr(s.Vaddr), s.Memsz)
-		if err != nil {
-			return Result{}, fmt.Errorf("load segment at %#x: %w", s.Vaddr, err)
-		}
-		copy(b, s.Data)
-	}
-	if err := v.writeSystemArea(); err != nil {
-		return Result{}, err
-	}
-	sp, err := v.buildStack()
-	if err != nil {
-		return Result{}, err
-	}
-	regs := kvm.Regs{RIP: v.img.Entry, RSP: uint64(sp), RFLAGS: 2}
-	t, err := v.newThread(&regs, 0)
-	if err != nil {
-		return Result{}, err
-	}
-	if err := v.startClock(t.cpu); err != nil {
-		v.exitThread(t, 0)
-		v.running.Done()
-		return Result{}, err
-	}
-	go t.loop()
-	stopped := false
-	select {
-	case <-v.done:
-	case <-ctx.Done():
-		v.exit(-1)
-		stopped = v.exitCode == -1
-	}
-	return Result{ExitCode: v.exitCode, Stopped: stopped, Stats: v.stats()}, nil
-}
-
-// exit ends the VM with code; later calls are ignored.
-func (v *VM) exit(code int) {
-	v.exitOnce.Do(func() {
-		v.exitCode = code
-		close(v.done)
-		v.thrMu.Lock()
-		for _, t := range v.threads {
-			t.kick()
-		}
-		v.thrMu.Unlock()
-	})
-}
-
-func (v *VM) exiting() bool {
-	select {
-	case <-v.done:
-		return true
-	default:
-		return false
+// syscall counts a system call.
+func (c *exitCounts) syscall(nr uint64) {
+	if nr < uint64(len(c.sys)) {
+		c.sys[nr].Add(1)
 	}
 }
 
-// newThread creates a vCPU running regs with FS base fs.
-func (v *VM) newThread(regs *kvm.Regs, fs uint64) (*vcpu, error) {
-	v.thrMu.Lock()
-	defer v.thrMu.Unlock()
-	var c *kvm.VCPU
-	if n := len(v.idle); n > 0 {
-		c, v.idle = v.idle[n-1], v.idle[:n-1]
-	} else {
-		var err error
-		if c, err = v.vm.CreateVCPU(v.nextID); err != nil {
-			return nil, err
-		}
-		v.nextID++
-		if err := c.SetCPUID(v.cpuid); err != nil {
-			c.Close()
-			return nil, err
-		}
-	}
-	if err := v.setupCPU(c, regs, fs); err != nil {
-		v.idle = append(v.idle, c)
-		return nil, err
-	}
-	tid := v.nextTID
-	v.nextTID++
-	t := &vcpu{vm: v, cpu: c, tid: tid, altFlags: ssDisable}
-	v.threads[tid] = t
-	v.running.Add(1)
-	return t, nil
+// other counts an exit of another cause.
+func (c *exitCounts) other(what string) {
+	n, _ := c.others.LoadOrStore(what, new(atomic.Uint64))
+	n.(*atomic.Uint64).Add(1)
 }
 
-// exitThread retires t's vCPU for reuse and ends the VM when t was the
-// last thread.
-func (v *VM) exitThread(t *vcpu, code int) {
-	v.thrMu.Lock()
-	delete(v.threads, t.tid)
-	v.idle = append(v.idle, t.cpu)
-	last := len(v.threads) == 0
-	v.thrMu.Unlock()
-	if last {
-		v.exit(code)
-	}
-}
-
-func (v *VM) thread(tid int) *vcpu {
-	v.thrMu.Lock()
-	defer v.thrMu.Unlock()
-	return v.threads[tid]
-}
-
-func (v *VM) countOther(what string) {
-	c, _ := v.otherExits.LoadOrStore(what, new(atomic.Uint64))
-	c.(*atomic.Uint64).Add(1)
-}
-
-func (v *VM) stats() Stats {
-	s := Stats{Total: v.exits.Load(), Syscalls: map[string]uint64{}, Other: map[string]uint64{}}
-	for nr := range v.sysExits {
-		if n := v.sysExits[nr].Load(); n > 0 {
+func (c *exitCounts) snapshot() Stats {
+	s := Stats{Total: c.total.Load(), Syscalls: map[string]uint64{}, Other: map[string]uint64{}}
+	for nr := range c.sys {
+		if n := c.sys[nr].Load(); n > 0 {
 			s.Syscalls[syscallName(uint64(nr))] = n
 		}
 	}
-	v.otherExits.Range(func(k, c any) bool {
-		s.Other[k.(string)] = c.(*atomic.Uint64).Load()
+	c.others.Range(func(k, n any) bool {
+		s.Other[k.(string)] = n.(*atomic.Uint64).Load()
 		return true
 	})
 	return s
@@ -433,11 +422,4 @@ func (l *onceLog) printf(format string, args ...any) {
 		return
 	}
 	fmt.Fprintf(l.w, "atoll: %s\n", msg)
-}
-
-// lockThread pins the calling goroutine to its OS thread for the lifetime
-// of a vCPU and returns the host thread id.
-func lockThread() int {
-	runtime.LockOSThread()
-	return unix.Gettid()
 }

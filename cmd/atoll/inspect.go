@@ -107,10 +107,9 @@ func printInspection(w *os.File, in inspection) {
 	}
 	row("devices", "")
 	for _, d := range m.Devices {
-		switch d.Kind {
-		case manifest.Block:
-			fmt.Fprintf(w, "  block  %-16s %s, %d-byte sectors\n", d.Name, manifest.FormatSize(d.Size), d.SectorSize)
-		default:
+		if desc := d.Describe(); desc != "" {
+			fmt.Fprintf(w, "  %-6s %-16s %s\n", d.Kind, d.Name, desc)
+		} else {
 			fmt.Fprintf(w, "  %-6s %s\n", d.Kind, d.Name)
 		}
 	}

@@ -237,7 +237,7 @@ func attachDevices(m *manifest.Manifest, blocks, nets []string, ports []usernet.
 		}
 		given[name] = f
 	}
-	check := func(kind manifest.Kind, flag string, items []string) error {
+	check := func(kind abi.Kind, flag string, items []string) error {
 		for _, f := range items {
 			name, _, _ := strings.Cut(f, "=")
 			d, ok := m.Device(name)
@@ -276,7 +276,7 @@ func attachDevices(m *manifest.Manifest, blocks, nets []string, ports []usernet.
 				return att, fmt.Errorf("net device %s (--net %s=%s): %w", d.Name, d.Name, arg, err)
 			}
 			att.backends = append(att.backends, b)
-			att.devs = append(att.devs, monitor.Device{Kind: string(d.Kind), Name: d.Name, File: b.Guest})
+			att.devs = append(att.devs, monitor.Device{Device: d, File: b.Guest})
 			att.env = append(att.env, abi.NetEnv(d.Name)+"="+b.GuestConfig())
 		case !ok:
 			return att, fmt.Errorf("%s declares %s device %q, but nothing is attached: add --%s %s=FILE", m.Name, d.Kind, d.Name, d.Kind, d.Name)
@@ -285,7 +285,7 @@ func attachDevices(m *manifest.Manifest, blocks, nets []string, ports []usernet.
 			if err != nil {
 				return att, fmt.Errorf("--block %s: %w", f, err)
 			}
-			att.devs = append(att.devs, monitor.Device{Kind: string(d.Kind), Name: d.Name, File: file, Size: d.Size, SectorSize: d.SectorSize})
+			att.devs = append(att.devs, monitor.Device{Device: d, File: file})
 		}
 	}
 	return att, nil
@@ -346,6 +346,7 @@ func declared(m *manifest.Manifest) string {
 // declared size if it is missing or empty. It refuses a file of another
 // size (nothing is truncated or extended) and one another atoll has open.
 func openBlock(path string, d manifest.Device) (*os.File, error) {
+	spec := d.Spec.(*manifest.BlockSpec)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
@@ -368,13 +369,13 @@ func openBlock(path string, d manifest.Device) (*os.File, error) {
 	}
 	switch size := uint64(st.Size()); {
 	case size == 0:
-		if err := f.Truncate(int64(d.Size)); err != nil {
+		if err := f.Truncate(int64(spec.Size)); err != nil {
 			f.Close()
 			return nil, err
 		}
-	case size != d.Size:
+	case size != spec.Size:
 		f.Close()
-		return nil, fmt.Errorf("%s is %d bytes, but the manifest declares %s as %s (%d bytes): use a file of that size, or a new path to create one", path, size, d.Name, manifest.FormatSize(d.Size), d.Size)
+		return nil, fmt.Errorf("%s is %d bytes, but the manifest declares %s as %s (%d bytes): use a file of that size, or a new path to create one", path, size, d.Name, manifest.FormatSize(spec.Size), spec.Size)
 	}
 	return f, nil
 }

@@ -99,15 +99,26 @@ type Layout struct {
 	ArenaSize            uint64 // address space for unhinted mmaps
 }
 
+// stackTop is the top of the initial stack: a 2 MiB gap of unallocated
+// (but mapped) addresses separates it from the image.
+func (l Layout) stackTop() uint64 {
+	stackBase := alignUp(uint64(l.ImageEnd), LargePage) + LargePage
+	return stackBase + alignUp(l.StackSize, LargePage)
+}
+
+// Committed returns the bytes New counts against the limit from the
+// start: the system area, the image and the initial stack.
+func (l Layout) Committed() uint64 {
+	return SystemSize + l.stackTop() - uint64(l.ImageStart)
+}
+
 // New creates the low region (system area, image, stack and mmap arena) in
 // vm, maps it, and returns the address space and the stack's top.
 func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 	if l.ImageStart < SystemBase+SystemSize {
 		return nil, 0, fmt.Errorf("image starts at %#x, inside the monitor's area below %#x", l.ImageStart, SystemBase+SystemSize)
 	}
-	// A 2 MiB gap of unallocated (but mapped) addresses separates image and stack.
-	stackBase := alignUp(uint64(l.ImageEnd), LargePage) + LargePage
-	stackTop := stackBase + alignUp(l.StackSize, LargePage)
+	stackTop := l.stackTop()
 	arenaStart := stackTop
 	end := arenaStart + alignUp(l.ArenaSize, LargePage)
 	if end > maxUserAddr {

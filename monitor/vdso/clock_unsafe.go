@@ -1,4 +1,4 @@
-package monitor
+package vdso
 
 import (
 	"sync/atomic"

@@ -1,16 +1,21 @@
-package monitor
+package vdso
 
 import (
 	"encoding/binary"
 	"strings"
 )
 
-// The vDSO is a minimal ELF shared object the monitor places in the
-// system area and announces with AT_SYSINFO_EHDR. It exports one function,
+// Package vdso is the guest's clock: a minimal vDSO image the monitor
+// places in the guest's system area and announces with AT_SYSINFO_EHDR,
+// and the Clock that keeps its parameters page. It uses nothing of the VM:
+// the monitor hands it the two pages of guest memory.
+//
+// The image is an ELF shared object that exports one function,
 // __vdso_clock_gettime (version LINUX_2.6), which computes CLOCK_MONOTONIC
 // and CLOCK_REALTIME from the TSC and the parameters page the monitor keeps
 // (clock.go) without leaving the guest; other clocks fall back to the
 // system call. Without it, reading the clock was the most frequent exit.
+// The parameters page MUST sit immediately below the image.
 //
 // Layout of the image (one page; offsets are also virtual addresses):
 //
@@ -28,11 +33,13 @@ const (
 	vdsoVerdefOff = 0x400
 	vdsoVersymOff = 0x480
 	vdsoCodeOff   = 0x800
-	vdsoSize      = 0x1000
 )
 
+// Size is the size of the image, and of the parameters page below it.
+const Size = 0x1000
+
 // vdsoClockGettime is the machine code of __vdso_clock_gettime(clockid,
-// ts), assembled from testdata/vdso_clock_gettime.s (vdso_test.go checks
+// ts), assembled from testdata/clock_gettime.s (vdso_test.go checks
 // that they match). CLOCK_MONOTONIC and CLOCK_REALTIME are computed from
 // the TSC and the parameters page under its sequence count; any other
 // clock is the system call.
@@ -49,7 +56,7 @@ var vdsoClockGettime = []byte{
 	0x00, 0x0f, 0x05, 0xc3,
 }
 
-// Parameters page layout, shared with the code above.
+// Parameters page layout, shared with the code above and with Clock.
 const (
 	vvarSeq      = 0  // u32, odd while being written
 	vvarTSCBase  = 8  // u64, TSC at the anchor
@@ -90,9 +97,9 @@ func elfHash(s string) uint32 {
 	return h
 }
 
-// buildVDSO returns the vDSO image.
-func buildVDSO() []byte {
-	b := make([]byte, vdsoSize)
+// Image returns the vDSO image, Size bytes.
+func Image() []byte {
+	b := make([]byte, Size)
 	le := binary.LittleEndian
 	// Strings.
 	strs := "\x00__vdso_clock_gettime\x00LINUX_2.6\x00atoll\x00"
@@ -119,7 +126,7 @@ func buildVDSO() []byte {
 		le.PutUint64(b[off+40:], size)
 		le.PutUint64(b[off+48:], align)
 	}
-	ph(64, ptLoad, 5, 0, vdsoSize, 0x1000)
+	ph(64, ptLoad, 5, 0, Size, 0x1000)
 	ph(64+56, ptDynamic, 4, vdsoDynOff, 16*9, 8)
 	// Dynamic section.
 	for i, kv := range [][2]uint64{

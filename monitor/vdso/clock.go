@@ -1,4 +1,4 @@
-package monitor
+package vdso
 
 import (
 	"encoding/binary"
@@ -10,10 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rdtsc reads the host's time-stamp counter (clock_amd64.s).
-func rdtsc() uint64
+// RDTSC reads the host's time-stamp counter (clock_amd64.s).
+func RDTSC() uint64
 
-// clock keeps the vDSO parameters page (vdso.go) so that the guest reads
+// Clock keeps the vDSO parameters page (image.go) so that the guest reads
 // CLOCK_MONOTONIC and CLOCK_REALTIME from the TSC without an exit:
 //
 //	ns = monoBase + (tsc - tscBase) * mult >> clockShift
@@ -24,7 +24,7 @@ func rdtsc() uint64
 // sets the rate so that any error is slewed away within the next period.
 // Writers bump a sequence count around each update (a seqlock); readers
 // retry while it is odd or changed.
-type clock struct {
+type Clock struct {
 	// mu serializes re-anchoring with readers in the monitor (now).
 	mu        sync.Mutex
 	page      []byte // the parameters page, in guest memory
@@ -47,10 +47,12 @@ const (
 	clockStep = 50 * time.Millisecond
 )
 
-// newClock anchors the guest clock. khz is the TSC frequency KVM reports,
-// the first estimate until the run-long measurement takes over.
-func newClock(page []byte, khz uint64, tscOffset int64) *clock {
-	c := &clock{page: page, tscOffset: tscOffset, freq: float64(khz) * 1000}
+// NewClock anchors the guest clock on page, the parameters page in guest
+// memory. khz is the TSC frequency KVM reports, the first estimate until
+// the run-long measurement takes over; tscOffset is the guest's TSC minus
+// the host's.
+func NewClock(page []byte, khz uint64, tscOffset int64) *Clock {
+	c := &Clock{page: page, tscOffset: tscOffset, freq: float64(khz) * 1000}
 	tsc, mono, real := c.sample()
 	c.tsc0, c.mono0 = tsc, mono
 	c.publish(tsc, uint64(mono), real-mono, c.multFor(1))
@@ -59,12 +61,12 @@ func newClock(page []byte, khz uint64, tscOffset int64) *clock {
 
 // sample returns a guest TSC reading and the host clocks at that instant,
 // from the tightest of a few bracketed readings.
-func (c *clock) sample() (tsc uint64, mono, real int64) {
+func (c *Clock) sample() (tsc uint64, mono, real int64) {
 	best := int64(math.MaxInt64)
 	for i := 0; i < 5; i++ {
 		var a, b, r unix.Timespec
 		unix.ClockGettime(unix.CLOCK_MONOTONIC, &a)
-		t := rdtsc()
+		t := RDTSC()
 		unix.ClockGettime(unix.CLOCK_REALTIME, &r)
 		unix.ClockGettime(unix.CLOCK_MONOTONIC, &b)
 		if w := b.Nano() - a.Nano(); w < best {
@@ -79,13 +81,13 @@ func (c *clock) sample() (tsc uint64, mono, real int64) {
 
 // multFor returns the multiplier that advances the clock at rate times
 // the measured TSC frequency.
-func (c *clock) multFor(rate float64) uint32 {
+func (c *Clock) multFor(rate float64) uint32 {
 	m := rate * 1e9 * (1 << clockShift) / c.freq
 	return uint32(min(max(m, 1), math.MaxUint32))
 }
 
 // at returns the guest's CLOCK_MONOTONIC at TSC value tsc.
-func (c *clock) at(tsc uint64) uint64 {
+func (c *Clock) at(tsc uint64) uint64 {
 	if tsc < c.tscBase {
 		return c.monoBase
 	}
@@ -93,13 +95,13 @@ func (c *clock) at(tsc uint64) uint64 {
 	return c.monoBase + (hi<<(64-clockShift) | lo>>clockShift)
 }
 
-// now returns what the guest reads for CLOCK_REALTIME (real) or
+// Now returns what the guest reads for CLOCK_REALTIME (real) or
 // CLOCK_MONOTONIC, in nanoseconds: the system-call path's answer, the same
 // as the vDSO's.
-func (c *clock) now(real bool) int64 {
+func (c *Clock) Now(real bool) int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ns := int64(c.at(rdtsc() + uint64(c.tscOffset)))
+	ns := int64(c.at(RDTSC() + uint64(c.tscOffset)))
 	if real {
 		ns += c.realOff
 	}
@@ -107,7 +109,7 @@ func (c *clock) now(real bool) int64 {
 }
 
 // reanchor starts a new segment of the guest clock at the current TSC.
-func (c *clock) reanchor() {
+func (c *Clock) reanchor() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	tsc, mono, real := c.sample()
@@ -127,7 +129,7 @@ func (c *clock) reanchor() {
 }
 
 // publish writes new parameters under the sequence count.
-func (c *clock) publish(tscBase, monoBase uint64, realOff int64, mult uint32) {
+func (c *Clock) publish(tscBase, monoBase uint64, realOff int64, mult uint32) {
 	c.tscBase, c.monoBase, c.realOff, c.mult = tscBase, monoBase, realOff, mult
 	bumpSeq(c.page[vvarSeq:])
 	le := binary.LittleEndian
@@ -139,8 +141,8 @@ func (c *clock) publish(tscBase, monoBase uint64, realOff int64, mult uint32) {
 	bumpSeq(c.page[vvarSeq:])
 }
 
-// run re-anchors every clockPeriod until done is closed.
-func (c *clock) run(done <-chan struct{}) {
+// Run re-anchors every clockPeriod until done is closed.
+func (c *Clock) Run(done <-chan struct{}) {
 	t := time.NewTicker(clockPeriod)
 	defer t.Stop()
 	for {

@@ -1,16 +1,15 @@
-package monitor
+package vdso
 
 import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"atoll.dev/atoll/internal/testenv"
 )
 
 // TestVDSOImage checks the image is an ELF object that exports
@@ -23,7 +22,7 @@ func TestVDSOImage(t *testing.T) {
 	if h := elfHash("LINUX_2.6"); h != 0x3ae75f6 {
 		t.Errorf("elfHash(LINUX_2.6) = %#x, want 0x3ae75f6", h)
 	}
-	f, err := elf.NewFile(bytes.NewReader(buildVDSO()))
+	f, err := elf.NewFile(bytes.NewReader(Image()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +34,7 @@ func TestVDSOImage(t *testing.T) {
 	}
 	// Follow the lookup path of runtime/vdso_linux.go by hand: DT_HASH
 	// bucket, symbol, name, version index, version definition.
-	img := buildVDSO()
+	img := Image()
 	le := binary.LittleEndian
 	dyn := map[uint64]uint64{}
 	for off := vdsoDynOff; ; off += 16 {
@@ -74,35 +73,11 @@ func TestVDSOImage(t *testing.T) {
 	}
 }
 
-// TestVDSOCodeMatchesSource reassembles testdata/vdso_clock_gettime.s.
+// TestVDSOCodeMatchesSource reassembles testdata/clock_gettime.s.
 func TestVDSOCodeMatchesSource(t *testing.T) {
-	if code := assemble(t, "testdata/vdso_clock_gettime.s"); !bytes.Equal(code, vdsoClockGettime) {
+	if code := testenv.Assemble(t, "testdata/clock_gettime.s"); !bytes.Equal(code, vdsoClockGettime) {
 		t.Fatalf("vdsoClockGettime differs from its source:\n got % x\nwant % x", vdsoClockGettime, code)
 	}
-}
-
-// assemble assembles a GNU as source file and returns its .text bytes,
-// skipping the test where binutils is not installed.
-func assemble(t *testing.T, src string) []byte {
-	t.Helper()
-	as, err1 := exec.LookPath("as")
-	objcopy, err2 := exec.LookPath("objcopy")
-	if err1 != nil || err2 != nil {
-		t.Skip("GNU as/objcopy not installed (binutils): cannot reassemble " + src)
-	}
-	dir := t.TempDir()
-	obj, bin := filepath.Join(dir, "code.o"), filepath.Join(dir, "code.bin")
-	if out, err := exec.Command(as, "-o", obj, src).CombinedOutput(); err != nil {
-		t.Fatalf("as %s: %v\n%s", src, err, out)
-	}
-	if out, err := exec.Command(objcopy, "-O", "binary", "-j", ".text", obj, bin).CombinedOutput(); err != nil {
-		t.Fatalf("objcopy: %v\n%s", err, out)
-	}
-	code, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return code
 }
 
 // TestClockTracksHost anchors a clock at the measured TSC frequency and
@@ -110,14 +85,14 @@ func assemble(t *testing.T, src string) []byte {
 // CLOCK_MONOTONIC.
 func TestClockTracksHost(t *testing.T) {
 	page := make([]byte, 4096)
-	c := newClock(page, uint64(estimateTSCHz(t)/1000), 0)
+	c := NewClock(page, uint64(estimateTSCHz(t)/1000), 0)
 	for i := 0; i < 3; i++ {
 		time.Sleep(20 * time.Millisecond)
 		c.reanchor()
 	}
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	if d := time.Duration(int64(c.at(rdtsc())) - ts.Nano()); d > time.Millisecond || d < -time.Millisecond {
+	if d := time.Duration(int64(c.at(RDTSC())) - ts.Nano()); d > time.Millisecond || d < -time.Millisecond {
 		t.Errorf("guest clock off by %v", d)
 	}
 	if seq := page[vvarSeq]; seq%2 != 0 {
@@ -129,13 +104,13 @@ func TestClockTracksHost(t *testing.T) {
 // low, so the guest clock runs fast, and checks that re-anchoring slews it
 // back without ever going backwards.
 func TestClockNeverGoesBack(t *testing.T) {
-	c := newClock(make([]byte, 4096), uint64(estimateTSCHz(t)/3000), 0)
-	last := c.at(rdtsc())
+	c := NewClock(make([]byte, 4096), uint64(estimateTSCHz(t)/3000), 0)
+	last := c.at(RDTSC())
 	for i := 0; i < 5; i++ {
 		time.Sleep(20 * time.Millisecond)
-		before := c.at(rdtsc())
+		before := c.at(RDTSC())
 		c.reanchor()
-		after := c.at(rdtsc())
+		after := c.at(RDTSC())
 		if before < last || after < before {
 			t.Fatalf("clock went backwards: %d, %d, %d", last, before, after)
 		}
@@ -146,9 +121,9 @@ func TestClockNeverGoesBack(t *testing.T) {
 func estimateTSCHz(t *testing.T) float64 {
 	var a, b unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &a)
-	t0 := rdtsc()
+	t0 := RDTSC()
 	time.Sleep(50 * time.Millisecond)
-	t1 := rdtsc()
+	t1 := RDTSC()
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &b)
 	return float64(t1-t0) / (float64(b.Nano()-a.Nano()) / 1e9)
 }

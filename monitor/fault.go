@@ -1,0 +1,75 @@
+package monitor
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"atoll.dev/atoll/monitor/guestmem"
+	"atoll.dev/atoll/monitor/kvm"
+)
+
+// Exception vectors (Intel SDM vol. 3, 6.3.1).
+const (
+	vecDE, vecDB, vecBP, vecUD, vecSS, vecGP, vecPF, vecMF, vecAC, vecXM = 0, 1, 3, 6, 12, 13, 14, 16, 17, 19
+)
+
+// fault turns a CPU exception into the signal Linux would send. The guest
+// has no exception handlers of its own: an exception becomes a shutdown
+// exit, and the vector, error code and CR2 are read back from the vCPU.
+// It returns false when the thread must stop.
+func (t *thread) fault() bool {
+	var ev kvm.VCPUEvents
+	var s kvm.Sregs
+	if err := t.cpu.GetEvents(&ev); err != nil {
+		t.crash(fmt.Sprintf("triple fault (events unreadable: %v)", err), ExitVMFault)
+		return false
+	}
+	if err := t.cpu.GetSregs(&s); err != nil {
+		t.crash(fmt.Sprintf("triple fault (sregs unreadable: %v)", err), ExitVMFault)
+		return false
+	}
+	r := t.cpu.Regs()
+	if r.RIP >= uint64(trampolineAddr) && r.RIP < uint64(trampolineAddr)+trampolineHlt {
+		// A bad pointer given to a system call the trampoline answers.
+		t.returnFromCall(negErrno(unix.EFAULT))
+		return true
+	}
+	vec := ev.Exception.Nr
+	code := uint64(ev.Exception.ErrorCode)
+	f := faultInfo{trapno: uint64(vec), err: code}
+	switch vec {
+	case vecPF:
+		f.sig, f.code, f.addr = unix.SIGSEGV, segvMaperr, s.CR2
+		if code&1 != 0 {
+			f.code = segvAccerr
+		}
+		f.cr2 = s.CR2
+	case vecGP:
+		f.sig, f.code = unix.SIGSEGV, siKernel
+	case vecDE:
+		f.sig, f.code, f.addr = unix.SIGFPE, fpeIntdiv, r.RIP
+	case vecMF, vecXM:
+		f.sig, f.code, f.addr = unix.SIGFPE, fpeFltinv, r.RIP
+	case vecUD:
+		f.sig, f.code, f.addr = unix.SIGILL, illIllopn, r.RIP
+	case vecBP, vecDB:
+		f.sig, f.code = unix.SIGTRAP, trapBrkpt
+	case vecSS, vecAC:
+		f.sig, f.code = unix.SIGBUS, busAdraln
+	default:
+		t.crash(fmt.Sprintf("triple fault with exception vector %d (error code %#x)", vec, code), ExitVMFault)
+		return false
+	}
+	if inMonitorCode(r.RIP) {
+		t.crash(fmt.Sprintf("%s in monitor-owned code (vector %d, address %#x)", signalName(f.sig), vec, f.addr), ExitVMFault)
+		return false
+	}
+	return t.deliverFault(f)
+}
+
+// inMonitorCode reports whether pc is in monitor-owned code other than the
+// vDSO (where, as on Linux, faults are the guest's).
+func inMonitorCode(pc uint64) bool {
+	return pc >= uint64(guestmem.SystemBase) && pc < uint64(vdsoAddr)
+}

@@ -1,0 +1,111 @@
+package monitor
+
+import (
+	"encoding/binary"
+	"fmt"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+
+	"atoll.dev/atoll/abi"
+)
+
+// netDevice is an attached network device (docs/abi.md, devices): a tap
+// descriptor or one end of a SOCK_SEQPACKET socket pair, one Ethernet frame
+// per read or write, non-blocking on the host (hostStream).
+type netDevice struct{ *hostStream }
+
+var (
+	_ reader   = (*netDevice)(nil)
+	_ writer   = (*netDevice)(nil)
+	_ flagged  = (*netDevice)(nil)
+	_ pollable = (*netDevice)(nil)
+)
+
+func init() { deviceKinds[abi.KindNet] = attachNet }
+
+// attachNet makes a network device of host descriptor h. The guest sees
+// it non-blocking.
+func attachNet(d Device, h int) (file, error) {
+	if err := unix.SetNonblock(h, true); err != nil {
+		return nil, fmt.Errorf("net device %s: %w", d.Name, err)
+	}
+	return &netDevice{newHostStream(h, true)}, nil
+}
+
+// mmsg moves several frames in one host recvmmsg or sendmmsg (nr).
+func (n *netDevice) mmsg(nr uintptr, hdrs []unix.Mmsghdr, flags uint64) (int, unix.Errno) {
+	return hostMmsg(n.fd, nr, hdrs, flags)
+}
+
+// sysRecvmmsg implements recvmmsg(fd, msgvec, vlen, flags, timeout) for
+// network devices: several frames per exit (docs/abi.md). Messages carry
+// no name and no control data; timeouts are not supported.
+func sysRecvmmsg(t *thread, a sysArgs) (uint64, unix.Errno) {
+	if a[4] != 0 {
+		return t.unsupported("a timeout", unix.EINVAL)
+	}
+	return mmsg(t, a, unix.SYS_RECVMMSG, a[3]&(unix.MSG_DONTWAIT|unix.MSG_WAITFORONE))
+}
+
+// sysSendmmsg implements sendmmsg(fd, msgvec, vlen, flags) likewise.
+func sysSendmmsg(t *thread, a sysArgs) (uint64, unix.Errno) {
+	return mmsg(t, a, unix.SYS_SENDMMSG, a[3]&unix.MSG_DONTWAIT)
+}
+
+// mmsg translates the guest's message vector to host iovecs pointing into
+// guest memory, makes the host call, and writes back each message's
+// length and flags.
+func mmsg(t *thread, a sysArgs, nr uintptr, flags uint64) (uint64, unix.Errno) {
+	f, ok := t.vm.fds.acquire(a[0])
+	if !ok {
+		return 0, unix.EBADF
+	}
+	defer f.release()
+	dev, ok := f.file.(*netDevice)
+	if !ok {
+		return 0, unix.ENOTSOCK
+	}
+	vlen := a[2]
+	if vlen == 0 {
+		return 0, 0
+	}
+	vlen = min(vlen, maxMmsg)
+	raw, ok := t.slice(a[1], vlen*mmsghdrSize)
+	if !ok {
+		return 0, unix.EFAULT
+	}
+	le := binary.LittleEndian
+	hdrs := make([]unix.Mmsghdr, vlen)
+	iovs := make([][]unix.Iovec, vlen)
+	for i := range hdrs {
+		g := raw[i*mmsghdrSize:]
+		if le.Uint64(g[msgNameOff:]) != 0 || le.Uint64(g[msgControlOff:]) != 0 {
+			return t.unsupported("messages with a name or control data", unix.EINVAL)
+		}
+		bufs, e := t.iovecs(le.Uint64(g[msgIovOff:]), le.Uint64(g[msgIovlenOff:]))
+		if e != 0 {
+			return 0, e
+		}
+		for _, b := range bufs {
+			if len(b) > 0 {
+				iovs[i] = append(iovs[i], unix.Iovec{Base: &b[0], Len: uint64(len(b))})
+			}
+		}
+		if len(iovs[i]) > 0 {
+			hdrs[i].Hdr.Iov = &iovs[i][0]
+			hdrs[i].Hdr.Iovlen = uint64(len(iovs[i]))
+		}
+	}
+	n, e := dev.mmsg(nr, hdrs, flags)
+	runtime.KeepAlive(iovs)
+	if e != 0 {
+		return 0, e
+	}
+	for i := 0; i < n; i++ {
+		g := raw[i*mmsghdrSize:]
+		le.PutUint32(g[msgLenOff:], hdrs[i].Len)
+		le.PutUint32(g[msgFlagsOff:], uint32(hdrs[i].Hdr.Flags))
+	}
+	return uint64(n), 0
+}

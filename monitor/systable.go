@@ -1,0 +1,249 @@
+package monitor
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+//go:generate go test -run=^TestABIDocMatchesTable$ -update .
+
+// handler implements one system call: the result for RAX, or an errno.
+// Handlers that replace the registers or end the thread say so in
+// thread.ctl.
+type handler func(t *thread, a sysArgs) (uint64, unix.Errno)
+
+// Support is how much of a system call the monitor implements.
+type Support int
+
+// Support levels.
+const (
+	SupportFull    Support = iota // as Linux, for what a unikernel can do
+	SupportPartial                // some of it; the note says what is missing
+	SupportError                  // always fails, with the error the note explains
+)
+
+func (s Support) String() string {
+	return [...]string{"full", "partial", "error"}[s]
+}
+
+// sysEntry is one entry of the system-call table.
+type sysEntry struct {
+	nr      uint64
+	name    string
+	subject string // the part of docs/abi.md it belongs to
+	support Support
+	fn      handler    // nil for an error entry, which answers errno
+	errno   unix.Errno // an error entry's answer
+	note    string
+}
+
+// Subjects, in docs/abi.md's order.
+const (
+	subjMemory  = "memory"
+	subjThreads = "threads"
+	subjSignals = "signals"
+	subjTime    = "time"
+	subjFiles   = "descriptors"
+	subjProcess = "process"
+)
+
+var subjects = []string{subjMemory, subjThreads, subjSignals, subjTime, subjFiles, subjProcess}
+
+func full(nr uint64, name, subject string, fn handler, note string) sysEntry {
+	return sysEntry{nr: nr, name: name, subject: subject, support: SupportFull, fn: fn, note: note}
+}
+
+func partial(nr uint64, name, subject string, fn handler, note string) sysEntry {
+	return sysEntry{nr: nr, name: name, subject: subject, support: SupportPartial, fn: fn, note: note}
+}
+
+// fails is an entry that always answers errno. A handler may stand in
+// for it when the answer depends on the arguments (a bad pointer is
+// EFAULT), or to log them.
+func fails(nr uint64, name, subject string, errno unix.Errno, fn handler, note string) sysEntry {
+	return sysEntry{nr: nr, name: name, subject: subject, support: SupportError, fn: fn, errno: errno, note: note}
+}
+
+// syscallTable is the whole system-call surface of the guest ABI: every
+// call the monitor answers, how fully, and what to know about it
+// (docs/abi.md's call list is generated from it). A number not in it is
+// answered ENOSYS and logged with -v.
+var syscallTable = []sysEntry{
+	// Memory (sys_memory.go).
+	partial(unix.SYS_MMAP, "mmap", subjMemory, sysMmap, "Anonymous memory only (a file descriptor is `ENODEV`). A free hint is honoured; the first hinted mapping of 64 MiB or more creates the heap region there. `MAP_FIXED` replaces and zeroes; `MAP_FIXED_NOREPLACE` is `EEXIST` on overlap. Mappings past `--mem` are `ENOMEM`."),
+	full(unix.SYS_MUNMAP, "munmap", subjMemory, sysMunmap, ""),
+	partial(unix.SYS_MPROTECT, "mprotect", subjMemory, sysMprotect, "Bookkeeping only: every mapped page stays readable, writable and executable; protections count against `--mem`."),
+	partial(unix.SYS_MADVISE, "madvise", subjMemory, sysMadvise, "`MADV_DONTNEED`, `MADV_FREE` and `MADV_REMOVE` zero the range; other advice is accepted and ignored."),
+
+	// Threads (sys_threads.go).
+	partial(unix.SYS_CLONE, "clone", subjThreads, sysClone, "Threads only (`CLONE_VM|CLONE_THREAD|CLONE_SIGHAND`, optional `CLONE_SETTLS`, `CLONE_PARENT_SETTID`); a new process is `ENOSYS`. At most 1024 threads (`EAGAIN`)."),
+	full(unix.SYS_EXIT, "exit", subjThreads, sysExit, "The last thread's exit ends the VM."),
+	full(unix.SYS_EXIT_GROUP, "exit_group", subjThreads, sysExitGroup, "Ends the VM with the status's low 8 bits."),
+	partial(unix.SYS_FUTEX, "futex", subjThreads, sysFutex, "`FUTEX_WAIT` and `FUTEX_WAKE`, private or shared, on the host futex of the guest word; other operations are `ENOSYS`."),
+	full(unix.SYS_GETTID, "gettid", subjThreads, sysGettid, "The first thread is 1; later ones count up."),
+	partial(unix.SYS_ARCH_PRCTL, "arch_prctl", subjThreads, sysArchPrctl, "`ARCH_SET_FS` and `ARCH_GET_FS`; others are `EINVAL`."),
+	full(unix.SYS_SCHED_GETAFFINITY, "sched_getaffinity", subjThreads, sysSchedGetaffinity, "A mask of `--cpus` CPUs (8 bytes); a length below 8 is `EINVAL`."),
+	full(unix.SYS_SCHED_YIELD, "sched_yield", subjThreads, sysSchedYield, ""),
+
+	// Signals (sys_signals.go, signals.go).
+	full(unix.SYS_RT_SIGACTION, "rt_sigaction", subjSignals, sysRtSigaction, "Ordinary requests are answered inside the guest, without an exit (trampoline)."),
+	full(unix.SYS_RT_SIGPROCMASK, "rt_sigprocmask", subjSignals, sysRtSigprocmask, ""),
+	full(unix.SYS_SIGALTSTACK, "sigaltstack", subjSignals, sysSigaltstack, ""),
+	full(unix.SYS_RT_SIGRETURN, "rt_sigreturn", subjSignals, sysRtSigreturn, "The frame is Linux's `rt_sigframe`; FPU state is kept by the monitor, not in the frame (`fpstate` is NULL)."),
+	partial(unix.SYS_TGKILL, "tgkill", subjSignals, sysTgkill, "Process 1 only; delivered when the target next leaves the guest, at once if it is running."),
+	full(unix.SYS_TKILL, "tkill", subjSignals, sysTkill, ""),
+	partial(unix.SYS_KILL, "kill", subjSignals, sysKill, "Process 1 (or 0) only: the signal goes to the calling thread."),
+
+	// Time (sys_time.go).
+	partial(unix.SYS_CLOCK_GETTIME, "clock_gettime", subjTime, sysClockGettime, "`REALTIME` and `MONOTONIC` read the guest clock the vDSO also answers, without an exit; `MONOTONIC_RAW`, `BOOTTIME`, the coarse clocks and the CPU-time clocks (the monitor's) are the host's."),
+	full(unix.SYS_GETTIMEOFDAY, "gettimeofday", subjTime, sysGettimeofday, "The guest clock."),
+	full(unix.SYS_NANOSLEEP, "nanosleep", subjTime, sysNanosleep, ""),
+	fails(unix.SYS_CLOCK_NANOSLEEP, "clock_nanosleep", subjTime, unix.ENOSYS, nil, "Not used by Go on linux/amd64; `nanosleep` is."),
+
+	// Descriptors (sys_fd.go, file_*.go).
+	full(unix.SYS_READ, "read", subjFiles, sysRead, "Block devices are `EINVAL` (use `pread64`)."),
+	full(unix.SYS_WRITE, "write", subjFiles, sysWrite, "Block devices are `EINVAL` (use `pwrite64`)."),
+	full(unix.SYS_READV, "readv", subjFiles, sysReadv, "At most 1024 vectors."),
+	full(unix.SYS_WRITEV, "writev", subjFiles, sysWritev, "At most 1024 vectors."),
+	full(unix.SYS_PREAD64, "pread64", subjFiles, sysPread, "Block devices: whole sectors within the declared size, else `EINVAL`."),
+	full(unix.SYS_PWRITE64, "pwrite64", subjFiles, sysPwrite, "Block devices: whole sectors within the declared size, else `EINVAL`."),
+	full(unix.SYS_LSEEK, "lseek", subjFiles, sysLseek, "Pipes and devices have no offset: `ESPIPE`; block devices `EINVAL`."),
+	full(unix.SYS_FSTAT, "fstat", subjFiles, sysFstat, "Describes the host object behind the descriptor."),
+	full(unix.SYS_CLOSE, "close", subjFiles, sysClose, ""),
+	full(unix.SYS_FSYNC, "fsync", subjFiles, sysFsync, "Block devices: returns once every completed write is on the host's storage. Pipes and eventfds are `EINVAL`."),
+	full(unix.SYS_FDATASYNC, "fdatasync", subjFiles, sysFsync, "As `fsync`."),
+	full(unix.SYS_DUP, "dup", subjFiles, sysDup, "The table holds at most 4096 descriptors."),
+	full(unix.SYS_DUP2, "dup2", subjFiles, sysDup2, ""),
+	full(unix.SYS_DUP3, "dup3", subjFiles, sysDup3, ""),
+	partial(unix.SYS_FCNTL, "fcntl", subjFiles, sysFcntl, "`F_DUPFD`, `F_DUPFD_CLOEXEC`, `F_GETFD`/`F_SETFD` (accepted: there is no exec), `F_GETFL`/`F_SETFL` (only `O_NONBLOCK` changes); others are `EINVAL`."),
+	fails(unix.SYS_IOCTL, "ioctl", subjFiles, unix.ENOTTY, sysIoctl, "No terminal or device control: `ENOTTY` on any open descriptor."),
+	full(unix.SYS_PIPE, "pipe", subjFiles, sysPipe, ""),
+	full(unix.SYS_PIPE2, "pipe2", subjFiles, sysPipe2, "`O_NONBLOCK` and `O_CLOEXEC`."),
+	full(unix.SYS_EVENTFD2, "eventfd2", subjFiles, sysEventfd2, ""),
+	full(unix.SYS_EPOLL_CREATE, "epoll_create", subjFiles, sysEpollCreate, ""),
+	full(unix.SYS_EPOLL_CREATE1, "epoll_create1", subjFiles, sysEpollCreate1, ""),
+	full(unix.SYS_EPOLL_CTL, "epoll_ctl", subjFiles, sysEpollCtl, "Block devices are `EPERM`, as regular files are."),
+	full(unix.SYS_EPOLL_WAIT, "epoll_wait", subjFiles, sysEpollWait, ""),
+	partial(unix.SYS_EPOLL_PWAIT, "epoll_pwait", subjFiles, sysEpollWait, "The signal mask is ignored: signals reach the guest between calls."),
+	fails(unix.SYS_EPOLL_PWAIT2, "epoll_pwait2", subjFiles, unix.ENOSYS, nil, "Go uses `epoll_pwait`."),
+	partial(unix.SYS_RECVMMSG, "recvmmsg", subjFiles, sysRecvmmsg, "Network devices on the user backend only (others are `ENOTSOCK`): one frame per message, no names, no control data, no timeout, at most 1024 messages."),
+	partial(unix.SYS_SENDMMSG, "sendmmsg", subjFiles, sysSendmmsg, "As `recvmmsg`."),
+
+	// Process (sys_process.go).
+	full(unix.SYS_GETPID, "getpid", subjProcess, sysGetpid, "1."),
+	full(unix.SYS_GETPPID, "getppid", subjProcess, sysZero, "0."),
+	full(unix.SYS_GETUID, "getuid", subjProcess, sysZero, "0: the guest is root of nothing."),
+	full(unix.SYS_GETEUID, "geteuid", subjProcess, sysZero, "0."),
+	full(unix.SYS_GETGID, "getgid", subjProcess, sysZero, "0."),
+	full(unix.SYS_GETEGID, "getegid", subjProcess, sysZero, "0."),
+	full(unix.SYS_GETRANDOM, "getrandom", subjProcess, sysGetrandom, "Host entropy, at most 32 MiB per call."),
+	partial(unix.SYS_PRLIMIT64, "prlimit64", subjProcess, sysPrlimit64, "Readable and settable for process 1; they bind nothing but `RLIMIT_NOFILE`, at most 4096."),
+	full(unix.SYS_GETRLIMIT, "getrlimit", subjProcess, sysGetrlimit, "As `prlimit64`."),
+	partial(unix.SYS_UNAME, "uname", subjProcess, sysUname, "`Linux`, node name the unikernel's, release `6.1.0-atoll`."),
+	partial(unix.SYS_GETCWD, "getcwd", subjProcess, sysGetcwd, "`/`."),
+	fails(unix.SYS_OPENAT, "openat", subjProcess, unix.ENOENT, sysOpenat, "The guest has no file system: every path is `ENOENT` (logged with `-v`)."),
+	fails(unix.SYS_OPEN, "open", subjProcess, unix.ENOENT, sysOpen, "As `openat`."),
+	fails(unix.SYS_NEWFSTATAT, "newfstatat", subjProcess, unix.ENOSYS, nil, "The guest has no file system."),
+	fails(unix.SYS_STATX, "statx", subjProcess, unix.ENOSYS, nil, "The guest has no file system."),
+	fails(unix.SYS_STAT, "stat", subjProcess, unix.ENOSYS, nil, "The guest has no file system."),
+	fails(unix.SYS_LSTAT, "lstat", subjProcess, unix.ENOSYS, nil, "The guest has no file system."),
+	fails(unix.SYS_READLINKAT, "readlinkat", subjProcess, unix.ENOSYS, nil, "The guest has no file system."),
+	fails(unix.SYS_MKDIRAT, "mkdirat", subjProcess, unix.ENOSYS, nil, "The guest has no file system."),
+	fails(unix.SYS_SOCKET, "socket", subjProcess, unix.EAFNOSUPPORT, nil, "The guest has no host sockets: use a declared network device (`atoll.Net`)."),
+	fails(unix.SYS_CONNECT, "connect", subjProcess, unix.ENOSYS, nil, "No sockets (see `socket`)."),
+	fails(unix.SYS_BIND, "bind", subjProcess, unix.ENOSYS, nil, "No sockets (see `socket`)."),
+	fails(unix.SYS_PRCTL, "prctl", subjProcess, unix.EINVAL, nil, "No process controls."),
+	fails(unix.SYS_EXECVE, "execve", subjProcess, unix.ENOSYS, nil, "A unikernel is one program."),
+	fails(unix.SYS_FORK, "fork", subjProcess, unix.ENOSYS, nil, "A unikernel is one process."),
+	fails(unix.SYS_VFORK, "vfork", subjProcess, unix.ENOSYS, nil, "A unikernel is one process."),
+	fails(unix.SYS_WAIT4, "wait4", subjProcess, unix.ENOSYS, nil, "A unikernel is one process."),
+	fails(unix.SYS_SYSINFO, "sysinfo", subjProcess, unix.ENOSYS, nil, ""),
+	fails(unix.SYS_GETRUSAGE, "getrusage", subjProcess, unix.ENOSYS, nil, ""),
+	fails(unix.SYS_MINCORE, "mincore", subjProcess, unix.ENOSYS, nil, ""),
+	fails(unix.SYS_RSEQ, "rseq", subjProcess, unix.ENOSYS, nil, "The C library's; Go does not use it."),
+	fails(unix.SYS_SET_ROBUST_LIST, "set_robust_list", subjProcess, unix.ENOSYS, nil, "The C library's; Go does not use it."),
+	fails(unix.SYS_SET_TID_ADDRESS, "set_tid_address", subjProcess, unix.ENOSYS, nil, "The C library's; Go does not use it."),
+}
+
+// byNumber indexes syscallTable. It is made in init because handlers
+// name calls through it (syscallName), and the table refers to them.
+var byNumber map[uint64]*sysEntry
+
+func init() {
+	byNumber = make(map[uint64]*sysEntry, len(syscallTable))
+	for i := range syscallTable {
+		s := &syscallTable[i]
+		if _, dup := byNumber[s.nr]; dup {
+			panic("monitor: system call " + s.name + " listed twice")
+		}
+		byNumber[s.nr] = s
+	}
+}
+
+// lookupSyscall returns the entry for nr, or nil.
+func lookupSyscall(nr uint64) *sysEntry { return byNumber[nr] }
+
+// syscallName names system call nr for logs and statistics.
+func syscallName(nr uint64) string {
+	if s := lookupSyscall(nr); s != nil {
+		return s.name
+	}
+	return fmt.Sprintf("syscall_%d", nr)
+}
+
+// SyscallInfo describes one system call of the guest ABI.
+type SyscallInfo struct {
+	Number  uint64
+	Name    string
+	Subject string
+	Support Support
+	// Errno is what a call of Support Error answers (0 otherwise).
+	Errno unix.Errno
+	Note  string
+}
+
+// Syscalls lists the guest ABI's system calls by subject, then name: what
+// the monitor answers and how (docs/abi.md, `atoll abi`).
+func Syscalls() []SyscallInfo {
+	rank := map[string]int{}
+	for i, s := range subjects {
+		rank[s] = i
+	}
+	out := make([]SyscallInfo, len(syscallTable))
+	for i, s := range syscallTable {
+		out[i] = SyscallInfo{Number: s.nr, Name: s.name, Subject: s.subject, Support: s.support, Note: s.note}
+		if s.support == SupportError {
+			out[i].Errno = s.errno
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		return rank[a.Subject] < rank[b.Subject] || rank[a.Subject] == rank[b.Subject] && a.Name < b.Name
+	})
+	return out
+}
+
+// SyscallDoc returns the guest ABI's call list as Markdown: a table per
+// subject, as docs/abi.md holds it.
+func SyscallDoc() string {
+	var b strings.Builder
+	subject := ""
+	for _, s := range Syscalls() {
+		if s.Subject != subject {
+			if subject != "" {
+				b.WriteString("\n")
+			}
+			subject = s.Subject
+			fmt.Fprintf(&b, "### %s%s\n\n| call | nr | support | notes |\n| --- | --- | --- | --- |\n", strings.ToUpper(subject[:1]), subject[1:])
+		}
+		support := s.Support.String()
+		if s.Support == SupportError {
+			support = "error: `" + unix.ErrnoName(s.Errno) + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %d | %s | %s |\n", s.Name, s.Number, support, s.Note)
+	}
+	return b.String()
+}
