@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -63,6 +65,18 @@ func cmdBuild(args []string, stdout, stderr *os.File) int {
 // parseFlags parses args; done reports that the command is over (help was
 // asked for, or the flags were bad) with the status to exit with.
 func parseFlags(fs *flag.FlagSet, args []string, stdout *os.File) (code int, done bool) {
+	if showHelp(fs, args, stdout) {
+		return 0, true
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage, true
+	}
+	return 0, false
+}
+
+// showHelp prints fs's usage on stdout if args ask for help (before any
+// "--"), and reports whether they did.
+func showHelp(fs *flag.FlagSet, args []string, stdout *os.File) bool {
 	for _, a := range args {
 		if a == "--" {
 			break
@@ -70,13 +84,10 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout *os.File) (code int, don
 		if a == "-h" || a == "-help" || a == "--help" {
 			fs.SetOutput(stdout)
 			fs.Usage()
-			return 0, true
+			return true
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		return exitUsage, true
-	}
-	return 0, false
+	return false
 }
 
 // readManifest reads DIR/atoll.manifest, or makes the default one (named
@@ -140,6 +151,9 @@ func buildImage(dir string, m *manifest.Manifest, out, show string, stderr *os.F
 		return exitFailure
 	}
 	fmt.Fprintf(stderr, "atoll: building %s (go build, CGO_ENABLED=0 GOOS=linux GOARCH=amd64)\n", m.Name)
+	if hint := libHint(dir); hint != "" {
+		fmt.Fprintln(stderr, hint)
+	}
 	start := time.Now()
 	// An interrupt stops go build (it gets the signal too) and must not
 	// leave the temporary file behind: wait for go build, then clean up.
@@ -149,7 +163,8 @@ func buildImage(dir string, m *manifest.Manifest, out, show string, stderr *os.F
 	cmd := exec.Command("go", "build", "-o", exe, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	cmd.Stdout, cmd.Stderr = stderr, stderr
+	var goErrors bytes.Buffer // to explain a missing guest library
+	cmd.Stdout, cmd.Stderr = stderr, io.MultiWriter(stderr, &goErrors)
 	err = cmd.Run()
 	select {
 	case sig := <-sigs:
@@ -160,6 +175,9 @@ func buildImage(dir string, m *manifest.Manifest, out, show string, stderr *os.F
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
+			if hint := missingLibHint(goErrors.String()); hint != "" {
+				fmt.Fprintln(stderr, hint)
+			}
 			return exitBuild
 		}
 		fmt.Fprintf(stderr, "atoll: go build: %v\n", err)

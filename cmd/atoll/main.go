@@ -15,25 +15,32 @@ const (
 	exitBuild   = 1   // go build failed (its errors are shown as they are)
 	exitUsage   = 2   // bad command line
 	exitFailure = 125 // atoll could not do what was asked (as docker/podman use it)
+	// monitor.ExitVMFault (70): the VM failed in a way no signal
+	// describes, with a crash report.
 )
 
 const usage = `atoll builds and boots Go programs as KVM unikernels.
 
 Usage:
-  atoll new NAME                    create a unikernel module in directory NAME
+  atoll new [--net] NAME            create a unikernel module in directory NAME
+  atoll lib [-f] [DIR]              give the module in DIR a copy of the guest
+                                    library, atoll.dev/atoll, or update it
   atoll build [-o IMAGE] [DIR]      build the package in DIR (default .) into an image
   atoll inspect [--json] IMAGE      show an image's manifest and facts
   atoll run [flags] IMAGE|DIR [-- ARGS...]
                                     boot an image, a static Go executable,
                                     or a package directory (built first)
+  atoll version [--json]            show the versions of atoll, the guest ABI
+                                    and library, and Go
   atoll help [COMMAND]              show help
 
 An image is the static Go executable with its manifest (atoll.manifest)
 appended: it still runs as an ordinary Linux process.
 
 Exit status: a booted guest's own; 1 when go build failed; 2 for a bad
-command line; 125 when atoll could not do what was asked; 128+N when the
-guest died of signal N (with a crash report on stderr).
+command line; 70 when the VM failed in a way no signal describes (with a
+crash report on stderr); 125 when atoll could not do what was asked;
+128+N when the guest died of signal N (with a crash report on stderr).
 
 Run 'atoll COMMAND -h' for a command's flags and examples.
 `
@@ -45,9 +52,11 @@ func main() {
 // commands maps each subcommand to its implementation.
 var commands = map[string]func(args []string, stdout, stderr *os.File) int{
 	"new":     cmdNew,
+	"lib":     cmdLib,
 	"build":   cmdBuild,
 	"inspect": cmdInspect,
 	"run":     cmdRun,
+	"version": cmdVersion,
 }
 
 func run(args []string, stdout, stderr *os.File) int {
@@ -58,9 +67,12 @@ func run(args []string, stdout, stderr *os.File) int {
 	switch args[0] {
 	case "help", "-h", "--help":
 		if len(args) > 1 {
-			if c, ok := commands[args[1]]; ok {
-				return c([]string{"-h"}, stdout, stdout)
+			c, ok := commands[args[1]]
+			if !ok {
+				fmt.Fprintf(stderr, "atoll help: unknown command %q; the commands are %s\n", args[1], commandNames())
+				return exitUsage
 			}
+			return c([]string{"-h"}, stdout, stdout)
 		}
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -70,6 +82,11 @@ func run(args []string, stdout, stderr *os.File) int {
 	}
 	fmt.Fprintf(stderr, "atoll: unknown command %q\n\n%s", args[0], usage)
 	return exitUsage
+}
+
+// commandNames lists the commands in the order the usage shows them.
+func commandNames() string {
+	return "new, lib, build, inspect, run, version and help"
 }
 
 // sizeFlag is a byte count with an optional K/M/G suffix.

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,6 +43,8 @@ func normalize(s, dir string) string {
 		regexp.MustCompile(`go1\.\d+(\.\d+)?`):           "$GOVERSION",
 		regexp.MustCompile(`(?m)^  "size": \d+`):         `  "size": $SIZE`,
 		regexp.MustCompile(`/tmp/atoll-run-\d+`):         "$RUNDIR",
+		regexp.MustCompile(`lib [0-9a-f]{12}\b`):         "lib $LIB",
+		regexp.MustCompile(`(?m)^atoll:     .*`):         "atoll:     $VERSION",
 	} {
 		s = re.ReplaceAllLiteralString(s, repl)
 	}
@@ -89,6 +92,12 @@ func TestGolden(t *testing.T) {
 		{"help", []string{"help"}, 0},
 		{"noargs", nil, 2},
 		{"unknown-command", []string{"frobnicate"}, 2},
+		{"help-nosuch", []string{"help", "nosuch"}, 2},
+		{"help-lib", []string{"help", "lib"}, 0},
+		{"help-version", []string{"help", "version"}, 0},
+		{"version", []string{"version"}, 0},
+		{"version-args", []string{"version", "x"}, 2},
+		{"new-two-names", []string{"new", "a", "--net", "b"}, 2},
 		{"run-help", []string{"run", "-h"}, 0},
 		{"run-missing-image", []string{"run"}, 2},
 		{"run-bad-cpus", []string{"run", "--cpus", "65", hello}, 2},
@@ -297,5 +306,205 @@ func build(t *testing.T, out, arch string) {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build hello for %s: %v\n%s", arch, err, b)
+	}
+}
+
+// offline makes the go commands a test runs fetch nothing and change no
+// go.mod: what a module needs must already be in it and in the module
+// cache.
+var offline = []string{"GOPROXY=off", "GOFLAGS=-mod=readonly"}
+
+// runIn runs a command in dir with the environment plus env, failing the
+// test if it fails, and returns its combined output.
+func runIn(t *testing.T, dir string, env []string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestNewNetServes is the networked quickstart, outside this repository
+// and offline: atoll new --net scaffolds a module that imports the guest
+// library from its own copy, builds with atoll build and go build with no
+// download, boots, and serves HTTP through a port forward — and serves
+// as a plain process too.
+func TestNewNetServes(t *testing.T) {
+	testenv.RequireKVM(t)
+	dir := t.TempDir()
+	atoll := atollBinary(t, dir)
+	runIn(t, dir, offline, atoll, "new", "svc", "--net")
+	svc := filepath.Join(dir, "svc")
+	runIn(t, svc, offline, atoll, "build")
+	runIn(t, svc, offline, "go", "build", "-o", os.DevNull, "./...")
+	runIn(t, svc, offline, "go", "vet", "./...")
+
+	port := testenv.FreePort(t)
+	var stderr strings.Builder
+	cmd := exec.Command(atoll, "run", "-p", fmt.Sprintf("%d:80", port), ".")
+	cmd.Dir, cmd.Env, cmd.Stderr = svc, append(os.Environ(), offline...), &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	if code, body := get(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); code != 200 || body != "hello from svc\n" {
+		t.Errorf("unikernel: %d %q\nstderr: %s", code, body, stderr.String())
+	}
+
+	port = testenv.FreePort(t)
+	proc := exec.Command(filepath.Join(svc, "svc.img"))
+	proc.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { proc.Process.Kill(); proc.Wait() }()
+	if code, body := get(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); code != 200 || !strings.HasPrefix(body, "hello from ") {
+		t.Errorf("as a process: %d %q", code, body)
+	}
+}
+
+// TestNewScaffolds checks both scaffolds, with --net before and after the
+// name: the files, the manifest's network device, and the module pointed
+// at its copy of the guest library.
+func TestNewScaffolds(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, c := range []struct {
+		args []string
+		net  bool
+	}{{[]string{"plain"}, false}, {[]string{"web1", "--net"}, true}, {[]string{"--net", "web2"}, true}} {
+		name := c.args[0]
+		if c.net && name == "--net" {
+			name = c.args[1]
+		}
+		stdout, stderr, code := invoke(t, dir, append([]string{"new"}, c.args...)...)
+		if code != 0 {
+			t.Fatalf("new %v: %d %s", c.args, code, stderr)
+		}
+		man, _ := os.ReadFile(filepath.Join(name, "atoll.manifest"))
+		src, _ := os.ReadFile(filepath.Join(name, "main.go"))
+		mod, _ := os.ReadFile(filepath.Join(name, "go.mod"))
+		if got := strings.Contains(string(man), "\nnet service\n"); got != c.net {
+			t.Errorf("new %v: manifest declares the network: %v, want %v\n%s", c.args, got, c.net, man)
+		}
+		if got := strings.Contains(string(src), `atoll.Net("service")`); got != c.net {
+			t.Errorf("new %v: main.go uses atoll.Net: %v, want %v", c.args, got, c.net)
+		}
+		if !strings.Contains(string(mod), "replace atoll.dev/atoll => ./.atoll") || !strings.Contains(stdout, name+"/.atoll") {
+			t.Errorf("new %v: go.mod not pointed at the copy:\n%s\nstdout: %s", c.args, mod, stdout)
+		}
+		if _, err := os.Stat(filepath.Join(name, ".atoll", "netstack", "netstack.go")); err != nil {
+			t.Errorf("new %v: no copy of the library: %v", c.args, err)
+		}
+		if m, _ := filepath.Glob(filepath.Join(name, ".atoll", "*", "*_test.go")); len(m) > 0 {
+			t.Errorf("new %v: the copy holds tests: %v", c.args, m)
+		}
+	}
+	// The plain scaffold builds with no module cache at all: it uses only
+	// the standard library, whatever go.mod requires.
+	runIn(t, filepath.Join(dir, "plain"), append([]string{"GOMODCACHE=" + filepath.Join(dir, "empty-cache")}, offline...), "go", "build", "-o", os.DevNull, ".")
+	os.RemoveAll(filepath.Join(dir, "empty-cache"))
+}
+
+func TestParseInterspersed(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		rest []string
+		net  bool
+	}{
+		{[]string{"svc", "--net"}, []string{"svc"}, true},
+		{[]string{"--net", "svc"}, []string{"svc"}, true},
+		{[]string{"a", "-net", "b"}, []string{"a", "b"}, true},
+		{[]string{"svc"}, []string{"svc"}, false},
+		{[]string{"--", "--net"}, []string{"--net"}, false},
+		{[]string{"x", "--", "--net"}, []string{"x", "--net"}, false},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		net := fs.Bool("net", false, "")
+		rest, err := parseInterspersed(fs, c.args)
+		if err != nil || strings.Join(rest, " ") != strings.Join(c.rest, " ") || *net != c.net {
+			t.Errorf("%q: %q, net %v, %v; want %q, net %v", c.args, rest, *net, err, c.rest, c.net)
+		}
+	}
+}
+
+// TestLibExistingModule gives an existing module the guest library: a
+// different replace is refused, then overridden with -f; requirements
+// are raised but not lowered; the module then builds offline; a second
+// run changes nothing; hand edits to the copy are refused; atoll build
+// notes a copy that is not this atoll's, a missing copy, and a module
+// with none.
+func TestLibExistingModule(t *testing.T) {
+	t.Setenv("GOPROXY", "off")
+	t.Setenv("GOFLAGS", "-mod=readonly")
+	dir := t.TempDir()
+	app := filepath.Join(dir, "app")
+	os.MkdirAll(app, 0o755)
+	goMod := "module example.com/app\n\ngo 1.26\n\nrequire golang.org/x/sys v0.50.0\n\nrequire github.com/google/btree v1.0.0 // indirect\n\nreplace atoll.dev/atoll => ../atoll-checkout\n"
+	mainGo := "package main\n\nimport (\n\t\"fmt\"\n\n\t\"atoll.dev/atoll\"\n\t\"golang.org/x/sys/unix\"\n)\n\nfunc main() {\n\tdevs, _ := atoll.Devices()\n\tfmt.Println(len(devs), unix.Getpid() > 0)\n}\n"
+	os.WriteFile(filepath.Join(app, "go.mod"), []byte(goMod), 0o644)
+	os.WriteFile(filepath.Join(app, "main.go"), []byte(mainGo), 0o644)
+
+	_, stderr, code := invoke(t, dir, "lib", app)
+	if code != 125 || !strings.Contains(stderr, "already replaces atoll.dev/atoll with ../atoll-checkout; nothing was changed") {
+		t.Fatalf("lib over a different replace: %d %s", code, stderr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(app, "go.mod")); string(b) != goMod {
+		t.Fatalf("refused, yet go.mod changed:\n%s", b)
+	}
+	if _, err := os.Stat(filepath.Join(app, ".atoll")); err == nil {
+		t.Fatal("refused, yet .atoll was written")
+	}
+
+	stdout, stderr, code := invoke(t, dir, "lib", "-f", app)
+	for _, want := range []string{"wrote $DIR/app/.atoll: the guest library lib $LIB", "dropped replace atoll.dev/atoll => ../atoll-checkout (-f)", "raised github.com/google/btree v1.0.0 to v1.1.2", "raised go 1.26 to"} {
+		if code != 0 || !strings.Contains(stdout, want) {
+			t.Errorf("lib -f: %d, stdout lacks %q:\n%s%s", code, want, stdout, stderr)
+		}
+	}
+	mod, _ := os.ReadFile(filepath.Join(app, "go.mod"))
+	for _, want := range []string{"\tgolang.org/x/sys v0.50.0\n", "\tatoll.dev/atoll v0.0.0-00010101000000-000000000000\n", "\tgvisor.dev/gvisor v", "// indirect\n", "replace atoll.dev/atoll => ./.atoll\n"} {
+		if !strings.Contains(string(mod), want) {
+			t.Errorf("go.mod lacks %q:\n%s", want, mod)
+		}
+	}
+	runIn(t, app, nil, "go", "build", "-o", os.DevNull, ".")
+
+	if stdout, _, code := invoke(t, dir, "lib", app); code != 0 || !strings.Contains(stdout, "is up to date") || strings.Contains(stdout, "go.mod") {
+		t.Errorf("second run: %d %s", code, stdout)
+	}
+	if b, _ := os.ReadFile(filepath.Join(app, "go.mod")); string(b) != string(mod) {
+		t.Errorf("second run changed go.mod:\n%s", b)
+	}
+
+	netGo := filepath.Join(app, ".atoll", "net.go")
+	f, _ := os.OpenFile(netGo, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("// edited\n")
+	f.Close()
+	if _, stderr, code := invoke(t, dir, "lib", app); code != 125 || !strings.Contains(stderr, "they were edited") {
+		t.Errorf("lib over an edited copy: %d %s", code, stderr)
+	}
+	if stdout, _, code := invoke(t, dir, "lib", "-f", app); code != 0 || !strings.Contains(stdout, "changed net.go") {
+		t.Errorf("lib -f over an edited copy: %d %s", code, stdout)
+	}
+
+	os.WriteFile(filepath.Join(app, ".atoll", "VERSION"), []byte("lib 000000000000 abi 0.0\n"), 0o644)
+	img := filepath.Join(dir, "app.img")
+	if _, stderr, code := invoke(t, dir, "build", "-o", img, app); code != 0 || !strings.Contains(stderr, "atoll: note: the guest library in $DIR/app/.atoll (lib $LIB, ABI 0.0) is older than this atoll's") || !strings.Contains(stderr, "run 'atoll lib' to update it") {
+		t.Errorf("build with another copy: %d %s", code, stderr)
+	}
+
+	os.RemoveAll(filepath.Join(app, ".atoll"))
+	if _, stderr, code := invoke(t, dir, "build", "-o", img, app); code != 1 || !strings.Contains(stderr, "which is missing: run 'atoll lib' to write it") {
+		t.Errorf("build without the copy: %d %s", code, stderr)
+	}
+
+	os.WriteFile(filepath.Join(app, "go.mod"), []byte("module example.com/app\n\ngo 1.26\n"), 0o644)
+	if _, stderr, code := invoke(t, dir, "build", "-o", img, app); code != 1 || !strings.Contains(stderr, "has no copy of the guest library atoll.dev/atoll: run 'atoll lib'") {
+		t.Errorf("build of a module without the library: %d %s", code, stderr)
 	}
 }
