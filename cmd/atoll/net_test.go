@@ -185,9 +185,7 @@ func newNetns(t *testing.T) netns {
 		}
 		t.Skip("tap tests need root to make a network namespace")
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("iproute2 (ip) is not installed")
-	}
+	testenv.RequireCommands(t, "ip")
 	ns := netns(fmt.Sprintf("atoll-test-%d", os.Getpid()))
 	exec.Command("ip", "netns", "del", string(ns)).Run()
 	if out, err := exec.Command("ip", "netns", "add", string(ns)).CombinedOutput(); err != nil {
@@ -217,6 +215,7 @@ func (ns netns) run(t *testing.T, args ...string) string {
 // first: two unikernels talking over real L2.
 func TestTapTwoUnikernels(t *testing.T) {
 	testenv.RequireKVM(t)
+	testenv.RequireCommands(t, "ip", "ping", "curl")
 	ns := newNetns(t)
 	dir := t.TempDir()
 	atoll := atollBinary(t, dir)

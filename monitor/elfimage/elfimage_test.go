@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"atoll.dev/atoll/internal/testenv"
 )
 
 const testProgram = `package main
@@ -66,24 +68,28 @@ func realBinary(tb testing.TB) []byte {
 }
 
 // other returns an executable of one of otherBuilds, skipping the test
-// under -short or, for cgo, without a C compiler.
+// under -short or, for cgo, without a C compiler (failing it under CI).
 func (b *build) other(tb testing.TB) []byte {
 	tb.Helper()
 	if testing.Short() {
 		tb.Skip("-short: not building executables other than the static one")
 	}
-	if b.cgo && !haveCC() {
-		tb.Skip("no C compiler (gcc or $CC) for a cgo build")
+	if b.cgo {
+		testenv.RequireCommands(tb, cc())
 	}
 	return b.binary(tb)
 }
 
-func haveCC() bool {
-	cc := os.Getenv("CC")
-	if cc == "" {
-		cc = "gcc"
+// cc is the C compiler a cgo build uses.
+func cc() string {
+	if cc := os.Getenv("CC"); cc != "" {
+		return cc
 	}
-	_, err := exec.LookPath(cc)
+	return "gcc"
+}
+
+func haveCC() bool {
+	_, err := exec.LookPath(cc())
 	return err == nil
 }
 
