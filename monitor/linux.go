@@ -18,10 +18,11 @@ const (
 	sigactionSize = 32 // sizeof(struct sigaction): handler, flags, restorer, mask
 	sigsetSize    = 8  // sizeof(sigset_t)
 
-	ssOnstack   = 1    // SS_ONSTACK
-	ssDisable   = 2    // SS_DISABLE
-	minSigstksz = 2048 // MINSIGSTKSZ
-	stackTSize  = 24   // sizeof(stack_t)
+	ssOnstack    = 1        // SS_ONSTACK
+	ssDisable    = 2        // SS_DISABLE
+	ssAutodisarm = -1 << 31 // SS_AUTODISARM: bit 31 of the int flags (linux_test.go checks 1<<31)
+	minSigstksz  = 2048     // MINSIGSTKSZ
+	stackTSize   = 24       // sizeof(stack_t)
 )
 
 // Signal frames (asm/ucontext.h, asm/sigcontext.h, asm-generic/siginfo.h).

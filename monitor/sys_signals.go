@@ -144,10 +144,12 @@ func sysSigaltstack(t *thread, a sysArgs) (uint64, unix.Errno) {
 		le := binary.LittleEndian
 		sp, fl, size := le.Uint64(nb), int32(le.Uint32(nb[8:])), le.Uint64(nb[16:])
 		switch {
-		case fl&ssDisable != 0:
-			t.altSP, t.altSize, t.altFlags = 0, 0, ssDisable
-		case fl&^ssOnstack != 0:
+		case fl&ssAutodisarm != 0:
+			return t.unsupported("SS_AUTODISARM", unix.EINVAL)
+		case fl != 0 && fl != ssOnstack && fl != ssDisable:
 			return 0, unix.EINVAL
+		case fl == ssDisable:
+			t.altSP, t.altSize, t.altFlags = 0, 0, ssDisable
 		case size < minSigstksz:
 			return 0, unix.ENOMEM
 		default:

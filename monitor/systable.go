@@ -160,9 +160,9 @@ var syscallTable = []sysEntry{
 	fails(unix.SYS_FORK, "fork", subjProcess, unix.ENOSYS, nil, "A unikernel is one process."),
 	fails(unix.SYS_VFORK, "vfork", subjProcess, unix.ENOSYS, nil, "A unikernel is one process."),
 	fails(unix.SYS_WAIT4, "wait4", subjProcess, unix.ENOSYS, nil, "A unikernel is one process."),
-	fails(unix.SYS_SYSINFO, "sysinfo", subjProcess, unix.ENOSYS, nil, ""),
-	fails(unix.SYS_GETRUSAGE, "getrusage", subjProcess, unix.ENOSYS, nil, ""),
-	fails(unix.SYS_MINCORE, "mincore", subjProcess, unix.ENOSYS, nil, ""),
+	fails(unix.SYS_SYSINFO, "sysinfo", subjProcess, unix.ENOSYS, nil, "Not implemented yet: the machine a unikernel sees is its `--mem` and `--cpus`."),
+	fails(unix.SYS_GETRUSAGE, "getrusage", subjProcess, unix.ENOSYS, nil, "Not implemented yet; the Go runtime does not use it."),
+	fails(unix.SYS_MINCORE, "mincore", subjMemory, unix.ENOSYS, nil, "The Go runtime does not use it."),
 	fails(unix.SYS_RSEQ, "rseq", subjProcess, unix.ENOSYS, nil, "The C library's; Go does not use it."),
 	fails(unix.SYS_SET_ROBUST_LIST, "set_robust_list", subjProcess, unix.ENOSYS, nil, "The C library's; Go does not use it."),
 	fails(unix.SYS_SET_TID_ADDRESS, "set_tid_address", subjProcess, unix.ENOSYS, nil, "The C library's; Go does not use it."),
@@ -243,7 +243,8 @@ func SyscallDoc() string {
 		if s.Support == SupportError {
 			support = "error: `" + unix.ErrnoName(s.Errno) + "`"
 		}
-		fmt.Fprintf(&b, "| `%s` | %d | %s | %s |\n", s.Name, s.Number, support, s.Note)
+		// A | in a cell, even in code, must be escaped (GitHub's tables).
+		fmt.Fprintf(&b, "| `%s` | %d | %s | %s |\n", s.Name, s.Number, support, strings.ReplaceAll(s.Note, "|", `\|`))
 	}
 	return b.String()
 }

@@ -149,9 +149,8 @@ func newKVMVM(cfg Config) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	if min := MinMemory(img); cfg.MemBytes < min {
-		return nil, fmt.Errorf("memory limit %s is below what this image needs to start: at least %s (image and stack %s, Go runtime start-up %s)",
-			manifest.FormatSize(cfg.MemBytes), manifest.FormatSize(roundMiB(min)), manifest.FormatSize(roundMiB(min-runtimeStartup)), manifest.FormatSize(runtimeStartup))
+	if err := checkMemory(img, cfg.MemBytes); err != nil {
+		return nil, err
 	}
 	sys, err := kvm.Open()
 	if err != nil {
@@ -186,6 +185,16 @@ func newKVMVM(cfg Config) (*VM, error) {
 		}
 	}
 	return v, nil
+}
+
+// checkMemory refuses a memory limit below MinMemory, naming the minimum.
+func checkMemory(img *elfimage.Image, limit uint64) error {
+	min := MinMemory(img)
+	if limit >= min {
+		return nil
+	}
+	return fmt.Errorf("memory limit %s is below what this image needs to start: at least %s (image and stack %s, Go runtime start-up %s)",
+		manifest.FormatSize(limit), manifest.FormatSize(roundMiB(min)), manifest.FormatSize(roundMiB(min-runtimeStartup)), manifest.FormatSize(runtimeStartup))
 }
 
 // roundMiB rounds n up to whole MiB.
