@@ -767,10 +767,10 @@ func TestMinMemory(t *testing.T) {
 	if min < 48<<20 || min > 128<<20 {
 		t.Fatalf("MinMemory = %d MiB", min>>20)
 	}
-	if err := checkMemory(img, min); err != nil {
+	if err := CheckMemory(img, min); err != nil {
 		t.Errorf("the minimum itself refused: %v", err)
 	}
-	err := checkMemory(img, 32<<20)
+	err := CheckMemory(img, 32<<20)
 	if want := "memory limit 32M is below what this image needs to start: at least 62M (image and stack 14M, Go runtime start-up 48M)"; err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
 	}

@@ -149,7 +149,7 @@ func newKVMVM(cfg Config) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkMemory(img, cfg.MemBytes); err != nil {
+	if err := CheckMemory(img, cfg.MemBytes); err != nil {
 		return nil, err
 	}
 	sys, err := kvm.Open()
@@ -187,8 +187,9 @@ func newKVMVM(cfg Config) (*VM, error) {
 	return v, nil
 }
 
-// checkMemory refuses a memory limit below MinMemory, naming the minimum.
-func checkMemory(img *elfimage.Image, limit uint64) error {
+// CheckMemory refuses a memory limit below what executable img needs to
+// start (MinMemory), naming the minimum.
+func CheckMemory(img *elfimage.Image, limit uint64) error {
 	min := MinMemory(img)
 	if limit >= min {
 		return nil

@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync/atomic"
 
@@ -20,8 +17,7 @@ import (
 	"atoll.dev/atoll/imagefile"
 	"atoll.dev/atoll/manifest"
 	"atoll.dev/atoll/monitor"
-	"atoll.dev/atoll/netback"
-	"atoll.dev/atoll/usernet"
+	"atoll.dev/atoll/monitor/elfimage"
 )
 
 const runUsage = `Usage: atoll run [flags] IMAGE|DIR [-- ARGS...]
@@ -50,17 +46,12 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), runUsage); fs.PrintDefaults() }
 	var mem sizeFlag
-	fs.Var(&mem, "mem", "guest memory limit, e.g. 256M (default: the manifest's, else 512M)")
-	cpus := fs.Int("cpus", 0, "processors the guest sees, drives GOMAXPROCS (default: the manifest's, else 1)")
+	fs.Var(&mem, "mem", "the guest's memory limit `SIZE`, such as 256M or 2G (default: the manifest's, else 512M)")
+	cpus := fs.Int("cpus", 0, "processors the guest sees, which GOMAXPROCS follows (default: the manifest's, else 1)")
 	env := &listFlag{what: "KEY=VALUE", check: checkEnv}
-	fs.Var(env, "e", "set an environment variable `KEY=VALUE` in the guest (repeatable)")
-	blocks := &listFlag{what: "NAME=FILE"}
-	fs.Var(blocks, "block", "attach the declared block device NAME to `NAME=FILE` (created at the declared size if missing)")
-	nets := &listFlag{what: "NAME=BACKEND"}
-	fs.Var(nets, "net", "attach the declared network device `NAME=BACKEND[,ip=ADDR/PREFIX|dhcp][,gw=ADDR][,outbound=all|noloopback|none]`; BACKEND is user (the default) or tap:IFACE")
-	var ports portList
-	fs.Var(&ports, "p", "forward a host port to the guest: `[HOSTIP:]HOSTPORT:GUESTPORT[/udp]` (user network; HOSTIP defaults to 127.0.0.1)")
-	verbose := fs.Bool("v", false, "log each distinct unsupported call the guest makes (once each)")
+	fs.Var(env, "e", "set an environment variable in the guest (`KEY=VALUE`; repeatable)")
+	kinds := defineDeviceFlags(fs)
+	verbose := fs.Bool("v", false, "log each distinct unsupported call the guest makes, once, with what the ABI says of it")
 	stats := fs.Bool("stats", false, "print VM exit counts by cause when the guest exits")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
@@ -93,7 +84,14 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	if *cpus != 0 {
 		m.CPUs = *cpus
 	}
-	att, err := attachDevices(m, blocks.items, nets.items, ports)
+	// Refuse a limit the image cannot start in before opening anything.
+	if img, err := elfimage.Parse(exe); err == nil {
+		if err := monitor.CheckMemory(img, m.Memory); err != nil {
+			fmt.Fprintf(stderr, "atoll run: %v: raise --mem (or the manifest's memory)\n", err)
+			return exitFailure
+		}
+	}
+	att, err := attachDevices(m, kinds)
 	defer att.close()
 	if err != nil {
 		fmt.Fprintf(stderr, "atoll run: %v\n", err)
@@ -139,20 +137,6 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 		return 128 + int(sig)
 	}
 	return res.ExitCode
-}
-
-// portList collects -p flags.
-type portList []usernet.Forward
-
-func (p *portList) String() string { return fmt.Sprint(len(*p), " forwards") }
-
-func (p *portList) Set(v string) error {
-	f, err := usernet.ParseForward(v)
-	if err != nil {
-		return err
-	}
-	*p = append(*p, f)
-	return nil
 }
 
 // loadTarget returns the executable and manifest to boot: an image, a plain
@@ -204,178 +188,4 @@ func mergeEnv(base, flags []string) []string {
 		out = append(out, kv)
 	}
 	return out
-}
-
-// attached is what attachDevices opened for the guest.
-type attached struct {
-	devs     []monitor.Device
-	env      []string // addressing of the network devices
-	backends []*netback.Backend
-}
-
-// close releases the devices and backends (host ports included).
-func (a *attached) close() {
-	for _, d := range a.devs {
-		d.File.Close()
-	}
-	for _, b := range a.backends {
-		b.Close()
-	}
-}
-
-// attachDevices checks the device flags against the manifest — every
-// declared device attached, nothing undeclared — and opens them. A net
-// device without a flag gets the user backend, which also takes the -p
-// forwards.
-func attachDevices(m *manifest.Manifest, blocks, nets []string, ports []usernet.Forward) (*attached, error) {
-	att := &attached{}
-	given := map[string]string{} // name → flag
-	for _, f := range append(append([]string(nil), blocks...), nets...) {
-		name, _, _ := strings.Cut(f, "=")
-		if prev, dup := given[name]; dup {
-			return att, fmt.Errorf("device %q attached twice (%s, %s)", name, prev, f)
-		}
-		given[name] = f
-	}
-	check := func(kind abi.Kind, flag string, items []string) error {
-		for _, f := range items {
-			name, _, _ := strings.Cut(f, "=")
-			d, ok := m.Device(name)
-			if !ok || d.Kind != kind {
-				return fmt.Errorf("--%s %s: %s declares no %s device %q (%s)", flag, f, m.Name, kind, name, declared(m))
-			}
-		}
-		return nil
-	}
-	if err := check(manifest.Block, "block", blocks); err != nil {
-		return att, err
-	}
-	if err := check(manifest.Net, "net", nets); err != nil {
-		return att, err
-	}
-	var userNets []string
-	for _, d := range m.Devices {
-		_, spec, ok := strings.Cut(given[d.Name], "=")
-		if d.Kind == manifest.Net && (!ok || backendName(spec) == "user") {
-			userNets = append(userNets, d.Name)
-		}
-	}
-	if len(ports) > 0 && len(userNets) != 1 {
-		return att, fmt.Errorf("-p forwards ports to the one network device on the user backend, but %s has %d (%s)", m.Name, len(userNets), declared(m))
-	}
-	for _, d := range m.Devices {
-		f, ok := given[d.Name]
-		_, arg, _ := strings.Cut(f, "=")
-		switch {
-		case d.Kind == manifest.Net:
-			if !ok {
-				arg = "user"
-			}
-			b, err := openNet(arg, ports)
-			if err != nil {
-				return att, fmt.Errorf("net device %s (--net %s=%s): %w", d.Name, d.Name, arg, err)
-			}
-			att.backends = append(att.backends, b)
-			att.devs = append(att.devs, monitor.Device{Device: d, File: b.Guest})
-			att.env = append(att.env, abi.NetEnv(d.Name)+"="+b.GuestConfig())
-		case !ok:
-			return att, fmt.Errorf("%s declares %s device %q, but nothing is attached: add --%s %s=FILE", m.Name, d.Kind, d.Name, d.Kind, d.Name)
-		default:
-			file, err := openBlock(arg, d)
-			if err != nil {
-				return att, fmt.Errorf("--block %s: %w", f, err)
-			}
-			att.devs = append(att.devs, monitor.Device{Device: d, File: file})
-		}
-	}
-	return att, nil
-}
-
-// backendName is the backend part of BACKEND[:ARG][,OPTIONS].
-func backendName(spec string) string {
-	spec, _, _ = strings.Cut(spec, ",")
-	spec, _, _ = strings.Cut(spec, ":")
-	return spec
-}
-
-// openNet opens a network backend from
-// BACKEND[,ip=ADDR/PREFIX|dhcp][,gw=ADDR][,outbound=POLICY].
-func openNet(spec string, ports []usernet.Forward) (*netback.Backend, error) {
-	parts := strings.Split(spec, ",")
-	o := netback.Options{}
-	if backendName(spec) == "user" {
-		o.Forwards = ports
-	}
-	for _, opt := range parts[1:] {
-		k, v, _ := strings.Cut(opt, "=")
-		var err error
-		switch k {
-		case "ip":
-			if v == "dhcp" {
-				o.DHCP = true
-			} else {
-				o.Addr, err = netip.ParsePrefix(v)
-			}
-		case "gw":
-			o.Gateway, err = netip.ParseAddr(v)
-		case "outbound":
-			o.Outbound, err = usernet.ParseOutbound(v)
-		default:
-			err = fmt.Errorf("unknown option %q (want ip=ADDR/PREFIX, ip=dhcp, gw=ADDR or outbound=all|noloopback|none)", opt)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return netback.Open(parts[0], o)
-}
-
-func declared(m *manifest.Manifest) string {
-	if len(m.Devices) == 0 {
-		return "it declares no devices"
-	}
-	var l []string
-	for _, d := range m.Devices {
-		l = append(l, string(d.Kind)+" "+d.Name)
-	}
-	sort.Strings(l)
-	return "it declares: " + strings.Join(l, ", ")
-}
-
-// openBlock opens the file behind a block device, creating it at the
-// declared size if it is missing or empty. It refuses a file of another
-// size (nothing is truncated or extended) and one another atoll has open.
-func openBlock(path string, d manifest.Device) (*os.File, error) {
-	spec := d.Spec.(*manifest.BlockSpec)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%s is in use by another atoll", path)
-		}
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	switch size := uint64(st.Size()); {
-	case size == 0:
-		if err := f.Truncate(int64(spec.Size)); err != nil {
-			f.Close()
-			return nil, err
-		}
-	case size != spec.Size:
-		f.Close()
-		return nil, fmt.Errorf("%s is %d bytes, but the manifest declares %s as %s (%d bytes): use a file of that size, or a new path to create one", path, size, d.Name, manifest.FormatSize(spec.Size), spec.Size)
-	}
-	return f, nil
 }

@@ -1,10 +1,3 @@
-package vdso
-
-import (
-	"encoding/binary"
-	"strings"
-)
-
 // Package vdso is the guest's clock: a minimal vDSO image the monitor
 // places in the guest's system area and announces with AT_SYSINFO_EHDR,
 // and the Clock that keeps its parameters page. It uses nothing of the VM:
@@ -16,7 +9,13 @@ import (
 // (clock.go) without leaving the guest; other clocks fall back to the
 // system call. Without it, reading the clock was the most frequent exit.
 // The parameters page MUST sit immediately below the image.
-//
+package vdso
+
+import (
+	"encoding/binary"
+	"strings"
+)
+
 // Layout of the image (one page; offsets are also virtual addresses):
 //
 //	0x000 ELF header, 0x040 program headers (PT_LOAD, PT_DYNAMIC)
