@@ -20,106 +20,69 @@ func (t *thread) withFile(fd uint64, op func(f file) (uint64, unix.Errno)) (uint
 	return op(f.file)
 }
 
-// buffer returns the guest buffer of a (fd, buf, count) call, count
-// capped at maxIO.
-func (t *thread) buffer(a sysArgs) ([]byte, unix.Errno) {
-	b, ok := t.slice(a[1], min(a[2], maxIO))
-	if !ok {
-		return nil, unix.EFAULT
-	}
-	return b, 0
-}
-
-func sysRead(t *thread, a sysArgs) (uint64, unix.Errno) {
-	return t.withFile(a[0], func(f file) (uint64, unix.Errno) {
-		r, ok := f.(reader)
+// transfer runs a read or write on the file behind fd through the kind's
+// interface I, with the guest buffers bufs gives; a file without I
+// answers missing.
+func transfer[I any](t *thread, fd uint64, missing unix.Errno, bufs func() ([][]byte, unix.Errno), op func(I, [][]byte) (int, unix.Errno)) (uint64, unix.Errno) {
+	return t.withFile(fd, func(f file) (uint64, unix.Errno) {
+		x, ok := f.(I)
 		if !ok {
-			return 0, unix.EINVAL
+			return 0, missing
 		}
-		b, e := t.buffer(a)
+		b, e := bufs()
 		if e != 0 {
 			return 0, e
 		}
-		n, e := r.readv(t, [][]byte{b})
+		n, e := op(x, b)
 		return uint64(n), e
 	})
+}
+
+// buffer is the guest buffer of a (fd, buf, count) call, count capped at
+// maxIO.
+func (t *thread) buffer(a sysArgs) func() ([][]byte, unix.Errno) {
+	return func() ([][]byte, unix.Errno) {
+		b, ok := t.slice(a[1], min(a[2], maxIO))
+		if !ok {
+			return nil, unix.EFAULT
+		}
+		return [][]byte{b}, 0
+	}
+}
+
+// vectors are the guest buffers of an (fd, iov, iovcnt) call.
+func (t *thread) vectors(a sysArgs) func() ([][]byte, unix.Errno) {
+	return func() ([][]byte, unix.Errno) { return t.iovecs(a[1], a[2]) }
+}
+
+// readv and writev adapt a thread's reads and writes to transfer.
+func (t *thread) readv(r reader, b [][]byte) (int, unix.Errno)  { return r.readv(t, b) }
+func (t *thread) writev(w writer, b [][]byte) (int, unix.Errno) { return w.writev(t, b) }
+
+func sysRead(t *thread, a sysArgs) (uint64, unix.Errno) {
+	return transfer(t, a[0], unix.EINVAL, t.buffer(a), t.readv)
 }
 
 func sysWrite(t *thread, a sysArgs) (uint64, unix.Errno) {
-	return t.withFile(a[0], func(f file) (uint64, unix.Errno) {
-		w, ok := f.(writer)
-		if !ok {
-			return 0, unix.EINVAL
-		}
-		b, e := t.buffer(a)
-		if e != 0 {
-			return 0, e
-		}
-		n, e := w.writev(t, [][]byte{b})
-		return uint64(n), e
-	})
+	return transfer(t, a[0], unix.EINVAL, t.buffer(a), t.writev)
 }
 
 func sysReadv(t *thread, a sysArgs) (uint64, unix.Errno) {
-	return t.withFile(a[0], func(f file) (uint64, unix.Errno) {
-		r, ok := f.(reader)
-		if !ok {
-			return 0, unix.EINVAL
-		}
-		iov, e := t.iovecs(a[1], a[2])
-		if e != 0 {
-			return 0, e
-		}
-		n, e := r.readv(t, iov)
-		return uint64(n), e
-	})
+	return transfer(t, a[0], unix.EINVAL, t.vectors(a), t.readv)
 }
 
 func sysWritev(t *thread, a sysArgs) (uint64, unix.Errno) {
-	return t.withFile(a[0], func(f file) (uint64, unix.Errno) {
-		w, ok := f.(writer)
-		if !ok {
-			return 0, unix.EINVAL
-		}
-		iov, e := t.iovecs(a[1], a[2])
-		if e != 0 {
-			return 0, e
-		}
-		n, e := w.writev(t, iov)
-		return uint64(n), e
-	})
+	return transfer(t, a[0], unix.EINVAL, t.vectors(a), t.writev)
 }
 
 // sysPread implements pread64; files without offsets answer ESPIPE.
 func sysPread(t *thread, a sysArgs) (uint64, unix.Errno) {
-	return t.withFile(a[0], func(f file) (uint64, unix.Errno) {
-		p, ok := f.(positional)
-		if !ok {
-			return 0, unix.ESPIPE
-		}
-		b, e := t.buffer(a)
-		if e != 0 {
-			return 0, e
-		}
-		n, e := p.pread(b, a[3])
-		return uint64(n), e
-	})
+	return transfer(t, a[0], unix.ESPIPE, t.buffer(a), func(p positional, b [][]byte) (int, unix.Errno) { return p.pread(b[0], a[3]) })
 }
 
 // sysPwrite implements pwrite64; files without offsets answer ESPIPE.
 func sysPwrite(t *thread, a sysArgs) (uint64, unix.Errno) {
-	return t.withFile(a[0], func(f file) (uint64, unix.Errno) {
-		p, ok := f.(positional)
-		if !ok {
-			return 0, unix.ESPIPE
-		}
-		b, e := t.buffer(a)
-		if e != 0 {
-			return 0, e
-		}
-		n, e := p.pwrite(b, a[3])
-		return uint64(n), e
-	})
+	return transfer(t, a[0], unix.ESPIPE, t.buffer(a), func(p positional, b [][]byte) (int, unix.Errno) { return p.pwrite(b[0], a[3]) })
 }
 
 // sysLseek implements lseek; files without offsets answer ESPIPE.
