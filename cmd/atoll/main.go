@@ -30,6 +30,8 @@ Usage:
   atoll run [flags] IMAGE|DIR [-- ARGS...]
                                     boot an image, a static Go executable,
                                     or a package directory (built first)
+  atoll abi [--json]                list the system calls the guest ABI
+                                    supports, and how fully
   atoll version [--json]            show the versions of atoll, the guest ABI
                                     and library, and Go
   atoll help [COMMAND]              show help
@@ -56,6 +58,7 @@ var commands = map[string]func(args []string, stdout, stderr *os.File) int{
 	"build":   cmdBuild,
 	"inspect": cmdInspect,
 	"run":     cmdRun,
+	"abi":     cmdABI,
 	"version": cmdVersion,
 }
 
@@ -86,7 +89,7 @@ func run(args []string, stdout, stderr *os.File) int {
 
 // commandNames lists the commands in the order the usage shows them.
 func commandNames() string {
-	return "new, lib, build, inspect, run, version and help"
+	return "new, lib, build, inspect, run, abi, version and help"
 }
 
 // sizeFlag is a byte count with an optional K/M/G suffix.

@@ -99,6 +99,8 @@ func TestGolden(t *testing.T) {
 		{"version-args", []string{"version", "x"}, 2},
 		{"new-two-names", []string{"new", "a", "--net", "b"}, 2},
 		{"run-help", []string{"run", "-h"}, 0},
+		{"abi", []string{"abi"}, 0},
+		{"abi-args", []string{"abi", "x"}, 2},
 		{"run-missing-image", []string{"run"}, 2},
 		{"run-bad-cpus", []string{"run", "--cpus", "65", hello}, 2},
 		{"run-bad-mem", []string{"run", "--mem", "lots", hello}, 2},
