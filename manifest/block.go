@@ -45,6 +45,9 @@ func parseBlock(name string, args []string) (Spec, error) {
 func validSector(n uint64) bool { return n >= 512 && n <= 4096 && n&(n-1) == 0 }
 
 func (s *BlockSpec) validate() error {
+	if s == nil {
+		return fmt.Errorf("no geometry")
+	}
 	if !validSector(s.SectorSize) || s.Size == 0 || s.Size%s.SectorSize != 0 || s.Size > 1<<50 {
 		return fmt.Errorf("size %d / sector size %d invalid", s.Size, s.SectorSize)
 	}

@@ -112,13 +112,13 @@ func (d *Device) UnmarshalJSON(b []byte) error {
 	}
 	k, ok := kinds[h.Kind]
 	if !ok {
-		return fmt.Errorf("device %s has unknown kind %q", h.Name, h.Kind)
+		return fmt.Errorf("device %q has unknown kind %q", h.Name, h.Kind)
 	}
 	*d = Device{Name: h.Name, Kind: h.Kind}
 	if k.spec != nil {
 		d.Spec = k.spec()
 		if err := json.Unmarshal(b, d.Spec); err != nil {
-			return fmt.Errorf("device %s: %w", h.Name, err)
+			return fmt.Errorf("device %q: %w", h.Name, err)
 		}
 	}
 	return nil

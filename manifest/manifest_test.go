@@ -165,4 +165,13 @@ func TestJSON(t *testing.T) {
 	if err := bad.Validate(); err == nil {
 		t.Error("Validate accepted a block device without geometry")
 	}
+	bad.Devices[0] = Device{Name: "d", Kind: Block, Spec: (*BlockSpec)(nil)}
+	if err := bad.Validate(); err == nil {
+		t.Error("Validate accepted a nil geometry")
+	}
+	// A hostile image's names reach messages quoted, never raw.
+	err = json.Unmarshal([]byte(`[{"name":"a\u001b[31mred","kind":"nope"}]`), &back)
+	if err == nil || strings.ContainsRune(err.Error(), 0x1b) {
+		t.Errorf("error carries a raw escape: %q", err)
+	}
 }

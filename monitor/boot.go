@@ -52,7 +52,13 @@ func (v *VM) startClock(c *kvm.VCPU) error {
 		return err
 	}
 	v.clock = vdso.NewClock(page, khz, int64(g-(h1/2+h2/2)))
-	go v.clock.Run(v.life.done)
+	// The clock writes guest memory until the VM ends; the memory is
+	// released only after it has stopped.
+	v.life.running.Add(1)
+	go func() {
+		defer v.life.running.Done()
+		v.clock.Run(v.life.done)
+	}()
 	return nil
 }
 

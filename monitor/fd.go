@@ -218,6 +218,21 @@ func (ft *fdTable) close(fd uint64) unix.Errno {
 	return 0
 }
 
+// closeIf removes guest fd if it still names f, and drops the table's
+// reference: it undoes an install without touching a descriptor another
+// thread has put in its place since.
+func (ft *fdTable) closeIf(fd int, f *openFile) {
+	ft.mu.Lock()
+	cur, ok := ft.fds[fd]
+	if ok && cur == f {
+		delete(ft.fds, fd)
+	}
+	ft.mu.Unlock()
+	if ok && cur == f {
+		f.release()
+	}
+}
+
 // closeAll empties the table. Files still in use by a call are closed
 // when that call ends.
 func (ft *fdTable) closeAll() {

@@ -34,14 +34,17 @@ func sysPipe2(t *thread, a sysArgs) (uint64, unix.Errno) {
 	}
 	nonblock := a[1]&unix.O_NONBLOCK != 0
 	w := newOpenFile(&pipeEnd{newHostStream(p[1], nonblock)})
-	rfd, e := t.vm.fds.install(&pipeEnd{newHostStream(p[0], nonblock)}, 0)
+	r := newOpenFile(&pipeEnd{newHostStream(p[0], nonblock)})
+	r.ref() // ours, to undo the install if the write end finds no room
+	defer r.release()
+	rfd, e := t.vm.fds.installFile(r, 0)
 	if e != 0 {
 		w.release()
 		return 0, e
 	}
 	wfd, e := t.vm.fds.installFile(w, 0)
 	if e != 0 {
-		t.vm.fds.close(uint64(rfd))
+		t.vm.fds.closeIf(rfd, r)
 		return 0, e
 	}
 	binary.LittleEndian.PutUint32(b, uint32(rfd))

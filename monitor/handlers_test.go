@@ -555,11 +555,73 @@ func TestConsole(t *testing.T) {
 	if n := tv.mustCall(t, unix.SYS_READ, 0, tv.at(0), 10); n != 0 {
 		t.Errorf("read of fd 0 = %d, want end-of-file", n)
 	}
-	tv.mustCall(t, unix.SYS_FCNTL, 1, unix.F_GETFL)
+	// The guest's O_NONBLOCK is its own: the operator's file keeps its flags.
+	tv.mustCall(t, unix.SYS_FCNTL, 1, unix.F_SETFL, unix.O_NONBLOCK)
+	if fl := tv.mustCall(t, unix.SYS_FCNTL, 1, unix.F_GETFL); fl&unix.O_NONBLOCK == 0 {
+		t.Errorf("guest F_GETFL %#x lacks O_NONBLOCK", fl)
+	}
+	if fl, _ := unix.FcntlInt(out.Fd(), unix.F_GETFL, 0); fl&unix.O_NONBLOCK != 0 {
+		t.Errorf("the guest changed the operator's file flags: %#x", fl)
+	}
+	tv.mustCall(t, unix.SYS_FSYNC, 1)
 	runErrCases(t, tv, []errCase{
 		{"read stdout", unix.SYS_READ, []uint64{1, tv.at(0), 1}, unix.EBADF},
 		{"write stdin", unix.SYS_WRITE, []uint64{0, tv.at(0), 1}, unix.EBADF},
+		{"fsync stdin", unix.SYS_FSYNC, []uint64{0}, unix.EINVAL},
 	})
+}
+
+// TestConsoleStalled checks that a write to an operator's pipe nobody
+// reads gives up when the thread must, instead of blocking it for ever.
+func TestConsoleStalled(t *testing.T) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	w := os.NewFile(uintptr(p[1]), "stalled")
+	defer w.Close()
+	tv := newTestVM(t, vmOptions{console: w})
+	big := tv.mustCall(t, unix.SYS_MMAP, 0, 1<<20, 3, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	done := make(chan uint64)
+	go func() {
+		n, _, _ := tv.sys(tv.main, unix.SYS_WRITE, 1, big, 1<<20)
+		done <- n
+	}()
+	time.Sleep(100 * time.Millisecond)
+	tv.exit(0) // the VM ends while the write waits
+	select {
+	case n := <-done:
+		if n == 0 || n >= 1<<20 {
+			t.Errorf("interrupted write reported %d bytes", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a write to a stalled console outlived the VM")
+	}
+}
+
+// TestPipeUndo checks that undoing a half-made pipe leaves alone a
+// descriptor another thread has put in its place.
+func TestPipeUndo(t *testing.T) {
+	var ft fdTable
+	ft.init()
+	r1, w1 := testPipe(t)
+	r2, w2 := testPipe(t)
+	defer unix.Close(r1)
+	defer unix.Close(r2)
+	first := newOpenFile(&pipeEnd{newHostStream(w1, true)})
+	fd, _ := ft.installFile(first, 0)
+	ft.installAt(newOpenFile(&pipeEnd{newHostStream(w2, true)}), fd) // dup2 over it
+	ft.closeIf(fd, first)
+	if !ft.valid(uint64(fd)) || readsEOF(t, r2) {
+		t.Fatal("closeIf closed a descriptor it did not install")
+	}
+	second, _ := ft.acquire(uint64(fd))
+	ft.closeIf(fd, second)
+	second.release()
+	if ft.valid(uint64(fd)) || !readsEOF(t, r2) {
+		t.Fatal("closeIf left its own descriptor")
+	}
 }
 
 func TestEpoll(t *testing.T) {

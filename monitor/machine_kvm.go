@@ -57,11 +57,12 @@ func (m *kvmMachine) newCPU(regs *kvm.Regs, fs uint64) (cpu, error) {
 			return nil, err
 		}
 		m.nextID++
-		c = &kvmCPU{VCPU: v}
-		m.all = append(m.all, c)
-		if err := c.SetCPUID(m.cpuid); err != nil {
+		if err := v.SetCPUID(m.cpuid); err != nil {
+			v.Close()
 			return nil, err
 		}
+		c = &kvmCPU{VCPU: v}
+		m.all = append(m.all, c)
 	}
 	if err := m.setup(c.VCPU, regs, fs); err != nil {
 		m.idle = append(m.idle, c)
@@ -155,11 +156,14 @@ func (m *kvmMachine) loop(t *thread, c *kvmCPU) {
 	run := c.Run
 	started := false
 	for !t.vm.exiting() {
-		if started {
-			if !trapPending(c) && !t.deliverPending() {
+		// A trap KVM has pending is taken first, with the registers as
+		// KVM holds them: marking them dirty would make KVM drop the
+		// pending exception. Otherwise signals are delivered, and the
+		// registers handlers changed in place (cpu.Regs) are handed back.
+		if started && !trapPending(c) {
+			if !t.deliverPending() {
 				return
 			}
-			// Handlers change registers in place (cpu.Regs).
 			run.DirtyRegs |= kvm.SyncRegs
 		}
 		err := c.RunOnce()

@@ -79,7 +79,7 @@ var syscallTable = []sysEntry{
 	partial(unix.SYS_MADVISE, "madvise", subjMemory, sysMadvise, "`MADV_DONTNEED`, `MADV_FREE` and `MADV_REMOVE` zero the range; other advice is accepted and ignored."),
 
 	// Threads (sys_threads.go).
-	partial(unix.SYS_CLONE, "clone", subjThreads, sysClone, "Threads only (`CLONE_VM|CLONE_THREAD|CLONE_SIGHAND`, optional `CLONE_SETTLS`, `CLONE_PARENT_SETTID`); a new process is `ENOSYS`. At most 1024 threads (`EAGAIN`)."),
+	partial(unix.SYS_CLONE, "clone", subjThreads, sysClone, "Threads only (`CLONE_VM|CLONE_THREAD|CLONE_SIGHAND`, optional `CLONE_SETTLS`, `CLONE_PARENT_SETTID`; other flags are ignored); a new process is `ENOSYS`, `CLONE_CHILD_SETTID` and `CLONE_CHILD_CLEARTID` are `EINVAL`. At most 1024 threads (`EAGAIN`)."),
 	full(unix.SYS_EXIT, "exit", subjThreads, sysExit, "The last thread's exit ends the VM."),
 	full(unix.SYS_EXIT_GROUP, "exit_group", subjThreads, sysExitGroup, "Ends the VM with the status's low 8 bits."),
 	partial(unix.SYS_FUTEX, "futex", subjThreads, sysFutex, "`FUTEX_WAIT` and `FUTEX_WAKE`, private or shared, on the host futex of the guest word; other operations are `ENOSYS`."),
@@ -91,7 +91,7 @@ var syscallTable = []sysEntry{
 	// Signals (sys_signals.go, signals.go).
 	full(unix.SYS_RT_SIGACTION, "rt_sigaction", subjSignals, sysRtSigaction, "Ordinary requests are answered inside the guest, without an exit (trampoline)."),
 	full(unix.SYS_RT_SIGPROCMASK, "rt_sigprocmask", subjSignals, sysRtSigprocmask, ""),
-	full(unix.SYS_SIGALTSTACK, "sigaltstack", subjSignals, sysSigaltstack, ""),
+	partial(unix.SYS_SIGALTSTACK, "sigaltstack", subjSignals, sysSigaltstack, "`SS_AUTODISARM` is `EINVAL`."),
 	full(unix.SYS_RT_SIGRETURN, "rt_sigreturn", subjSignals, sysRtSigreturn, "The frame is Linux's `rt_sigframe`; FPU state is kept by the monitor, not in the frame (`fpstate` is NULL)."),
 	partial(unix.SYS_TGKILL, "tgkill", subjSignals, sysTgkill, "Process 1 only; delivered when the target next leaves the guest, at once if it is running."),
 	full(unix.SYS_TKILL, "tkill", subjSignals, sysTkill, ""),
@@ -113,7 +113,7 @@ var syscallTable = []sysEntry{
 	full(unix.SYS_LSEEK, "lseek", subjFiles, sysLseek, "Pipes and devices have no offset: `ESPIPE`; block devices `EINVAL`."),
 	full(unix.SYS_FSTAT, "fstat", subjFiles, sysFstat, "Describes the host object behind the descriptor."),
 	full(unix.SYS_CLOSE, "close", subjFiles, sysClose, ""),
-	full(unix.SYS_FSYNC, "fsync", subjFiles, sysFsync, "Block devices: returns once every completed write is on the host's storage. Pipes and eventfds are `EINVAL`."),
+	full(unix.SYS_FSYNC, "fsync", subjFiles, sysFsync, "Block devices: returns once every completed write is on the host's storage. Descriptors 1 and 2 flush the operator's file (`EINVAL` for a terminal or pipe); pipes, eventfds, epoll instances and network devices are `EINVAL`."),
 	full(unix.SYS_FDATASYNC, "fdatasync", subjFiles, sysFsync, "As `fsync`."),
 	full(unix.SYS_DUP, "dup", subjFiles, sysDup, "The table holds at most 4096 descriptors."),
 	full(unix.SYS_DUP2, "dup2", subjFiles, sysDup2, ""),
@@ -140,7 +140,7 @@ var syscallTable = []sysEntry{
 	full(unix.SYS_GETGID, "getgid", subjProcess, sysZero, "0."),
 	full(unix.SYS_GETEGID, "getegid", subjProcess, sysZero, "0."),
 	full(unix.SYS_GETRANDOM, "getrandom", subjProcess, sysGetrandom, "Host entropy, at most 32 MiB per call."),
-	partial(unix.SYS_PRLIMIT64, "prlimit64", subjProcess, sysPrlimit64, "Readable and settable for process 1; they bind nothing but `RLIMIT_NOFILE`, at most 4096."),
+	partial(unix.SYS_PRLIMIT64, "prlimit64", subjProcess, sysPrlimit64, "Readable and settable for process 1, but they bind nothing: the descriptor table always holds 4096, and a hard `RLIMIT_NOFILE` above that is `EINVAL`."),
 	full(unix.SYS_GETRLIMIT, "getrlimit", subjProcess, sysGetrlimit, "As `prlimit64`."),
 	partial(unix.SYS_UNAME, "uname", subjProcess, sysUname, "`Linux`, node name the unikernel's, release `6.1.0-atoll`."),
 	partial(unix.SYS_GETCWD, "getcwd", subjProcess, sysGetcwd, "`/`."),

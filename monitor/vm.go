@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -109,7 +110,7 @@ type VM struct {
 
 // lifecycle is how a VM ends.
 type lifecycle struct {
-	running  sync.WaitGroup // one per thread loop
+	running  sync.WaitGroup // one per thread loop, and the clock
 	exitOnce sync.Once
 	exitCode int
 	done     chan struct{} // closed when the VM ends
@@ -134,12 +135,20 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	res, err := v.run(ctx)
-	// Threads blocked in the host notice the end within waitChunk; the
-	// VM's resources are released once the last one has left.
+	// Kicked threads leave at once, and threads blocked in the host
+	// notice the end within waitChunk; the VM's resources (host files,
+	// their locks, guest memory) are released once the last has left.
+	// Run waits that long for it, and leaves it to the background after.
+	left := make(chan struct{})
 	go func() {
 		v.life.running.Wait()
 		v.close()
+		close(left)
 	}()
+	select {
+	case <-left:
+	case <-time.After(2 * waitChunk):
+	}
 	return res, err
 }
 

@@ -46,7 +46,10 @@ func (blockFlags) attach(m *manifest.Manifest, d manifest.Device, path string, g
 // declared size if it is missing or empty. It refuses a file of another
 // size (nothing is truncated or extended) and one another atoll has open.
 func openBlock(path string, d manifest.Device) (*os.File, error) {
-	spec := d.Spec.(*manifest.BlockSpec)
+	spec, ok := d.Spec.(*manifest.BlockSpec)
+	if !ok || spec == nil {
+		return nil, fmt.Errorf("block device %s has no geometry", d.Name)
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
