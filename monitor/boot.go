@@ -18,8 +18,9 @@ const (
 	vdsoAddr       = guestmem.SystemBase + 0x2000 // the vDSO image, just above them
 )
 
-// writeSystemArea installs the system-call trampoline (trampoline.go) and
-// the vDSO.
+// writeSystemArea installs the system-call trampoline (trampoline.go),
+// the vDSO, and the stub and descriptor tables of the hardware exit path
+// (hwstub.go).
 func (v *VM) writeSystemArea() error {
 	b, err := v.mem.Slice(trampolineAddr, uint64(len(trampolineCode)))
 	if err != nil {
@@ -31,7 +32,7 @@ func (v *VM) writeSystemArea() error {
 		return err
 	}
 	copy(img, vdso.Image())
-	return nil
+	return writeHardwareTables(v.mem)
 }
 
 // startClock anchors the guest clock on vCPU c, before it first runs, and

@@ -113,6 +113,7 @@ func TestGuestsMatchNative(t *testing.T) {
 		{name: "preempt", wantOut: "main goroutine ran again: true\n"},
 		{name: "sigaction", wantOut: "read: errno 0\nset: errno 0 true\nread back: true\nsame buffer: errno 0 true\nrestored: true\nsignal 0: invalid argument\nsignal 65: invalid argument\nSIGKILL: invalid argument\nsigsetsize 4: invalid argument\n"},
 		{name: "timenow", wantOut: "slept at least 200ms: true\nslept under 2s: true\nwall clock advanced: true\nyear plausible: true\n"},
+		{name: "privileged", wantOut: "hlt: recovered true\ncli: recovered true\nlgdt: recovered true\nmov ss: recovered true\nout: recovered true\nrdmsr: recovered true\n"},
 	}
 	for _, c := range cases {
 		t.Run(c.name+strings.Join(c.args, "_"), func(t *testing.T) {
@@ -285,5 +286,23 @@ func TestBootExits(t *testing.T) {
 	}
 	if res.Stats.Total > 1000 {
 		t.Errorf("hello took %d exits to boot:\n%v", res.Stats.Total, res.Stats)
+	}
+}
+
+// TestMonitorPagesAttacked has a guest jump into the monitor's CPL-0 stub,
+// and overwrite its IDT and then fault: a crash report (or, where the IDT
+// is not used, the guest's own signal), never a monitor failure.
+func TestMonitorPagesAttacked(t *testing.T) {
+	testenv.RequireKVM(t)
+	bin := guest(t, "privileged")
+	vm, _ := boot(t, bin, []string{"stub"}, nil, 512<<20)
+	if vm.code != monitor.ExitVMFault || !strings.Contains(vm.stderr, "guest crashed") || !strings.Contains(vm.stderr, "monitor-owned code") {
+		t.Errorf("jump into the stub: exit %d\n%s", vm.code, vm.stderr)
+	}
+	vm, _ = boot(t, bin, []string{"idt"}, nil, 512<<20)
+	recovered := vm.code == 0 && vm.stdout == "idt: recovered true\n"
+	reported := vm.code == monitor.ExitVMFault && strings.Contains(vm.stderr, "triple fault")
+	if !recovered && !reported {
+		t.Errorf("IDT overwritten: exit %d, stdout %q\n%s", vm.code, vm.stdout, vm.stderr)
 	}
 }

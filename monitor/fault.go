@@ -14,10 +14,10 @@ const (
 	vecDE, vecDB, vecBP, vecUD, vecSS, vecGP, vecPF, vecMF, vecAC, vecXM = 0, 1, 3, 6, 12, 13, 14, 16, 17, 19
 )
 
-// fault turns a CPU exception into the signal Linux would send. The guest
-// has no exception handlers of its own: an exception becomes a shutdown
-// exit, and the vector, error code and CR2 are read back from the vCPU.
-// It returns false when the thread must stop.
+// fault handles a trap out of the guest on the paravirtual exit path: the
+// guest has no exception handlers there, so an exception becomes a
+// shutdown exit, and the vector, error code and CR2 are read back from the
+// vCPU. It returns false when the thread must stop.
 func (t *thread) fault() bool {
 	var ev kvm.VCPUEvents
 	var s kvm.Sregs
@@ -29,22 +29,35 @@ func (t *thread) fault() bool {
 		t.crash(fmt.Sprintf("triple fault (sregs unreadable: %v)", err), ExitVMFault)
 		return false
 	}
+	return t.exception(int(ev.Exception.Nr), uint64(ev.Exception.ErrorCode), s.CR2, true)
+}
+
+// inFastPath reports whether pc is in the trampoline's fast path, before
+// its trapping hlt.
+func inFastPath(pc uint64) bool {
+	return pc >= uint64(trampolineAddr) && pc < uint64(trampolineAddr)+trampolineHlt
+}
+
+// exception turns CPU exception vec, with its error code and CR2, into the
+// signal Linux would send; the registers are the program's at the fault.
+// A fault inside the trampoline's fast path is a bad pointer given to the
+// system call it answers, when fastPath says the fast path was running
+// (the stub ran at CPL 0 on the hardware path; on the paravirtual path
+// nothing tells). It returns false when the thread must stop.
+func (t *thread) exception(vec int, code, cr2 uint64, fastPath bool) bool {
 	r := t.cpu.Regs()
-	if r.RIP >= uint64(trampolineAddr) && r.RIP < uint64(trampolineAddr)+trampolineHlt {
-		// A bad pointer given to a system call the trampoline answers.
+	if fastPath && inFastPath(r.RIP) {
 		t.returnFromCall(negErrno(unix.EFAULT))
 		return true
 	}
-	vec := ev.Exception.Nr
-	code := uint64(ev.Exception.ErrorCode)
 	f := faultInfo{trapno: uint64(vec), err: code}
 	switch vec {
 	case vecPF:
-		f.sig, f.code, f.addr = unix.SIGSEGV, segvMaperr, s.CR2
+		f.sig, f.code, f.addr = unix.SIGSEGV, segvMaperr, cr2
 		if code&1 != 0 {
 			f.code = segvAccerr
 		}
-		f.cr2 = s.CR2
+		f.cr2 = cr2
 	case vecGP:
 		f.sig, f.code = unix.SIGSEGV, siKernel
 	case vecDE:
@@ -58,7 +71,7 @@ func (t *thread) fault() bool {
 	case vecSS, vecAC:
 		f.sig, f.code = unix.SIGBUS, busAdraln
 	default:
-		t.crash(fmt.Sprintf("triple fault with exception vector %d (error code %#x)", vec, code), ExitVMFault)
+		t.crash(fmt.Sprintf("CPU exception vector %d (error code %#x)", vec, code), ExitVMFault)
 		return false
 	}
 	if inMonitorCode(r.RIP) {

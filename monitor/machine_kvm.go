@@ -9,16 +9,19 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"atoll.dev/atoll/monitor/guestmem"
 	"atoll.dev/atoll/monitor/kvm"
 )
 
 // kvmMachine runs a VM's threads on KVM vCPUs, each driven by one host
-// thread locked to its goroutine.
+// thread locked to its goroutine, on the exit path the host's KVM takes
+// (probe.go).
 type kvmMachine struct {
 	vm    *kvm.VM
 	cpuid []kvm.CPUIDEntry
-	cr3   uint64
+	mem   *guestmem.Memory
 	exits *exitCounts
+	path  exitPath
 
 	mu     sync.Mutex // guards the fields below
 	all    []*kvmCPU  // every vCPU made, for close
@@ -29,7 +32,13 @@ type kvmMachine struct {
 // kvmCPU is a KVM vCPU as the handlers see it (cpu).
 type kvmCPU struct {
 	*kvm.VCPU
+	id      int
 	hostTID atomic.Int32 // 0 until its loop starts
+	// inStub, on the hardware path, says the vCPU stopped in the CPL-0
+	// stub and its registers were turned into the program's: it must
+	// return to the program through the stub's iretq. Owned by the
+	// thread's goroutine.
+	inStub bool
 }
 
 var _ cpu = (*kvmCPU)(nil)
@@ -52,23 +61,33 @@ func (m *kvmMachine) newCPU(regs *kvm.Regs, fs uint64) (cpu, error) {
 	if n := len(m.idle); n > 0 {
 		c, m.idle = m.idle[n-1], m.idle[:n-1]
 	} else {
-		v, err := m.vm.CreateVCPU(m.nextID)
-		if err != nil {
+		var err error
+		if c, err = m.createCPU(); err != nil {
 			return nil, err
 		}
-		m.nextID++
-		if err := v.SetCPUID(m.cpuid); err != nil {
-			v.Close()
-			return nil, err
-		}
-		c = &kvmCPU{VCPU: v}
-		m.all = append(m.all, c)
 	}
-	if err := m.setup(c.VCPU, regs, fs); err != nil {
+	if err := m.setup(c, regs, fs); err != nil {
 		m.idle = append(m.idle, c)
 		return nil, err
 	}
 	c.hostTID.Store(0)
+	c.inStub = false
+	return c, nil
+}
+
+// createCPU makes a new vCPU with the guest's CPUID. The caller holds mu.
+func (m *kvmMachine) createCPU() (*kvmCPU, error) {
+	v, err := m.vm.CreateVCPU(m.nextID)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.SetCPUID(m.cpuid); err != nil {
+		v.Close()
+		return nil, err
+	}
+	c := &kvmCPU{VCPU: v, id: m.nextID}
+	m.nextID++
+	m.all = append(m.all, c)
 	return c, nil
 }
 
@@ -97,9 +116,11 @@ const (
 )
 
 // setup puts c in 64-bit user mode on the guest's page tables with the
-// given registers and FS base. SYSCALL lands on the trampoline
-// (trampoline.go) without changing privilege.
-func (m *kvmMachine) setup(c *kvm.VCPU, regs *kvm.Regs, fs uint64) error {
+// given registers and FS base; SYSCALL lands on the trampoline
+// (trampoline.go). On the hardware path it also loads the GDT, the IDT and
+// the vCPU's own TSS (hwstub.go).
+func (m *kvmMachine) setup(kc *kvmCPU, regs *kvm.Regs, fs uint64) error {
+	c := kc.VCPU
 	var s kvm.Sregs
 	if err := c.GetSregs(&s); err != nil {
 		return fmt.Errorf("KVM_GET_SREGS: %w", err)
@@ -112,16 +133,27 @@ func (m *kvmMachine) setup(c *kvm.VCPU, regs *kvm.Regs, fs uint64) error {
 	s.FS = data
 	s.FS.Base = fs
 	s.CR0 = cr0PE | cr0MP | cr0ET | cr0NE | cr0WP | cr0AM | cr0PG
-	s.CR3 = m.cr3
+	s.CR3 = m.mem.CR3()
 	s.CR4 = cr4PAE | cr4OSFXSR | cr4OSXMMEXCPT | cr4OSXSAVE
 	s.EFER = eferSCE | eferLME | eferLMA | eferNXE
+	star, fmask := uint64(0x8<<32), uint64(0)
+	if m.path == pathHardware {
+		tss, err := writeTSS(m.mem, kc.id)
+		if err != nil {
+			return err
+		}
+		s.GDT = kvm.DTable{Base: uint64(gdtAddr), Limit: gdtLimit}
+		s.IDT = kvm.DTable{Base: uint64(idtAddr), Limit: numVectors*16 - 1}
+		s.TR = kvm.Segment{Base: uint64(tss), Limit: tssSize - 1, Selector: tssSel, Type: 11, Present: 1}
+		star, fmask = starValue, fmaskValue
+	}
 	if err := c.SetSregs(&s); err != nil {
 		return fmt.Errorf("KVM_SET_SREGS: %w", err)
 	}
 	if err := c.SetMSRs(
 		kvm.MSR{Index: kvm.MSRLStar, Value: uint64(trampolineAddr)},
-		kvm.MSR{Index: kvm.MSRStar, Value: 0x8 << 32},
-		kvm.MSR{Index: kvm.MSRFMask, Value: 0},
+		kvm.MSR{Index: kvm.MSRStar, Value: star},
+		kvm.MSR{Index: kvm.MSRFMask, Value: fmask},
 	); err != nil {
 		return err
 	}
@@ -149,19 +181,22 @@ func (m *kvmMachine) start(t *thread) {
 	}()
 }
 
-// loop runs thread t until it exits or the VM ends. Every trap out of the
-// guest is a shutdown exit (trampoline.go): a system call is the
-// trampoline's trap, anything else a fault.
+// loop runs thread t until it exits or the VM ends.
 func (m *kvmMachine) loop(t *thread, c *kvmCPU) {
 	run := c.Run
 	started := false
 	for !t.vm.exiting() {
 		// A trap KVM has pending is taken first, with the registers as
 		// KVM holds them: marking them dirty would make KVM drop the
-		// pending exception. Otherwise signals are delivered, and the
-		// registers handlers changed in place (cpu.Regs) are handed back.
+		// pending exception. Otherwise signals are delivered — unless
+		// the vCPU stopped inside the monitor's code, which runs on to
+		// its own exit — and the registers handlers changed in place
+		// (cpu.Regs) are handed back.
 		if started && !trapPending(c) {
-			if !t.deliverPending() {
+			if (c.inStub || !inMonitorCode(run.Regs.RIP)) && !t.deliverPending() {
+				return
+			}
+			if c.inStub && !m.returnToProgram(t, c) {
 				return
 			}
 			run.DirtyRegs |= kvm.SyncRegs
@@ -178,32 +213,105 @@ func (m *kvmMachine) loop(t *thread, c *kvmCPU) {
 			t.crash(fmt.Sprintf("KVM_RUN failed: %v", err), ExitVMFault)
 			return
 		}
-		switch run.ExitReason {
-		case kvm.ExitShutdown:
-			if run.Regs.RIP == uint64(trampolineAddr)+trampolineHlt {
-				if !t.syscall() {
-					return
-				}
-				continue
-			}
-			m.exits.other("fault")
-			if !t.fault() {
-				return
-			}
-		case kvm.ExitIO:
-			t.crash(fmt.Sprintf("guest accessed I/O port %#x, which does not exist", run.IO().Port), ExitVMFault)
-			return
-		case kvm.ExitHLT:
-			t.crash("guest executed HLT", ExitVMFault)
-			return
-		case kvm.ExitMMIO:
-			t.crash("guest accessed memory outside its address space", ExitVMFault)
-			return
-		default:
-			t.crash(fmt.Sprintf("unexpected VM exit %d (%#x)", run.ExitReason, run.ExitWords()), ExitVMFault)
+		if !m.exit(t, c) {
 			return
 		}
 	}
+}
+
+// exit handles one exit of thread t's vCPU; it returns false when the
+// thread must stop.
+func (m *kvmMachine) exit(t *thread, c *kvmCPU) bool {
+	run := c.Run
+	switch run.ExitReason {
+	case kvm.ExitShutdown:
+		if m.path == pathHardware {
+			// The IDT, GDT or a stack the stub needs is unusable:
+			// the guest wrote over the monitor's pages. SVM resets
+			// the vCPU on a shutdown, so its registers are gone.
+			t.crash("triple fault: the CPU could not deliver an exception (the monitor's descriptor tables or stacks were overwritten); registers may be the reset vCPU's", ExitVMFault)
+			return false
+		}
+		// Every trap out of the guest arrives here on the paravirtual
+		// path (trampoline.go): a system call is the trampoline's trap,
+		// anything else a fault.
+		if run.Regs.RIP == uint64(trampolineAddr)+trampolineHlt {
+			return t.syscall()
+		}
+		m.exits.other("fault")
+		return t.fault()
+	case kvm.ExitHLT:
+		if m.path == pathHardware {
+			return m.stubExit(t, c)
+		}
+		t.crash("guest executed HLT", ExitVMFault)
+	case kvm.ExitIO:
+		t.crash(fmt.Sprintf("guest accessed I/O port %#x, which does not exist", run.IO().Port), ExitVMFault)
+	case kvm.ExitMMIO:
+		t.crash("guest accessed memory outside its address space", ExitVMFault)
+	default:
+		t.crash(fmt.Sprintf("unexpected VM exit %d (%#x)", run.ExitReason, run.ExitWords()), ExitVMFault)
+	}
+	return false
+}
+
+// stubExit handles a HLT exit on the hardware path: the trampoline's, for
+// a system call, or an exception vector's. Either way the registers are
+// first turned into the program's, as SYSRET or IRET would leave them,
+// so that handlers, signals and crash reports see the program.
+func (m *kvmMachine) stubExit(t *thread, c *kvmCPU) bool {
+	r := &c.Run.Regs
+	if r.RIP == uint64(trampolineAddr)+trampolineHlt+1 {
+		r.RIP, r.RFLAGS = r.RCX, r.R11
+		c.inStub = true
+		return t.syscall()
+	}
+	vec, ok := vectorAt(r.RIP)
+	if !ok {
+		t.crash("guest executed HLT at CPL 0 outside the monitor's stub", ExitVMFault)
+		return false
+	}
+	m.exits.other("fault")
+	f, err := readExceptionFrame(m.mem, r.RSP, vec)
+	if err != nil {
+		t.crash(fmt.Sprintf("exception vector %d: %v", vec, err), ExitVMFault)
+		return false
+	}
+	r.RIP, r.RSP, r.RFLAGS = f.rip, f.rsp, f.rflags
+	c.inStub = true
+	kernel := f.cs&3 == 0
+	if kernel && !inFastPath(f.rip) {
+		t.crash(fmt.Sprintf("CPU exception vector %d (error code %#x) in the monitor's stub", vec, f.errorCode), ExitVMFault)
+		return false
+	}
+	var cr2 uint64
+	if vec == vecPF {
+		var s kvm.Sregs
+		if err := c.GetSregs(&s); err != nil {
+			t.crash(fmt.Sprintf("page fault (sregs unreadable: %v)", err), ExitVMFault)
+			return false
+		}
+		cr2 = s.CR2
+	}
+	return t.exception(vec, f.errorCode, cr2, kernel)
+}
+
+// returnToProgram points a vCPU stopped in the stub at the stub's iretq,
+// with a frame that returns to the program's registers at CPL 3.
+func (m *kvmMachine) returnToProgram(t *thread, c *kvmCPU) bool {
+	r := &c.Run.Regs
+	if !canonical(r.RIP) || !canonical(r.RSP) {
+		t.crash(fmt.Sprintf("return to a non-canonical address (rip %#x, rsp %#x)", r.RIP, r.RSP), 128+int(unix.SIGSEGV))
+		return false
+	}
+	sp, err := writeIretFrame(m.mem, c.id, r.RIP, r.RSP, r.RFLAGS)
+	if err != nil {
+		t.crash(fmt.Sprintf("return to the program: %v", err), ExitVMFault)
+		return false
+	}
+	r.RIP, r.RSP = uint64(retUserAddr), sp
+	c.inStub = false
+	return true
 }
 
 // trapPending reports whether the guest has trapped but KVM_RUN was

@@ -181,18 +181,27 @@ func newKVMVM(cfg Config) (*VM, error) {
 		kv.Close()
 		return nil, err
 	}
-	m := &kvmMachine{vm: kv, cpuid: cpuid}
+	m := &kvmMachine{vm: kv, cpuid: guestCPUID(cpuid)}
 	v, err := newVM(cfg, img, m, kv)
 	if err != nil {
 		m.close()
 		return nil, err
 	}
-	m.cr3, m.exits = v.mem.CR3(), &v.stats
-	for _, e := range cpuid {
+	m.mem, m.exits = v.mem, &v.stats
+	for _, e := range m.cpuid {
 		if e.Function == 1 {
 			v.hwcap = uint64(e.EDX)
 		}
 	}
+	if err := v.writeSystemArea(); err != nil {
+		v.close()
+		return nil, err
+	}
+	if m.path, err = m.probe(); err != nil {
+		v.close()
+		return nil, err
+	}
+	v.log.printf("exit path: %v", m.path)
 	return v, nil
 }
 
@@ -300,9 +309,6 @@ func (v *VM) run(ctx context.Context) (Result, error) {
 			return Result{}, fmt.Errorf("load segment at %#x: %w", s.Vaddr, err)
 		}
 		copy(b, s.Data)
-	}
-	if err := v.writeSystemArea(); err != nil {
-		return Result{}, err
 	}
 	sp, err := v.buildStack()
 	if err != nil {

@@ -62,12 +62,12 @@ func RequireCommands(t testing.TB, names ...string) {
 	if len(missing) == 0 {
 		return
 	}
-	skipOrFail(t, "not installed (not on PATH): "+strings.Join(missing, ", "))
+	SkipOrFail(t, "not installed (not on PATH): "+strings.Join(missing, ", "))
 }
 
-// skipOrFail skips the test for reason, or fails it under CI (CI set),
+// SkipOrFail skips the test for reason, or fails it under CI (CI set),
 // where .ci/run has installed everything tests need.
-func skipOrFail(t testing.TB, reason string) {
+func SkipOrFail(t testing.TB, reason string) {
 	t.Helper()
 	if os.Getenv("CI") != "" {
 		t.Fatalf("this test must run in CI, but %s", reason)

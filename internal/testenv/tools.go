@@ -59,7 +59,7 @@ func HeaderValues(t testing.TB, headers []string, exprs []string) map[string]uin
 			continue
 		}
 		if !headerExists(h) {
-			skipOrFail(t, "kernel headers not installed (linux-libc-dev): no "+h)
+			SkipOrFail(t, "kernel headers not installed (linux-libc-dev): no "+h)
 			return nil
 		}
 		src.WriteString("#include <" + h + ">\n")

@@ -1,10 +1,10 @@
 // Package guestmem owns a guest's address space: the host memory behind it,
-// the KVM memory slots, the identity-mapped page tables, the guest's
-// mmap/munmap bookkeeping and the memory limit.
+// the KVM memory slots, the page tables, the guest's mmap/munmap
+// bookkeeping and the memory limit.
 //
-// Guest-virtual equals guest-physical. The address space is made of a few
-// large regions, each one host mapping (MAP_NORESERVE, so untouched pages
-// cost nothing) and one KVM memory slot:
+// The address space is made of a few large regions, each one host mapping
+// (MAP_NORESERVE, so untouched pages cost nothing) and one KVM memory slot,
+// mapped with 2 MiB pages:
 //
 //	[0, 2 MiB)          page-table pool; physical only, never mapped, so
 //	                    nil dereferences fault
@@ -14,6 +14,13 @@
 //	mmap arena          anonymous mappings without a usable hint
 //	heap region         created at the Go runtime's first large hinted
 //	                    mmap, so its arena hints succeed at once
+//
+// The low region is identity-mapped: guest-virtual equals guest-physical.
+// The heap region sits at the runtime's hint (0xc000000000 for Go on
+// amd64) in the guest's virtual space but just above the low region in its
+// physical space, so it fits any CPU's physical-address width (39 bits on
+// many Intel parts, 40 under QEMU's emulation): a memory slot above it
+// would be refused.
 //
 // Every access the monitor makes to guest memory goes through Slice, the one
 // bounds-checked conversion from guest addresses to host bytes.
@@ -64,7 +71,8 @@ var ErrFault = errors.New("bad guest address")
 
 // region is one contiguous guest range backed by one host mapping.
 type region struct {
-	base GuestAddr
+	base GuestAddr // guest-virtual
+	phys uint64    // guest-physical address of base
 	host []byte
 	// arena, when non-zero, is the first page index that mmap may hand out.
 	arena uint64
@@ -125,7 +133,7 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 		return nil, 0, fmt.Errorf("address space too large: %#x", end)
 	}
 	m := &Memory{vm: vm, limit: limit, ptNext: ptPoolBase + PageSize}
-	low, err := m.newRegion(0, end)
+	low, err := m.newRegion(0, 0, end)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -134,7 +142,7 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 	// Physical-only pages are allocated so mmap never hands them out.
 	low.alloc.set(0, uint64(SystemBase)/PageSize)
 	m.regions.Store(&[]*region{low})
-	if err := m.mapRange(SystemBase, GuestAddr(end)); err != nil {
+	if err := m.mapRange(SystemBase, GuestAddr(end), uint64(SystemBase)); err != nil {
 		return nil, 0, err
 	}
 	// The system area, image and stack are committed from the start. The
@@ -155,8 +163,9 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 }
 
 // newRegion allocates host memory for [base, base+size) and registers it
-// as a KVM memory slot. It does not map it in the page tables.
-func (m *Memory) newRegion(base GuestAddr, size uint64) (*region, error) {
+// as a KVM memory slot at guest-physical phys. It does not map it in the
+// page tables.
+func (m *Memory) newRegion(base GuestAddr, phys, size uint64) (*region, error) {
 	host, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
@@ -166,12 +175,12 @@ func (m *Memory) newRegion(base GuestAddr, size uint64) (*region, error) {
 	if rs := m.regions.Load(); rs != nil {
 		slot = uint32(len(*rs))
 	}
-	if err := m.vm.SetMemory(slot, uint64(base), host); err != nil {
+	if err := m.vm.SetMemory(slot, phys, host); err != nil {
 		unix.Munmap(host)
 		return nil, err
 	}
 	pages := size / PageSize
-	return &region{base: base, host: host, alloc: newBitmap(pages), commit: newBitmap(pages)}, nil
+	return &region{base: base, phys: phys, host: host, alloc: newBitmap(pages), commit: newBitmap(pages)}, nil
 }
 
 // Close releases the host memory behind every region. The VM using it

@@ -150,11 +150,18 @@ func TestHeapHint(t *testing.T) {
 	if e != 0 || a != hint {
 		t.Fatalf("first heap hint: %#x, %v; want the hint honoured", a, e)
 	}
-	if len(f.gpas) != 2 || f.gpas[1] != uint64(hint) {
-		t.Fatalf("slots %#x, want a second at the hint", f.gpas)
+	// The region sits at the hint in virtual space, and just above the
+	// low region in physical space: below 2^39, whatever the hint.
+	phys := alignUp(uint64(m.low.end()), 1<<30)
+	if len(f.gpas) != 2 || f.gpas[1] != phys || phys+m.heapSize() > 1<<39 {
+		t.Fatalf("slots %#x, want a second at %#x", f.gpas, phys)
 	}
-	if p, ok := m.walk(uint64(hint) + 12345); !ok || p != uint64(hint)+12345 {
-		t.Fatalf("heap not identity-mapped: %#x %v", p, ok)
+	if p, ok := m.walk(uint64(hint) + 12345); !ok || p != phys+12345 {
+		t.Fatalf("heap maps %#x to %#x %v, want %#x", uint64(hint)+12345, p, ok, phys+12345)
+	}
+	b, err := m.Slice(hint+12345, 1)
+	if err != nil || &b[0] != &m.heap.host[12345] {
+		t.Fatalf("Slice does not reach the heap's host memory: %v", err)
 	}
 	// The runtime grows the heap at the next hint, just above.
 	if a, e := m.Mmap(hint+64<<20, 64<<20, unix.PROT_NONE, 0); e != 0 || a != hint+64<<20 {
@@ -189,7 +196,7 @@ func TestUnmapRangeRestores(t *testing.T) {
 	before := append([]byte(nil), m.low.host[:ptPoolEnd]...)
 	next := m.ptNext
 	const base = GuestAddr(0x100000000000)
-	if err := m.mapRange(base, base+4<<30); err != nil {
+	if err := m.mapRange(base, base+4<<30, 1<<30); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := m.walk(uint64(base) + 123); !ok {

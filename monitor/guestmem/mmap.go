@@ -164,14 +164,15 @@ func (m *Memory) createHeap(base GuestAddr, length uint64) error {
 	if length > size || base%LargePage != 0 || base < m.low.end() || base >= maxUserAddr || uint64(base)+size > maxUserAddr {
 		return unix.EINVAL
 	}
-	r, err := m.newRegion(base, size)
+	phys := alignUp(uint64(m.low.end()), 1<<30)
+	r, err := m.newRegion(base, phys, size)
 	if err != nil {
 		return err
 	}
 	ptNext := m.ptNext
-	if err := m.mapRange(base, base+GuestAddr(size)); err != nil {
+	if err := m.mapRange(base, base+GuestAddr(size), phys); err != nil {
 		m.unmapRange(base, base+GuestAddr(size), ptNext)
-		m.vm.SetMemory(uint32(len(*m.regions.Load())), uint64(base), nil)
+		m.vm.SetMemory(uint32(len(*m.regions.Load())), phys, nil)
 		unix.Munmap(r.host)
 		return err
 	}

@@ -13,11 +13,12 @@ const (
 	pteLarge   = 1 << 7
 )
 
-// mapRange identity-maps [lo, hi) with 2 MiB pages. Both ends must be 2 MiB
-// aligned. Called with mu held (or before the guest runs).
-func (m *Memory) mapRange(lo, hi GuestAddr) error {
-	if lo%LargePage != 0 || hi%LargePage != 0 {
-		return fmt.Errorf("mapRange [%#x, %#x) not 2 MiB aligned", lo, hi)
+// mapRange maps virtual [lo, hi) to guest-physical memory from phys on,
+// with 2 MiB pages. All three must be 2 MiB aligned. Called with mu held
+// (or before the guest runs).
+func (m *Memory) mapRange(lo, hi GuestAddr, phys uint64) error {
+	if lo%LargePage != 0 || hi%LargePage != 0 || phys%LargePage != 0 {
+		return fmt.Errorf("mapRange [%#x, %#x) to %#x not 2 MiB aligned", lo, hi, phys)
 	}
 	for a := uint64(lo); a < uint64(hi); a += LargePage {
 		pdpt, err := m.tableAt(ptPoolBase, (a>>39)&511)
@@ -28,7 +29,7 @@ func (m *Memory) mapRange(lo, hi GuestAddr) error {
 		if err != nil {
 			return err
 		}
-		m.putPTE(pd, (a>>21)&511, a|ptePresent|pteWrite|pteUser|pteLarge)
+		m.putPTE(pd, (a>>21)&511, (phys+a-uint64(lo))|ptePresent|pteWrite|pteUser|pteLarge)
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 # Source of the syscall trampoline (monitor/trampoline.go); trampoline_test.go
 # reassembles it with GNU as and checks the bytes match. H must equal
-# sigTableAddr.
+# sigTableAddr. It runs in user mode on paravirtual KVM and at CPL 0 on
+# hardware KVM (SYSCALL changes privilege there): the fast path returns
+# with popfq/jmp from user mode and with sysretq from CPL 0.
 .intel_syntax noprefix
 .text
 .equ H, 0x203000
@@ -47,9 +49,14 @@ entry:
 	mov [rdi*8+M], rax
 	mov rax, [rsi]
 	mov [rdi*8+H], rax
-3:	xor eax, eax
+3:	mov eax, cs
+	test al, 3
+	jz 4f
+	xor eax, eax
 	push r11
 	popfq
 	jmp rcx
+4:	xor eax, eax
+	sysretq
 slow:
 	hlt
