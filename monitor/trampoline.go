@@ -7,14 +7,13 @@ import (
 	"atoll.dev/atoll/monitor/guestmem"
 )
 
-// The trampoline is where the guest's SYSCALL lands (MSR_LSTAR). The
-// guest runs in user mode (CPL 3) with no kernel: SYSCALL jumps there
-// without changing privilege, and the privileged `hlt` at the trampoline's
-// end traps. With no exception handler in the guest the trap ends KVM_RUN
-// as a shutdown exit, and the monitor recognises a system call by the
-// trapping address (machine_kvm.go). Measured on this project's PVM hosts,
-// supervisor mode is emulated instruction by instruction while user mode
-// runs natively; see docs/architecture.md. Before the `hlt`, a fast path answers the
+// The trampoline is where the guest's SYSCALL lands (MSR_LSTAR), and its
+// final `hlt` is how a system call leaves the VM on either exit path
+// (probe.go): on paravirtual KVM, SYSCALL stays in user mode and the
+// privileged `hlt` traps, a shutdown exit at the hlt; on VMX and SVM,
+// SYSCALL enters CPL 0 and the `hlt` is a HLT exit after it. The monitor
+// recognises a system call by that address (machine_kvm.go). Before the
+// `hlt`, a fast path answers the
 // commonest call of a Go program's start-up — rt_sigaction, 114 of ~190
 // boot exits — inside the guest, on a signal-action table in guest memory
 // that the monitor also reads and writes. The fast path takes only valid,
