@@ -33,9 +33,11 @@ func (t *thread) fault() bool {
 }
 
 // inFastPath reports whether pc is in the trampoline's fast path, before
-// its trapping hlt.
+// its trapping hlt, where a fault is a bad pointer the guest passed. Its
+// sysretq is not: a fault there (a return address that is not canonical)
+// is the program's own.
 func inFastPath(pc uint64) bool {
-	return pc >= uint64(trampolineAddr) && pc < uint64(trampolineAddr)+trampolineHlt
+	return pc >= uint64(trampolineAddr) && pc < uint64(trampolineAddr)+trampolineHlt && pc != uint64(trampolineAddr)+trampolineSysret
 }
 
 // exception turns CPU exception vec, with its error code and CR2, into the

@@ -32,6 +32,7 @@ const (
 	numVectors   = 32
 	retUserAddr  = hwStubAddr + numVectors*vectorStride // iretq
 	probeAddr    = retUserAddr + 2                      // syscall
+	compatAddr   = probeAddr + 2                        // hlt: MSR_CSTAR
 
 	gdtAddr   = guestmem.SystemBase + 0x4000
 	idtAddr   = guestmem.SystemBase + 0x5000
@@ -63,13 +64,41 @@ const (
 
 // hwStubCode is the stub's machine code, assembled from testdata/hwstub.s
 // (hwstub_test.go checks they match): the vectors, each a `hlt` padded
-// with int3, then `iretq`, then `syscall`.
+// with int3, then `iretq`, `syscall` and `hlt`.
 func hwStubCode() []byte {
 	var b []byte
 	for v := 0; v < numVectors; v++ {
 		b = append(b, 0xf4, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc)
 	}
-	return append(b, 0x48, 0xcf, 0x0f, 0x05)
+	return append(b, 0x48, 0xcf, 0x0f, 0x05, 0xf4)
+}
+
+// protectSystemArea keeps the guest program (CPL 3) out of what runs or
+// is read at CPL 0 on the hardware path: the trampoline and stub, the
+// signal table the fast path writes, the descriptor tables and the TSSs
+// and their stacks. Were any of them open to it, the program could make
+// its own code run at CPL 0 (an IDT gate, a GDT call gate, the
+// trampoline's code). The vDSO and its parameters page stay readable.
+func protectSystemArea(mem *guestmem.Memory) error {
+	for _, p := range []struct {
+		a   guestmem.GuestAddr
+		n   uint64
+		acc guestmem.SystemAccess
+	}{
+		{trampolineAddr, guestmem.PageSize, guestmem.SystemKernel},
+		{vvarAddr, guestmem.PageSize, guestmem.SystemUser},
+		{vdsoAddr, guestmem.PageSize, guestmem.SystemUser},
+		{sigTableAddr, guestmem.PageSize, guestmem.SystemKernelWrite},
+		{gdtAddr, guestmem.PageSize, guestmem.SystemKernel},
+		{idtAddr, guestmem.PageSize, guestmem.SystemKernel},
+		{idtAddr + guestmem.PageSize, uint64(tssBase - idtAddr - guestmem.PageSize), guestmem.SystemNone},
+		{tssBase, uint64(maxVCPUs * tssStride), guestmem.SystemKernelWrite},
+	} {
+		if err := mem.ProtectSystem(p.a, p.n, p.acc); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeHardwareTables writes the stub, the GDT and the IDT into guest

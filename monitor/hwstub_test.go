@@ -18,8 +18,8 @@ func TestHWStubMatchesSource(t *testing.T) {
 	if code[retUserAddr-hwStubAddr] != 0x48 || code[retUserAddr-hwStubAddr+1] != 0xcf {
 		t.Errorf("retUserAddr does not point at iretq")
 	}
-	if !bytes.Equal(code[probeAddr-hwStubAddr:], []byte{0x0f, 0x05}) {
-		t.Errorf("probeAddr does not point at syscall")
+	if !bytes.Equal(code[probeAddr-hwStubAddr:compatAddr-hwStubAddr], []byte{0x0f, 0x05}) || code[compatAddr-hwStubAddr] != 0xf4 {
+		t.Errorf("probeAddr does not point at syscall, or compatAddr at hlt")
 	}
 	if uint64(hwStubAddr)+uint64(len(code)) > uint64(vvarAddr) {
 		t.Errorf("the stub overruns the trampoline page")

@@ -150,11 +150,15 @@ func (m *kvmMachine) setup(kc *kvmCPU, regs *kvm.Regs, fs uint64) error {
 	if err := c.SetSregs(&s); err != nil {
 		return fmt.Errorf("KVM_SET_SREGS: %w", err)
 	}
-	if err := c.SetMSRs(
-		kvm.MSR{Index: kvm.MSRLStar, Value: uint64(trampolineAddr)},
-		kvm.MSR{Index: kvm.MSRStar, Value: star},
-		kvm.MSR{Index: kvm.MSRFMask, Value: fmask},
-	); err != nil {
+	msrs := []kvm.MSR{
+		{Index: kvm.MSRLStar, Value: uint64(trampolineAddr)},
+		{Index: kvm.MSRStar, Value: star},
+		{Index: kvm.MSRFMask, Value: fmask},
+	}
+	if m.path == pathHardware {
+		msrs = append(msrs, kvm.MSR{Index: kvm.MSRCStar, Value: uint64(compatAddr)})
+	}
+	if err := c.SetMSRs(msrs...); err != nil {
 		return err
 	}
 	if err := c.SetRegs(regs); err != nil {
@@ -193,7 +197,14 @@ func (m *kvmMachine) loop(t *thread, c *kvmCPU) {
 		// its own exit — and the registers handlers changed in place
 		// (cpu.Regs) are handed back.
 		if started && !trapPending(c) {
-			if (c.inStub || !inMonitorCode(run.Regs.RIP)) && !t.deliverPending() {
+			if m.path == pathHardware && !c.inStub && run.Regs.RIP == uint64(retUserAddr) {
+				// Kicked before the stub's iretq ran: take the
+				// program's registers back, so signals are delivered.
+				if !m.undoReturn(t, c) {
+					return
+				}
+			}
+			if m.canDeliver(c) && !t.deliverPending() {
 				return
 			}
 			if c.inStub && !m.returnToProgram(t, c) {
@@ -266,6 +277,11 @@ func (m *kvmMachine) stubExit(t *thread, c *kvmCPU) bool {
 		c.inStub = true
 		return t.syscall()
 	}
+	if r.RIP == uint64(compatAddr)+1 {
+		r.RIP, r.RFLAGS = r.RCX, r.R11
+		t.crash("system call from 32-bit code, which Atoll does not run", ExitVMFault)
+		return false
+	}
 	vec, ok := vectorAt(r.RIP)
 	if !ok {
 		t.crash("guest executed HLT at CPL 0 outside the monitor's stub", ExitVMFault)
@@ -309,9 +325,33 @@ func (m *kvmMachine) returnToProgram(t *thread, c *kvmCPU) bool {
 		t.crash(fmt.Sprintf("return to the program: %v", err), ExitVMFault)
 		return false
 	}
-	r.RIP, r.RSP = uint64(retUserAddr), sp
+	// The program's flags stay out of CPL 0: NT would make the iretq
+	// fault, TF trap after it.
+	r.RIP, r.RSP, r.RFLAGS = uint64(retUserAddr), sp, 2
 	c.inStub = false
 	return true
+}
+
+// undoReturn takes back the program's registers from the frame
+// returnToProgram wrote, for a vCPU kicked before it ran the iretq.
+func (m *kvmMachine) undoReturn(t *thread, c *kvmCPU) bool {
+	r := &c.Run.Regs
+	f, err := readExceptionFrame(m.mem, r.RSP, vecUD) // an iret frame: no error code
+	if err != nil {
+		t.crash(fmt.Sprintf("return to the program: %v", err), ExitVMFault)
+		return false
+	}
+	r.RIP, r.RSP, r.RFLAGS = f.rip, f.rsp, f.rflags
+	c.inStub = true
+	return true
+}
+
+// canDeliver reports whether signals can be delivered to the vCPU now. On
+// the hardware path a vCPU kicked while running the monitor's CPL-0 code
+// (the trampoline's fast path) runs on to its own exit first; the
+// signal's sender kicks again if it must (Go's preemption does).
+func (m *kvmMachine) canDeliver(c *kvmCPU) bool {
+	return m.path == pathParavirtual || c.inStub || !inMonitorCode(c.Run.Regs.RIP)
 }
 
 // trapPending reports whether the guest has trapped but KVM_RUN was

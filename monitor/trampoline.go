@@ -52,6 +52,8 @@ var trampolineCode = []byte{
 }
 
 const (
+	// trampolineSysret is the offset of the fast path's `sysretq`.
+	trampolineSysret = trampolineHlt - 3
 	// trampolineHlt is the offset of the trapping `hlt`.
 	trampolineHlt = 0xd0
 

@@ -15,6 +15,9 @@ func TestTrampolineMatchesSource(t *testing.T) {
 	if !bytes.Equal(code, trampolineCode) {
 		t.Fatalf("trampolineCode differs from its source:\n got % x\nwant % x", trampolineCode, code)
 	}
+	if !bytes.Equal(trampolineCode[trampolineSysret:trampolineHlt], []byte{0x48, 0x0f, 0x07}) {
+		t.Fatalf("trampolineSysret %#x does not point at sysretq", trampolineSysret)
+	}
 	if trampolineCode[trampolineHlt] != 0xf4 || trampolineHlt != len(trampolineCode)-1 {
 		t.Fatalf("trampolineHlt %#x does not point at the final hlt", trampolineHlt)
 	}

@@ -201,6 +201,12 @@ func newKVMVM(cfg Config) (*VM, error) {
 		v.close()
 		return nil, err
 	}
+	if m.path == pathHardware {
+		if err := protectSystemArea(v.mem); err != nil {
+			v.close()
+			return nil, err
+		}
+	}
 	v.log.printf("exit path: %v", m.path)
 	return v, nil
 }

@@ -96,6 +96,7 @@ type Memory struct {
 	limit     uint64 // bytes
 	committed uint64 // bytes
 	ptNext    uint64 // next free page-table page (guest-physical)
+	systemPT  uint64 // the system area's 4 KiB page table (guest-physical)
 	heap      *region
 	low       *region
 }
@@ -142,7 +143,10 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 	// Physical-only pages are allocated so mmap never hands them out.
 	low.alloc.set(0, uint64(SystemBase)/PageSize)
 	m.regions.Store(&[]*region{low})
-	if err := m.mapRange(SystemBase, GuestAddr(end), uint64(SystemBase)); err != nil {
+	if err := m.mapSystemArea(); err != nil {
+		return nil, 0, err
+	}
+	if err := m.mapRange(SystemBase+SystemSize, GuestAddr(end), uint64(SystemBase+SystemSize)); err != nil {
 		return nil, 0, err
 	}
 	// The system area, image and stack are committed from the start. The

@@ -36,19 +36,29 @@ func newTest(t *testing.T) (*Memory, GuestAddr, *fakeSlots) {
 	return m, stackTop, f
 }
 
-// walk translates a through the guest page tables as the MMU would.
+// walk translates a through the guest page tables as the MMU would, for
+// a user-mode write.
 func (m *Memory) walk(a uint64) (uint64, bool) {
+	e, ok := m.leaf(a)
+	if !ok || e&pteUser == 0 || e&pteWrite == 0 {
+		return 0, false
+	}
+	if e&pteLarge != 0 {
+		return e&^(LargePage-1)&^(1<<63) + a&(LargePage-1), true
+	}
+	return e&^(PageSize-1)&^(1<<63) + a&(PageSize-1), true
+}
+
+// leaf returns the entry that maps a: a 2 MiB page's, or a 4 KiB page's.
+func (m *Memory) leaf(a uint64) (uint64, bool) {
 	table := m.CR3()
-	for level, shift := 0, 39; level < 3; level, shift = level+1, shift-9 {
+	for shift := 39; shift >= 12; shift -= 9 {
 		e := binary.LittleEndian.Uint64(m.low.host[table+((a>>shift)&511)*8:])
 		if e&ptePresent == 0 {
 			return 0, false
 		}
-		if level == 2 {
-			if e&pteLarge == 0 || e&pteUser == 0 || e&pteWrite == 0 {
-				return 0, false
-			}
-			return e&^(LargePage-1)&^(1<<63) + a&(LargePage-1), true
+		if shift == 12 || shift == 21 && e&pteLarge != 0 {
+			return e, true
 		}
 		table = e &^ 0xfff
 	}
@@ -206,4 +216,45 @@ func TestUnmapRangeRestores(t *testing.T) {
 	if m.ptNext != next || !bytes.Equal(before, m.low.host[:ptPoolEnd]) {
 		t.Fatal("page tables differ after undo")
 	}
+}
+
+// TestProtectSystem checks the system area's 4 KiB pages take their own
+// access, and that ProtectSystem refuses anything outside it.
+func TestProtectSystem(t *testing.T) {
+	m, _, _ := newTest(t)
+	if _, ok := m.walk(uint64(SystemBase) + 0x5000); !ok {
+		t.Fatal("system area not open to the guest by default")
+	}
+	if err := m.ProtectSystem(SystemBase+0x5000, PageSize, SystemKernel); err != nil {
+		t.Fatal(err)
+	}
+	e, ok := m.leaf(uint64(SystemBase) + 0x5123)
+	if !ok || e&pteUser != 0 || e&pteWrite != 0 || e&^0xfff != uint64(SystemBase)+0x5000 {
+		t.Fatalf("kernel read-only page: %#x %v", e, ok)
+	}
+	if _, ok := m.walk(uint64(SystemBase) + 0x6000); !ok {
+		t.Fatal("the next page changed too")
+	}
+	m.ProtectSystem(SystemBase+0x7000, PageSize, SystemNone)
+	if _, ok := m.leaf(uint64(SystemBase) + 0x7000); ok {
+		t.Fatal("SystemNone page present")
+	}
+	for _, bad := range [][2]uint64{{uint64(SystemBase) - PageSize, PageSize}, {uint64(SystemBase) + 1, PageSize},
+		{uint64(SystemBase), SystemSize + PageSize}, {uint64(SystemBase) + SystemSize - PageSize, 2 * PageSize}} {
+		if err := m.ProtectSystem(GuestAddr(bad[0]), bad[1], SystemKernel); err == nil {
+			t.Errorf("ProtectSystem(%#x, %#x) accepted", bad[0], bad[1])
+		}
+	}
+}
+
+// TestCorruptTablesRefused checks that a page-table entry pointing outside
+// the pool is an error, not a host slice out of range.
+func TestCorruptTablesRefused(t *testing.T) {
+	m, _, _ := newTest(t)
+	const base = GuestAddr(0x100000000000)
+	m.putPTE(ptPoolBase, (uint64(base)>>39)&511, 0x7fff000|ptePresent|pteWrite|pteUser)
+	if err := m.mapRange(base, base+LargePage, 1<<30); err == nil {
+		t.Fatal("mapRange followed an entry outside the pool")
+	}
+	m.unmapRange(base, base+LargePage, m.ptNext) // must not panic
 }

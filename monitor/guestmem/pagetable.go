@@ -13,6 +13,69 @@ const (
 	pteLarge   = 1 << 7
 )
 
+// SystemAccess is who may use a page of the system area, which is mapped
+// with 4 KiB pages so that each page can have its own.
+type SystemAccess uint8
+
+// System-area page access, from none to everything.
+const (
+	SystemNone        SystemAccess = iota // not present
+	SystemKernel                          // CPL 0 only, read-only
+	SystemKernelWrite                     // CPL 0 only, writable
+	SystemUser                            // any privilege, read-only
+	SystemUserWrite                       // any privilege, writable: how New maps it
+)
+
+func (a SystemAccess) pte() uint64 {
+	var e uint64
+	if a != SystemNone {
+		e |= ptePresent
+	}
+	if a >= SystemUser {
+		e |= pteUser
+	}
+	if a == SystemKernelWrite || a == SystemUserWrite {
+		e |= pteWrite
+	}
+	return e
+}
+
+// mapSystemArea identity-maps the system area with a 4 KiB page table,
+// every page present and open to the guest.
+func (m *Memory) mapSystemArea() error {
+	a := uint64(SystemBase)
+	pdpt, err := m.tableAt(ptPoolBase, (a>>39)&511)
+	if err != nil {
+		return err
+	}
+	pd, err := m.tableAt(pdpt, (a>>30)&511)
+	if err != nil {
+		return err
+	}
+	pt, err := m.tableAt(pd, (a>>21)&511)
+	if err != nil {
+		return err
+	}
+	m.systemPT = pt
+	return m.ProtectSystem(SystemBase, SystemSize, SystemUserWrite)
+}
+
+// ProtectSystem sets the access to the system-area pages of [a, a+n),
+// which must lie in it. The hardware exit path keeps the monitor's CPL-0
+// code and tables from the guest program this way. Changes reach a vCPU
+// when its page-table caches are next flushed (KVM_SET_SREGS does).
+func (m *Memory) ProtectSystem(a GuestAddr, n uint64, acc SystemAccess) error {
+	if a < SystemBase || a%PageSize != 0 || n%PageSize != 0 || n > SystemSize || uint64(a-SystemBase)+n > SystemSize {
+		return fmt.Errorf("ProtectSystem [%#x, +%#x) is not whole pages of the system area", a, n)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for p := uint64(a); p < uint64(a)+n; p += PageSize {
+		m.putPTE(m.systemPT, (p>>12)&511, p|acc.pte())
+	}
+	return nil
+}
+
 // mapRange maps virtual [lo, hi) to guest-physical memory from phys on,
 // with 2 MiB pages. All three must be 2 MiB aligned. Called with mu held
 // (or before the guest runs).
@@ -35,12 +98,17 @@ func (m *Memory) mapRange(lo, hi GuestAddr, phys uint64) error {
 }
 
 // tableAt returns the physical address of the table referenced by entry i of
-// the table at phys, creating it if absent.
+// the table at phys, creating it if absent. Only the monitor writes the
+// page-table pool, but an entry is still checked to point into it.
 func (m *Memory) tableAt(phys, i uint64) (uint64, error) {
 	pt := m.low.host[phys : phys+PageSize]
 	e := binary.LittleEndian.Uint64(pt[i*8:])
 	if e&ptePresent != 0 {
-		return e &^ 0xfff, nil
+		next := e &^ 0xfff &^ (1 << 63)
+		if e&pteLarge != 0 || next < ptPoolBase || next >= m.ptNext {
+			return 0, fmt.Errorf("page-table entry %#x at %#x+%d points outside the page-table pool", e, phys, i)
+		}
+		return next, nil
 	}
 	if m.ptNext >= ptPoolEnd {
 		return 0, fmt.Errorf("page-table pool exhausted")
@@ -85,5 +153,6 @@ func (m *Memory) unmapRange(lo, hi GuestAddr, ptNext uint64) {
 
 func (m *Memory) tableIfPresent(phys, i uint64) (uint64, bool) {
 	e := binary.LittleEndian.Uint64(m.low.host[phys+i*8:])
-	return e &^ 0xfff, e&ptePresent != 0
+	next := e &^ 0xfff &^ (1 << 63)
+	return next, e&ptePresent != 0 && e&pteLarge == 0 && next >= ptPoolBase && next < m.ptNext
 }

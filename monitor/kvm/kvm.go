@@ -159,6 +159,7 @@ const (
 	MSRTSC    = 0x10
 	MSRStar   = 0xc0000081
 	MSRLStar  = 0xc0000082
+	MSRCStar  = 0xc0000083
 	MSRFMask  = 0xc0000084
 	MSRFSBase = 0xc0000100
 	MSRGSBase = 0xc0000101

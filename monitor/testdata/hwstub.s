@@ -17,3 +17,6 @@ ret_user:
 # The exit-path probe: one system call from user mode (monitor/probe.go).
 probe:
 	syscall
+# MSR_CSTAR: a system call from 32-bit code, which Atoll does not run.
+compat:
+	hlt
