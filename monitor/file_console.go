@@ -8,11 +8,12 @@ import (
 )
 
 // console is one of the guest's descriptors 0, 1 and 2 (docs/abi.md,
-// devices): 0 reads end-of-file, 1 and 2 write to the operator's standard
-// output and error. The output descriptors share the operator's file
-// description, so the guest never changes its host flags: its O_NONBLOCK
-// is kept here. Writes wait for the host in bounded polls, so that a
-// stalled terminal or pipe cannot hold a thread past the VM's end.
+// devices): 0 reads the operator's standard input (end-of-file when there
+// is none), 1 and 2 write to the operator's standard output and error.
+// They share the operator's file descriptions, so the guest never changes
+// their host flags: its O_NONBLOCK is kept here. Reads and writes wait for
+// the host in bounded polls, so that a terminal, pipe or stalled reader
+// cannot hold a thread past the VM's end.
 type console struct {
 	hostFD
 	input    bool
@@ -31,16 +32,26 @@ var (
 // for at least PIPE_BUF bytes, so a write this size does not block.
 const consoleChunk = 4096
 
-// openConsole installs descriptors 0, 1 and 2 in ft: 0 is a pipe whose
-// other end is closed, 1 and 2 duplicates of stdout and stderr (the
-// monitor's stderr when nil).
-func openConsole(ft *fdTable, stdout, stderr *os.File) error {
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
-		return err
+// openConsole installs descriptors 0, 1 and 2 in ft: duplicates of stdin
+// (when nil, a pipe whose other end is closed: end-of-file), stdout and
+// stderr (the monitor's stderr when nil).
+func openConsole(ft *fdTable, stdin, stdout, stderr *os.File) error {
+	in := -1
+	if stdin != nil {
+		h, err := unix.FcntlInt(stdin.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			return err
+		}
+		in = h
+	} else {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			return err
+		}
+		unix.Close(p[1])
+		in = p[0]
 	}
-	unix.Close(p[1])
-	ft.installAt(newOpenFile(&console{hostFD: hostFD{p[0]}, input: true}), 0)
+	ft.installAt(newOpenFile(&console{hostFD: hostFD{in}, input: true}), 0)
 	for gfd, f := range map[int]*os.File{1: stdout, 2: stderr} {
 		if f == nil {
 			f = os.Stderr
@@ -54,14 +65,32 @@ func openConsole(ft *fdTable, stdout, stderr *os.File) error {
 	return nil
 }
 
-// readv reads the input console; the output consoles are not open for
-// reading.
-func (c *console) readv(_ *thread, iov [][]byte) (int, unix.Errno) {
+// readv reads the input console, waiting for the host while it has
+// nothing (unless the guest asked for O_NONBLOCK); the output consoles are
+// not open for reading.
+func (c *console) readv(t *thread, iov [][]byte) (int, unix.Errno) {
 	if !c.input {
 		return 0, unix.EBADF
 	}
-	n, err := unix.Readv(c.fd, iov)
-	return n, errnoOf(err)
+	for {
+		if c.nonblock.Load() {
+			// The host descriptor may block: read only what is there.
+			pfd := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}
+			if n, _ := unix.Poll(pfd, 0); n == 0 {
+				return 0, unix.EAGAIN
+			}
+		} else if e := t.waitFor(c.fd, unix.POLLIN); e != 0 {
+			return 0, e
+		}
+		n, err := unix.Readv(c.fd, iov)
+		switch {
+		case err == unix.EINTR, err == unix.EAGAIN && !c.nonblock.Load():
+			continue // the operator's stdin is non-blocking, or a signal
+		case err != nil:
+			return 0, errnoOf(err)
+		}
+		return n, 0
+	}
 }
 
 // writev writes an output console, waiting for the host while it is not
@@ -74,7 +103,7 @@ func (c *console) writev(t *thread, iov [][]byte) (int, unix.Errno) {
 	done := 0
 	for _, b := range iov {
 		for len(b) > 0 {
-			if e := t.waitReady(c.fd, unix.POLLOUT); e != 0 {
+			if e := t.waitFor(c.fd, unix.POLLOUT); e != 0 {
 				return done, orIfNone(done, e)
 			}
 			n, err := unix.Write(c.fd, b[:min(len(b), consoleChunk)])

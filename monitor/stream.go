@@ -101,17 +101,36 @@ const waitChunk = 500 * time.Millisecond
 // events, for a call the guest made in blocking mode. It answers EINTR
 // when the call must give up: the VM is ending or a signal is pending.
 func (t *thread) waitReady(fd int, events int16) unix.Errno {
+	_, e := t.pollReady(fd, events)
+	return e
+}
+
+// pollReady is waitReady that also says whether fd became ready (or hung
+// up) rather than the wait running out.
+func (t *thread) pollReady(fd int, events int16) (bool, unix.Errno) {
 	if t.interrupted() {
-		return unix.EINTR
+		return false, unix.EINTR
 	}
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
 	if _, err := unix.Poll(pfd, int(waitChunk/time.Millisecond)); err != nil && err != unix.EINTR {
-		return errnoOf(err)
+		return false, errnoOf(err)
 	}
 	if t.interrupted() {
-		return unix.EINTR
+		return false, unix.EINTR
 	}
-	return 0
+	return pfd[0].Revents != 0, 0
+}
+
+// waitFor waits in bounded polls until host descriptor fd is ready for
+// events (or hung up), for a host call that would otherwise block the
+// thread: EINTR when the call must give up.
+func (t *thread) waitFor(fd int, events int16) unix.Errno {
+	for {
+		ready, e := t.pollReady(fd, events)
+		if e != 0 || ready {
+			return e
+		}
+	}
 }
 
 // skipIovecs returns what is left of iov after its first n bytes.

@@ -37,6 +37,7 @@ type Config struct {
 	Env      []string // KEY=VALUE; the guest sees nothing else
 	MemBytes uint64   // memory limit
 	CPUs     int      // processors the guest is told it has (GOMAXPROCS)
+	Stdin    *os.File // console: guest fd 0; nil reads end-of-file
 	Stdout   *os.File // console: guest fd 1
 	Stderr   *os.File // console: guest fd 2
 	Log      io.Writer
@@ -252,7 +253,7 @@ func newVM(cfg Config, img *elfimage.Image, mach machine, slots guestmem.Slots) 
 	}
 	v.sigs.mem = v.mem
 	v.fds.init()
-	if err := openConsole(&v.fds, cfg.Stdout, cfg.Stderr); err != nil {
+	if err := openConsole(&v.fds, cfg.Stdin, cfg.Stdout, cfg.Stderr); err != nil {
 		v.releaseMemory()
 		return nil, err
 	}

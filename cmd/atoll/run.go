@@ -118,6 +118,7 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 		Env:      append(mergeEnv(m.Env, env.items), att.env...),
 		MemBytes: m.Memory,
 		CPUs:     m.CPUs,
+		Stdin:    os.Stdin,
 		Stdout:   stdout,
 		Stderr:   stderr,
 		Log:      stderr,
