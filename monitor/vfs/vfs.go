@@ -98,7 +98,7 @@ type walkResult struct {
 	// link is a symbolic link to follow: its target, the directory it
 	// is in (relative to the backend's root) and what followed it.
 	link, linkDir, rest string
-	followed           bool
+	followed            bool
 }
 
 // mount is a backend at a guest path.
