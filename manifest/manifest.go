@@ -139,6 +139,13 @@ type Manifest struct {
 	CPUs    int      `json:"cpus"`
 	Env     []string `json:"env,omitempty"` // KEY=VALUE
 	Devices []Device `json:"devices,omitempty"`
+	// Files are packed into the image's read-only tree (files.go).
+	Files []FilesEntry `json:"files,omitempty"`
+	// TZData builds the program with Go's embedded time-zone database
+	// (the timetzdata tag); CACerts packs the build host's CA bundle. An
+	// image records what it was built with; older images have neither.
+	TZData  bool `json:"tzdata"`
+	CACerts bool `json:"cacerts"`
 }
 
 // Defaults for what a manifest leaves out.
@@ -153,7 +160,7 @@ const (
 // Default returns the manifest of a package that has none: named name,
 // no devices.
 func Default(name string) *Manifest {
-	return &Manifest{Name: name, Memory: DefaultMemory, CPUs: DefaultCPUs}
+	return &Manifest{Name: name, Memory: DefaultMemory, CPUs: DefaultCPUs, TZData: true, CACerts: true}
 }
 
 // Device returns the declared device called name.
@@ -180,7 +187,7 @@ func Parse(file string, data []byte) (*Manifest, error) {
 	if len(data) > MaxSize {
 		return nil, &Error{file, 1, fmt.Sprintf("manifest is %d bytes, more than the %d allowed", len(data), MaxSize)}
 	}
-	m := &Manifest{Memory: DefaultMemory, CPUs: DefaultCPUs}
+	m := &Manifest{Memory: DefaultMemory, CPUs: DefaultCPUs, TZData: true, CACerts: true}
 	p := &parser{file: file, m: m, seen: map[string]int{}}
 	lines, err := splitLines(file, string(data))
 	if err != nil {
@@ -220,10 +227,10 @@ func Parse(file string, data []byte) (*Manifest, error) {
 }
 
 // groupable reports whether directive verb may be grouped with ( ... ):
-// env and the device kinds.
+// env, files and the device kinds.
 func groupable(verb string) bool {
 	_, device := kinds[abi.Kind(verb)]
-	return verb == "env" || device
+	return verb == "env" || verb == "files" || device
 }
 
 type parser struct {
@@ -309,10 +316,16 @@ func (p *parser) directive(line int, verb string, args []string) error {
 			}
 		}
 		m.Env = append(m.Env, args[0])
+	case "files":
+		return p.parseFiles(line, args)
+	case "tzdata":
+		return p.parseSwitch(line, verb, args, &m.TZData)
+	case "cacerts":
+		return p.parseSwitch(line, verb, args, &m.CACerts)
 	default:
 		k, ok := kinds[abi.Kind(verb)]
 		if !ok {
-			return p.errorf(line, "unknown directive %q (want unikernel, memory, cpus, env or a device kind: %s)", verb, kindList())
+			return p.errorf(line, "unknown directive %q (want unikernel, memory, cpus, env, files, tzdata, cacerts or a device kind: %s)", verb, kindList())
 		}
 		if err := p.args(line, args, 1+k.minArgs, 1+k.maxArgs, k.usage); err != nil {
 			return err
@@ -369,6 +382,9 @@ func (m *Manifest) Validate() error {
 		if k, _, ok := strings.Cut(e, "="); !ok || !ValidEnvKey(k) || strings.HasPrefix(k, abi.ReservedEnvPrefix) {
 			return fmt.Errorf("env %q is not KEY=VALUE", e)
 		}
+	}
+	if err := validateFiles(m.Files); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for _, d := range m.Devices {

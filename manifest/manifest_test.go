@@ -22,6 +22,14 @@ block (
 	data 64M
 	logs 1G 4096
 )
+files static /srv/www
+files (
+	./conf/app.conf /etc/app.conf
+	"my dir/" "/opt/my app"
+	. /src
+)
+tzdata off
+cacerts on
 `
 	m, err := Parse("atoll.manifest", []byte(src))
 	if err != nil {
@@ -35,6 +43,10 @@ block (
 			{Name: "data", Kind: Block, Spec: &BlockSpec{Size: 64 << 20, SectorSize: 512}},
 			{Name: "logs", Kind: Block, Spec: &BlockSpec{Size: 1 << 30, SectorSize: 4096}},
 		},
+		Files: []FilesEntry{
+			{"static", "/srv/www"}, {"conf/app.conf", "/etc/app.conf"}, {"my dir", "/opt/my app"}, {".", "/src"},
+		},
+		TZData: false, CACerts: true,
 	}
 	if !reflect.DeepEqual(m, want) {
 		t.Fatalf("got %+v\nwant %+v", m, want)
@@ -46,7 +58,7 @@ func TestParseDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(m, Default("a")) {
+	if !reflect.DeepEqual(m, Default("a")) || !m.TZData || !m.CACerts {
 		t.Fatalf("got %+v, want %+v", m, Default("a"))
 	}
 }
@@ -71,7 +83,29 @@ func TestParseErrors(t *testing.T) {
 		{"unikernel a\nblock data\n", "m:2: usage: block NAME SIZE [SECTOR-SIZE]"},
 		{"unikernel a\nblock data 1000\n", `m:2: block data size "1000" must be a size that is a multiple of the sector size 512 (e.g. 64M)`},
 		{"unikernel a\nblock data 1M 100\n", `m:2: block data sector size "100" must be 512, 1024, 2048 or 4096`},
-		{"unikernel a\nnic eth0\n", `m:2: unknown directive "nic" (want unikernel, memory, cpus, env or a device kind: block, net)`},
+		{"unikernel a\nnic eth0\n", `m:2: unknown directive "nic" (want unikernel, memory, cpus, env, files, tzdata, cacerts or a device kind: block, net)`},
+		{"unikernel a\nfiles conf\n", "m:2: usage: files SRC DST"},
+		{"unikernel a\nfiles conf /etc/app extra\n", "m:2: usage: files SRC DST"},
+		{"unikernel a\nfiles /etc/passwd /etc/passwd\n", `m:2: files source "/etc/passwd" must be a path relative to the package directory`},
+		{"unikernel a\nfiles \"\" /etc/x\n", `m:2: files source "" must be a path relative to the package directory`},
+		{"unikernel a\nfiles ../secrets /etc/x\n", `m:2: files source "../secrets" is outside the package directory`},
+		{"unikernel a\nfiles conf/../../x /etc/x\n", `m:2: files source "conf/../../x" is outside the package directory`},
+		{"unikernel a\nfiles conf etc/app\n", `m:2: files destination "etc/app" must be an absolute guest path (e.g. /etc/app)`},
+		{"unikernel a\nfiles conf /etc/app/\n", `m:2: files destination "/etc/app/" must be a clean path: /etc/app`},
+		{"unikernel a\nfiles conf /etc/../app\n", `m:2: files destination "/etc/../app" must be a clean path: /app`},
+		{"unikernel a\nfiles conf /\n", `m:2: files destination "/" cannot be the root: give a directory below it (e.g. /srv)`},
+		{"unikernel a\nfiles conf /proc/x\n", `m:2: files destination "/proc/x" lies in /proc: the monitor serves /proc itself`},
+		{"unikernel a\nfiles conf /dev\n", `m:2: files destination "/dev" lies in /dev: the monitor serves /dev itself`},
+		{"unikernel a\nfiles conf /sys/kernel\n", `m:2: files destination "/sys/kernel" lies in /sys: the monitor serves /sys itself`},
+		{"unikernel a\nfiles conf /tmp/cache\n", `m:2: files destination "/tmp/cache" lies in /tmp: /tmp is each VM's private writable directory, served by the monitor`},
+		{"unikernel a\nfiles conf \"/etc/\\x00\"\n", `m:2: files destination "/etc/\x00" must not contain a NUL byte`},
+		{"unikernel a\nfiles conf /" + strings.Repeat("x", 256) + "\n", `m:2: files destination "/` + strings.Repeat("x", 256) + `" has an element longer than 255 bytes`},
+		{"unikernel a\nfiles conf " + strings.Repeat("/xx", 1366) + "\n", `m:2: files destination "` + strings.Repeat("/xx", 1366) + `" is longer than 4095 bytes`},
+		{"unikernel a\nfiles (\n a /etc/app\n b /etc/app\n)\n", "m:4: files destination /etc/app given twice (first on line 3)"},
+		{"unikernel a\ntzdata yes\n", `m:2: tzdata "yes" must be on or off`},
+		{"unikernel a\ncacerts\n", "m:2: usage: cacerts on|off"},
+		{"unikernel a\ntzdata on\ntzdata off\n", "m:3: tzdata given twice (first on line 2)"},
+		{"unikernel a\ncacerts (\n", `m:2: "cacerts" cannot be grouped with ( ... )`},
 		{"unikernel a\nmemory (\n", `m:2: "memory" cannot be grouped with ( ... )`},
 		{"unikernel a\nnet (\n  srv\n", "m:2: net ( is never closed"},
 		{"unikernel a\nenv \"A=1\n", "m:2: unterminated quoted string"},
@@ -108,6 +142,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("unikernel a\nmemory 256M\ncpus 2\nenv A=1\nnet n\nblock b 1M 4096\n"))
 	f.Add([]byte("unikernel a\nnet (\n x\n y\n)\n"))
 	f.Add([]byte("unikernel \"a\" // c\n"))
+	f.Add([]byte("unikernel a\nfiles (\n conf /etc/app\n . /srv\n)\ntzdata off\ncacerts on\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Parse("fuzz", data)
 		if err != nil {
@@ -173,5 +208,43 @@ func TestJSON(t *testing.T) {
 	err = json.Unmarshal([]byte(`[{"name":"a\u001b[31mred","kind":"nope"}]`), &back)
 	if err == nil || strings.ContainsRune(err.Error(), 0x1b) {
 		t.Errorf("error carries a raw escape: %q", err)
+	}
+}
+
+// TestFilesJSON pins how images store files entries and the switches, and
+// that Validate refuses what the parser would.
+func TestFilesJSON(t *testing.T) {
+	m, err := Parse("m", []byte("unikernel a\nfiles conf /etc/app\ncacerts off\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"name":"a","memory":536870912,"cpus":1,"files":[{"src":"conf","dst":"/etc/app"}],"tzdata":true,"cacerts":false}`
+	if string(b) != want {
+		t.Fatalf("got  %s\nwant %s", b, want)
+	}
+	// An image from before the switches records neither.
+	var old Manifest
+	if err := json.Unmarshal([]byte(`{"name":"a","memory":536870912,"cpus":1}`), &old); err != nil || old.TZData || old.CACerts || old.Validate() != nil {
+		t.Fatalf("old manifest: %+v %v", old, err)
+	}
+	for _, files := range [][]FilesEntry{
+		{{"/abs", "/x"}},
+		{{"../up", "/x"}},
+		{{"a/./b", "/x"}},
+		{{"a", "x"}},
+		{{"a", "/"}},
+		{{"a", "/tmp"}},
+		{{"a", "/x/../y"}},
+		{{"a", "/x"}, {"b", "/x"}},
+	} {
+		bad := *Default("a")
+		bad.Files = files
+		if err := bad.Validate(); err == nil {
+			t.Errorf("Validate accepted files %q", files)
+		}
 	}
 }
