@@ -1,10 +1,28 @@
 // Package imagefile reads and writes Atoll images: a static Go executable
-// with its manifest appended. The executable is unchanged, so the image
-// still runs as an ordinary Linux process (loaders ignore trailing bytes);
-// atoll finds the manifest through a fixed-size footer at the very end:
+// with its manifest, and a read-only file tree, appended. The executable
+// is unchanged, so the image still runs as an ordinary Linux process
+// (loaders ignore trailing bytes); atoll finds the rest through a
+// fixed-size footer at the very end. An image without a tree is format 1:
 //
 //	executable | manifest (JSON) | footer (24 bytes)
-//	footer: "ATOLLIMG" | format u32 | JSON length u32 | CRC-32 (IEEE) of the JSON u32 | 0 u32
+//	footer: "ATOLLIMG" | format u32 (1) | JSON length u32 | CRC-32 (IEEE) of the JSON u32 | 0 u32
+//
+// An image with a tree is format 2. Every regular file's contents start at
+// a multiple of 4096 bytes in the image file, so a monitor that maps the
+// image can serve reads straight from the mapping:
+//
+//	executable | zeros to a multiple of 4096 | contents | index | manifest (JSON) | footer (24 bytes)
+//	footer: "ATOLLIMG" | format u32 (2) | JSON length u32 | CRC-32 of the JSON u32 | index length u32
+//	index:  header (32 bytes) | count entries (40 bytes each) | paths (concatenated)
+//	header: "ATOLLTRE" | CRC-32 of the rest of the index u32 | count u32 | executable length u64 | paths length u32 | 0 u32
+//	entry:  path offset u32 | path length u32 | mode u32 | mtime nanoseconds u32 | mtime seconds i64 | contents offset u64 | size u64
+//
+// Entries are sorted by path (byte order), so parents precede children
+// and every directory's descendants are contiguous; every parent but "/"
+// has its own entry. A mode is S_IFDIR (0o040000) or S_IFREG (0o100000)
+// with permission bits (0o777). Directories and empty files have offset 0;
+// other files' contents lie, in entry order and without overlapping,
+// between the padded executable and the index.
 //
 // All integers are little-endian.
 package imagefile
@@ -24,9 +42,10 @@ import (
 )
 
 const (
-	magic      = "ATOLLIMG"
-	footerSize = 24
-	format     = 1
+	magic        = "ATOLLIMG"
+	footerSize   = 24
+	formatNoTree = 1
+	formatTree   = 2
 	// maxManifest bounds the embedded JSON.
 	maxManifest = 1 << 20
 )
@@ -35,29 +54,13 @@ const (
 type Embedded struct {
 	Manifest   *manifest.Manifest `json:"manifest"`
 	ABIVersion string             `json:"abi_version"`
+	// Tree is the image's read-only file tree; nil when it has none.
+	Tree *Tree `json:"-"`
 }
 
-// ErrBadImage is wrapped by errors about a damaged manifest trailer.
+// ErrBadImage is wrapped by errors about a damaged trailer: the manifest,
+// the footer or the file tree.
 var ErrBadImage = errors.New("damaged atoll image")
-
-// Append returns exe with e embedded.
-func Append(exe []byte, e Embedded) ([]byte, error) {
-	if hasFooter(exe) {
-		return nil, fmt.Errorf("the executable already carries a manifest")
-	}
-	js, err := json.Marshal(e)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 0, len(exe)+len(js)+footerSize)
-	out = append(append(out, exe...), js...)
-	var f [footerSize]byte
-	copy(f[:], magic)
-	binary.LittleEndian.PutUint32(f[8:], format)
-	binary.LittleEndian.PutUint32(f[12:], uint32(len(js)))
-	binary.LittleEndian.PutUint32(f[16:], crc32.ChecksumIEEE(js))
-	return append(out, f[:]...), nil
-}
 
 // elfEnd returns where the last byte an ELF file describes (a section,
 // a segment or the section header table) ends, or 0 if data is not an ELF
@@ -84,11 +87,12 @@ func hasFooter(data []byte) bool {
 	return len(data) >= footerSize && bytes.Equal(data[len(data)-footerSize:][:8], []byte(magic))
 }
 
-// MaxFile bounds the size of an image file: the largest executable the
-// loader accepts plus room for the manifest.
-const MaxFile = elfimage.MaxImageBytes + maxManifest + footerSize
+// MaxFile bounds the size of an image file Load reads: the largest
+// executable the loader accepts plus room for the manifest and a tree.
+const MaxFile = elfimage.MaxImageBytes + PageSize + MaxTreeSize + maxIndex + maxManifest + footerSize
 
-// Load reads the image at path and splits it (see Split).
+// Load reads the image at path into memory and splits it (see Split).
+// Open maps it instead, which an image with a large tree wants.
 func Load(path string) (exe []byte, e *Embedded, err error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -117,15 +121,16 @@ func Split(data []byte) ([]byte, *Embedded, error) {
 	}
 	f := data[len(data)-footerSize:]
 	le := binary.LittleEndian
-	if v := le.Uint32(f[8:]); v != format {
-		return nil, nil, fmt.Errorf("%w: image format %d, this atoll reads %d — rebuild the image with this atoll", ErrBadImage, v, format)
+	v := le.Uint32(f[8:])
+	if v != formatNoTree && v != formatTree {
+		return nil, nil, fmt.Errorf("%w: image format %d, this atoll reads %d and %d — rebuild the image with this atoll", ErrBadImage, v, formatNoTree, formatTree)
 	}
 	n := uint64(le.Uint32(f[12:]))
 	if n > maxManifest || n > uint64(len(data)-footerSize) {
 		return nil, nil, fmt.Errorf("%w: manifest length %d does not fit the file (truncated?)", ErrBadImage, n)
 	}
-	exeLen := len(data) - footerSize - int(n)
-	js := data[exeLen : len(data)-footerSize]
+	jsStart := uint64(len(data)) - footerSize - n
+	js := data[jsStart : len(data)-footerSize]
 	if crc32.ChecksumIEEE(js) != le.Uint32(f[16:]) {
 		return nil, nil, fmt.Errorf("%w: manifest checksum mismatch (the file was modified or truncated)", ErrBadImage)
 	}
@@ -138,6 +143,18 @@ func Split(data []byte) ([]byte, *Embedded, error) {
 	}
 	if err := e.Manifest.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrBadImage, err)
+	}
+	exeLen := int(jsStart)
+	if ilen := uint64(le.Uint32(f[20:])); v == formatNoTree && ilen != 0 {
+		return nil, nil, fmt.Errorf("%w: a format-1 footer with an index length (damaged footer)", ErrBadImage)
+	} else if v == formatTree {
+		if ilen > maxIndex || ilen > jsStart {
+			return nil, nil, fmt.Errorf("%w: file tree index length %d does not fit the file (truncated?)", ErrBadImage, ilen)
+		}
+		var err error
+		if exeLen, e.Tree, err = decodeIndex(data, jsStart-ilen, jsStart); err != nil {
+			return nil, nil, err
+		}
 	}
 	return data[:exeLen], &e, nil
 }

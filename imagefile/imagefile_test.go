@@ -1,9 +1,14 @@
 package imagefile
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -89,19 +94,74 @@ func FuzzSplit(f *testing.F) {
 	img, _ := Append([]byte("\x7fELF-not-really"), Embedded{Manifest: manifest.Default("web"), ABIVersion: "0.3"})
 	f.Add(img)
 	f.Add([]byte("ATOLLIMG"))
+	tree := &Tree{Entries: []TreeEntry{{Path: "/etc", Mode: fs.ModeDir | 0o755}, {Path: "/etc/a", Mode: 0o644, Size: 3}}, offs: []int64{0, 0}, data: []byte("abc")}
+	withTree, err := Append([]byte("\x7fELF-not-really"), Embedded{Manifest: manifest.Default("web"), ABIVersion: "0.4", Tree: tree})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(withTree)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		exe, e, err := Split(data)
-		if err != nil {
-			if !errors.Is(err, ErrBadImage) {
-				t.Fatalf("error %v does not wrap ErrBadImage", err)
-			}
-			return
-		}
-		if len(exe) > len(data) {
-			t.Fatal("executable longer than the file")
-		}
-		if e != nil && e.Manifest.Validate() != nil {
-			t.Fatalf("accepted an invalid manifest: %+v", e.Manifest)
-		}
+		checkSplit(t, data)
+		// Again with the checksums made right, so mutations reach the
+		// manifest and every field of the index.
+		checkSplit(t, fixChecksums(data))
 	})
+}
+
+// fixChecksums returns data with the JSON's and the index's CRC-32s
+// recomputed, where the footer locates them.
+func fixChecksums(data []byte) []byte {
+	if !hasFooter(data) {
+		return data
+	}
+	data = bytes.Clone(data)
+	le := binary.LittleEndian
+	f := data[len(data)-footerSize:]
+	n := uint64(le.Uint32(f[12:]))
+	if n > uint64(len(data)-footerSize) {
+		return data
+	}
+	jsStart := uint64(len(data)) - footerSize - n
+	le.PutUint32(f[16:], crc32.ChecksumIEEE(data[jsStart:len(data)-footerSize]))
+	if ilen := uint64(le.Uint32(f[20:])); ilen >= headerSize && ilen <= jsStart {
+		idx := data[jsStart-ilen : jsStart]
+		le.PutUint32(idx[8:], crc32.ChecksumIEEE(idx[12:]))
+	}
+	return data
+}
+
+func checkSplit(t *testing.T, data []byte) {
+	t.Helper()
+	exe, e, err := Split(data)
+	if err != nil {
+		if !errors.Is(err, ErrBadImage) {
+			t.Fatalf("error %v does not wrap ErrBadImage", err)
+		}
+		return
+	}
+	if len(exe) > len(data) {
+		t.Fatal("executable longer than the file")
+	}
+	if e != nil && e.Manifest.Validate() != nil {
+		t.Fatalf("accepted an invalid manifest: %+v", e.Manifest)
+	}
+	if e == nil || e.Tree == nil {
+		return
+	}
+	// An accepted tree is sorted, complete and within the file, every
+	// file's contents page-aligned behind the executable.
+	dirs := map[string]bool{"/": true}
+	for i, te := range e.Tree.Entries {
+		if i > 0 && te.Path <= e.Tree.Entries[i-1].Path || !dirs[path.Dir(te.Path)] || manifest.CheckGuestPath(te.Path) != nil {
+			t.Fatalf("accepted entry %q", te.Path)
+		}
+		dirs[te.Path] = te.Mode.IsDir()
+		d := e.Tree.Data(te)
+		if int64(len(d)) != te.Size && !te.Mode.IsDir() {
+			t.Fatalf("%s: %d bytes of data, size %d", te.Path, len(d), te.Size)
+		}
+		if off := e.Tree.offs[i]; len(d) > 0 && (off%PageSize != 0 || off < int64(len(exe)) || off+te.Size > int64(len(data))) {
+			t.Fatalf("%s: contents at %d", te.Path, off)
+		}
+	}
 }

@@ -1,0 +1,69 @@
+package imagefile
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// Image is an image file mapped read-only. The mapping is shared
+// (MAP_SHARED), so every VM booted from the same file reads the same
+// page-cache pages.
+type Image struct {
+	// Exe is the executable: a slice of the mapping.
+	Exe []byte
+	// Embedded is what the image carries besides the executable, its
+	// Tree's contents slices of the mapping; nil for a plain executable.
+	Embedded *Embedded
+
+	data  []byte // the mapping; nil for an empty file
+	close sync.Once
+}
+
+// Open maps the image at path and splits it (see Split). Exe, Embedded
+// and the tree's Data stay valid until Close; modifying the file while
+// it is mapped changes what they hold (atoll build replaces an image with
+// a new file, which leaves existing mappings alone).
+func Open(path string) (*Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	if st.Size() > MaxFile {
+		return nil, fmt.Errorf("%s: %w: file of %d bytes, more than the %d allowed", path, ErrBadImage, st.Size(), int64(MaxFile))
+	}
+	im := &Image{}
+	if st.Size() > 0 {
+		im.data, err = syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+		if err != nil {
+			return nil, fmt.Errorf("%s: mmap: %w", path, err)
+		}
+	}
+	if im.Exe, im.Embedded, err = Split(im.data); err != nil {
+		im.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return im, nil
+}
+
+// Close unmaps the image; Exe, Embedded's Tree data and every slice taken
+// from them must no longer be used. Closing twice does nothing.
+func (im *Image) Close() error {
+	var err error
+	im.close.Do(func() {
+		if im.data != nil {
+			err = syscall.Munmap(im.data)
+		}
+		im.data, im.Exe = nil, nil
+	})
+	return err
+}
