@@ -113,6 +113,7 @@ func TestGuestsMatchNative(t *testing.T) {
 		{name: "preempt", wantOut: "main goroutine ran again: true\n"},
 		{name: "sigaction", wantOut: "read: errno 0\nset: errno 0 true\nread back: true\nsame buffer: errno 0 true\nrestored: true\nsignal 0: invalid argument\nsignal 65: invalid argument\nSIGKILL: invalid argument\nsigsetsize 4: invalid argument\n"},
 		{name: "timenow", wantOut: "slept at least 200ms: true\nslept under 2s: true\nwall clock advanced: true\nyear plausible: true\n"},
+		{name: "files", wantOut: "big: 8388608 bytes, same: true\n", args: nil},
 		{name: "privileged", wantOut: "hlt: recovered true\ncli: recovered true\nlgdt: recovered true\nmov ss: recovered true\nout: recovered true\nrdmsr: recovered true\n"},
 	}
 	for _, c := range cases {
@@ -162,7 +163,7 @@ func TestVerboseLogsOnce(t *testing.T) {
 			}
 			continue
 		}
-		for _, want := range []string{`open "/etc/passwd": no such file`, "socket: not supported (the guest has no host sockets"} {
+		for _, want := range []string{`open "/proc/atoll-probe": read-only file system`, "socket: not supported (the guest has no host sockets"} {
 			if strings.Count(got, want) != 1 {
 				t.Errorf("verbose log has %q %d times, want once:\n%s", want, strings.Count(got, want), got)
 			}
@@ -175,7 +176,7 @@ func TestVerboseLogsOnce(t *testing.T) {
 func TestNoHostAccess(t *testing.T) {
 	testenv.RequireKVM(t)
 	vm, _ := boot(t, guest(t, "noaccess"), nil, nil, 512<<20)
-	if want := "open /etc/passwd failed: true\ndial failed: true\n"; vm.stdout != want || vm.code != 0 {
+	if want := "open /etc/shadow failed: true\ncreate in /proc failed: true\ndial failed: true\n"; vm.stdout != want || vm.code != 0 {
 		t.Fatalf("exit %d, stdout %q, want %q", vm.code, vm.stdout, want)
 	}
 }

@@ -240,7 +240,7 @@ func TestProcessCalls(t *testing.T) {
 	}
 	tv.mustCall(t, unix.SYS_GETRLIMIT, unix.RLIMIT_STACK, tv.at(0))
 	tv.mustCall(t, unix.SYS_GETRLIMIT, unix.RLIMIT_CPU, tv.at(0))
-	tv.put(t, tv.at(32), []byte("/etc/passwd\x00"))
+	tv.put(t, tv.at(32), []byte("/etc/shadow\x00"))
 	tv.put(t, tv.at(48), u64s(5, 1))
 	tv.put(t, tv.at(64), u64s(1, maxFDs+1))
 	long := bytes.Repeat([]byte("a"), unix.PathMax+1)
@@ -842,4 +842,111 @@ func testImage() *elfimage.Image {
 	return &elfimage.Image{Start: 0x400000, End: 0x600000, Entry: 0x400000}
 }
 
-const atFDCWD = 1<<64 - 100 // AT_FDCWD as a register holds it
+// TestPathCalls drives the path system calls on the guest's file system
+// (package vfs), the way a C library or Go's syscall package calls them.
+func TestPathCalls(t *testing.T) {
+	tv := newTestVM(t, vmOptions{})
+	str := func(off uint64, s string) uint64 { tv.put(t, tv.at(off), append([]byte(s), 0)); return tv.at(off) }
+	next := uint64(16 << 10) // each error case's path its own place
+	fresh := func(s string) uint64 { next += 256; return str(next, s) }
+	dir := str(0, "/tmp/d")
+	tv.mustCall(t, unix.SYS_MKDIR, dir, 0o755)
+	file := str(64, "/tmp/d/f")
+	fd := tv.mustCall(t, unix.SYS_OPENAT, atFDCWD, file, unix.O_CREAT|unix.O_RDWR|unix.O_EXCL, 0o644)
+	tv.put(t, tv.at(512), []byte("0123456789"))
+	tv.mustCall(t, unix.SYS_WRITE, fd, tv.at(512), 10)
+	if off := tv.mustCall(t, unix.SYS_LSEEK, fd, 2, unix.SEEK_SET); off != 2 {
+		t.Errorf("lseek = %d", off)
+	}
+	if n := tv.mustCall(t, unix.SYS_READ, fd, tv.at(1024), 4); n != 4 || string(tv.bytes(t, tv.at(1024), 4)) != "2345" {
+		t.Errorf("read after lseek: %d", n)
+	}
+	if n := tv.mustCall(t, unix.SYS_PREAD64, fd, tv.at(1024), 3, 7); n != 3 || string(tv.bytes(t, tv.at(1024), 3)) != "789" {
+		t.Errorf("pread64: %d", n)
+	}
+	tv.mustCall(t, unix.SYS_FTRUNCATE, fd, 4)
+	tv.mustCall(t, unix.SYS_FALLOCATE, fd, 0, 0, 100)
+	tv.mustCall(t, unix.SYS_FSTAT, fd, tv.at(2048))
+	if size := tv.word(t, tv.at(2048)+48); size != 100 {
+		t.Errorf("size after fallocate %d", size)
+	}
+	tv.mustCall(t, unix.SYS_FSYNC, fd)
+	tv.mustCall(t, unix.SYS_FLOCK, fd, unix.LOCK_EX)
+	tv.mustCall(t, unix.SYS_FCHMOD, fd, 0o600)
+	tv.mustCall(t, unix.SYS_UTIMENSAT, fd, 0, 0, 0)
+	tv.mustCall(t, unix.SYS_CLOSE, fd)
+	// stat family.
+	tv.mustCall(t, unix.SYS_NEWFSTATAT, atFDCWD, file, tv.at(2048), 0)
+	if mode := tv.u32(t, tv.at(2048)+24); mode != unix.S_IFREG|0o600 {
+		t.Errorf("mode %o", mode)
+	}
+	tv.mustCall(t, unix.SYS_STATX, atFDCWD, file, 0, unix.STATX_BASIC_STATS, tv.at(2048))
+	if size := tv.word(t, tv.at(2048)+40); size != 100 {
+		t.Errorf("statx size %d", size)
+	}
+	// Directories: getdents64 through an O_DIRECTORY descriptor.
+	dfd := tv.mustCall(t, unix.SYS_OPENAT, atFDCWD, dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	n := tv.mustCall(t, unix.SYS_GETDENTS64, dfd, tv.at(4096), 4096)
+	if !bytes.Contains(tv.bytes(t, tv.at(4096), n), []byte("f\x00")) {
+		t.Errorf("getdents64 lacks f: % x", tv.bytes(t, tv.at(4096), n))
+	}
+	if n := tv.mustCall(t, unix.SYS_GETDENTS64, dfd, tv.at(4096), 4096); n != 0 {
+		t.Errorf("second getdents64 = %d, want the end", n)
+	}
+	// *at calls relative to a directory descriptor, links, renames.
+	rel := str(128, "g")
+	tv.mustCall(t, unix.SYS_SYMLINKAT, str(192, "f"), dfd, rel)
+	if n := tv.mustCall(t, unix.SYS_READLINKAT, dfd, rel, tv.at(1024), 64); n != 1 || tv.bytes(t, tv.at(1024), 1)[0] != 'f' {
+		t.Errorf("readlinkat = %d", n)
+	}
+	tv.mustCall(t, unix.SYS_LINKAT, dfd, str(256, "f"), dfd, str(320, "h"), 0)
+	tv.mustCall(t, unix.SYS_RENAMEAT2, dfd, str(384, "h"), atFDCWD, str(448, "/tmp/moved"), 0)
+	tv.mustCall(t, unix.SYS_UNLINKAT, atFDCWD, str(448, "/tmp/moved"), 0)
+	tv.mustCall(t, unix.SYS_FACCESSAT2, atFDCWD, file, unix.R_OK|unix.W_OK, 0)
+	tv.mustCall(t, unix.SYS_FCHMODAT, atFDCWD, file, 0o644)
+	tv.mustCall(t, unix.SYS_FCHOWNAT, atFDCWD, file, 0, 0, 0)
+	tv.mustCall(t, unix.SYS_STATFS, dir, tv.at(2048))
+	if old := tv.mustCall(t, unix.SYS_UMASK, 0o077); old != 0o022 {
+		t.Errorf("umask %o", old)
+	}
+	// The working directory.
+	tv.mustCall(t, unix.SYS_CHDIR, dir)
+	if n := tv.mustCall(t, unix.SYS_GETCWD, tv.at(1024), 64); n != 7 || string(tv.bytes(t, tv.at(1024), 7)) != "/tmp/d\x00" {
+		t.Errorf("getcwd = %d %q", n, tv.bytes(t, tv.at(1024), n))
+	}
+	tv.mustCall(t, unix.SYS_STAT, str(512, "f"), tv.at(2048))
+	tv.mustCall(t, unix.SYS_FCHDIR, tv.mustCall(t, unix.SYS_OPEN, str(576, "/"), unix.O_RDONLY, 0))
+	tv.mustCall(t, unix.SYS_CLOSE, dfd)
+	tv.mustCall(t, unix.SYS_UNLINK, file)
+	tv.mustCall(t, unix.SYS_UNLINK, str(640, "/tmp/d/g"))
+	tv.mustCall(t, unix.SYS_RMDIR, dir)
+	// /proc/self/exe and the read-only root.
+	if n := tv.mustCall(t, unix.SYS_READLINK, str(704, "/proc/self/exe"), tv.at(1024), 64); string(tv.bytes(t, tv.at(1024), n)) != "/proc/self/exe" {
+		t.Errorf("readlink exe %q", tv.bytes(t, tv.at(1024), n))
+	}
+	runErrCases(t, tv, []errCase{
+		{"open missing", unix.SYS_OPEN, []uint64{fresh("/nope"), unix.O_RDONLY, 0}, unix.ENOENT},
+		{"stat missing", unix.SYS_STAT, []uint64{fresh("/nope"), tv.at(2048)}, unix.ENOENT},
+		{"lstat missing", unix.SYS_LSTAT, []uint64{fresh("/nope"), tv.at(2048)}, unix.ENOENT},
+		{"readlink missing", unix.SYS_READLINK, []uint64{fresh("/nope"), tv.at(1024), 64}, unix.ENOENT},
+		{"mkdir under missing", unix.SYS_MKDIR, []uint64{fresh("/nope/x"), 0o755}, unix.ENOENT},
+		{"create in the root", unix.SYS_OPEN, []uint64{fresh("/x"), unix.O_CREAT | unix.O_WRONLY, 0o644}, unix.EROFS},
+		{"mkdir in the root", unix.SYS_MKDIR, []uint64{fresh("/x"), 0o755}, unix.EROFS},
+		{"empty path", unix.SYS_OPEN, []uint64{fresh(""), unix.O_RDONLY, 0}, unix.ENOENT},
+		{"wild path", unix.SYS_OPEN, []uint64{wild, unix.O_RDONLY, 0}, unix.EFAULT},
+		{"O_TMPFILE", unix.SYS_OPEN, []uint64{fresh("/tmp"), unix.O_TMPFILE | unix.O_RDWR, 0o600}, unix.EOPNOTSUPP},
+		{"relative to a pipe", unix.SYS_OPENAT, []uint64{0, fresh("x"), 0, 0}, unix.ENOTDIR},
+		{"getdents64 of a file", unix.SYS_GETDENTS64, []uint64{1, tv.at(4096), 4096}, unix.ENOTDIR},
+		{"rename flags", unix.SYS_RENAMEAT2, []uint64{atFDCWD, fresh("/tmp"), atFDCWD, fresh("/tmp"), 4}, unix.EINVAL},
+		{"fallocate mode", unix.SYS_FALLOCATE, []uint64{0, 1, 0, 10}, unix.EOPNOTSUPP},
+		{"ftruncate a pipe", unix.SYS_FTRUNCATE, []uint64{0, 10}, unix.EINVAL},
+		{"chdir to a file", unix.SYS_CHDIR, []uint64{fresh("/etc/hosts")}, unix.ENOTDIR},
+		{"getcwd short", unix.SYS_GETCWD, []uint64{tv.at(1024), 1}, unix.ERANGE},
+		{"copy_file_range", unix.SYS_COPY_FILE_RANGE, []uint64{0, 0, 1, 0, 10, 0}, unix.ENOSYS},
+	})
+	// /tmp counts against the memory limit.
+	fd = tv.mustCall(t, unix.SYS_OPEN, str(768, "/tmp/huge"), unix.O_CREAT|unix.O_RDWR, 0o644)
+	if _, e := tv.call(t, unix.SYS_FTRUNCATE, fd, 1<<40); e != unix.ENOSPC {
+		t.Errorf("a /tmp file past the memory limit: %v", e)
+	}
+}

@@ -53,6 +53,16 @@ func hostFutexWait(w []byte, val uint32, timeout unix.Timespec) unix.Errno {
 	return e
 }
 
+// statxBytes returns x as the bytes of the guest's struct statx.
+func statxBytes(x *unix.Statx_t) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(x)), unsafe.Sizeof(*x))
+}
+
+// statfsBytes returns st as the bytes of the guest's struct statfs.
+func statfsBytes(st *unix.Statfs_t) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(st)), unsafe.Sizeof(*st))
+}
+
 // statBytes returns st as the bytes of the guest's struct stat.
 func statBytes(st *unix.Stat_t) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(st)), unsafe.Sizeof(*st))

@@ -77,15 +77,18 @@ const (
 
 // Structure sizes and limits of the descriptor, time and process calls.
 const (
-	epollEventSize = 12   // sizeof(struct epoll_event): packed on x86-64 (linux/eventpoll.h)
-	iovecSize      = 16   // sizeof(struct iovec) (linux/uio.h)
-	iovMax         = 1024 // UIO_MAXIOV (linux/uio.h)
-	statSize       = 144  // sizeof(struct stat) (asm/stat.h)
-	timespecSize   = 16   // sizeof(struct timespec) (linux/time.h)
-	timevalSize    = 16   // sizeof(struct timeval) (linux/time.h)
-	rlimitSize     = 16   // sizeof(struct rlimit) (linux/resource.h)
-	rlimNlimits    = 16   // RLIM_NLIMITS (asm-generic/resource.h)
-	utsFieldSize   = 65   // __NEW_UTS_LEN + 1 (linux/utsname.h)
+	epollEventSize = 12     // sizeof(struct epoll_event): packed on x86-64 (linux/eventpoll.h)
+	iovecSize      = 16     // sizeof(struct iovec) (linux/uio.h)
+	iovMax         = 1024   // UIO_MAXIOV (linux/uio.h)
+	statSize       = 144    // sizeof(struct stat) (asm/stat.h)
+	timespecSize   = 16     // sizeof(struct timespec) (linux/time.h)
+	timevalSize    = 16     // sizeof(struct timeval) (linux/time.h)
+	rlimitSize     = 16     // sizeof(struct rlimit) (linux/resource.h)
+	rlimNlimits    = 16     // RLIM_NLIMITS (asm-generic/resource.h)
+	utsFieldSize   = 65     // __NEW_UTS_LEN + 1 (linux/utsname.h)
+	statxSize      = 256    // sizeof(struct statx) (linux/stat.h)
+	statfsSize     = 120    // sizeof(struct statfs) (asm-generic/statfs.h)
+	atStatxSync    = 0x6000 // AT_STATX_SYNC_TYPE (linux/fcntl.h)
 )
 
 // struct mmsghdr on x86-64: a struct msghdr, then msg_len (sys/socket.h;

@@ -2,17 +2,13 @@ package monitor
 
 import (
 	"encoding/binary"
-	"errors"
 	"sync"
 
 	"golang.org/x/sys/unix"
-
-	"atoll.dev/atoll/monitor/guestmem"
 )
 
 // System calls about the process and its surroundings: ids, limits,
-// entropy, names. A unikernel is one process, pid 1, run by root, in /,
-// with no file system yet.
+// entropy, names. A unikernel is one process, pid 1, run by root.
 
 func sysGetpid(*thread, sysArgs) (uint64, unix.Errno) { return guestPID, 0 }
 
@@ -88,19 +84,6 @@ func rlimitCall(t *thread, res, newp, oldp uint64) (uint64, unix.Errno) {
 	return 0, 0
 }
 
-// sysGetcwd answers "/".
-func sysGetcwd(t *thread, a sysArgs) (uint64, unix.Errno) {
-	if a[1] < 2 {
-		return 0, unix.ERANGE
-	}
-	b, ok := t.slice(a[0], 2)
-	if !ok {
-		return 0, unix.EFAULT
-	}
-	copy(b, "/\x00")
-	return 2, 0
-}
-
 // sysUname describes a Linux machine whose node name is the unikernel's.
 func sysUname(t *thread, a sysArgs) (uint64, unix.Errno) {
 	b, ok := t.slice(a[0], 6*utsFieldSize)
@@ -112,21 +95,4 @@ func sysUname(t *thread, a sysArgs) (uint64, unix.Errno) {
 		copy(b[i*utsFieldSize:(i+1)*utsFieldSize-1], s)
 	}
 	return 0, 0
-}
-
-func sysOpenat(t *thread, a sysArgs) (uint64, unix.Errno) { return openPath(t, a[1]) }
-func sysOpen(t *thread, a sysArgs) (uint64, unix.Errno)   { return openPath(t, a[0]) }
-
-// openPath answers ENOENT for every path (the guest has no file system),
-// naming it in the log.
-func openPath(t *thread, p uint64) (uint64, unix.Errno) {
-	path, err := t.vm.mem.CString(guestmem.GuestAddr(p), unix.PathMax)
-	switch {
-	case errors.Is(err, guestmem.ErrFault):
-		return 0, unix.EFAULT
-	case err != nil:
-		return 0, unix.ENAMETOOLONG
-	}
-	t.vm.log.printf("open %q: no such file (the guest has no file system)", path)
-	return 0, unix.ENOENT
 }

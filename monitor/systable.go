@@ -47,10 +47,11 @@ const (
 	subjSignals = "signals"
 	subjTime    = "time"
 	subjFiles   = "descriptors"
+	subjPaths   = "paths"
 	subjProcess = "process"
 )
 
-var subjects = []string{subjMemory, subjThreads, subjSignals, subjTime, subjFiles, subjProcess}
+var subjects = []string{subjMemory, subjThreads, subjSignals, subjTime, subjFiles, subjPaths, subjProcess}
 
 func full(nr uint64, name, subject string, fn handler, note string) sysEntry {
 	return sysEntry{nr: nr, name: name, subject: subject, support: SupportFull, fn: fn, note: note}
@@ -143,15 +144,53 @@ var syscallTable = []sysEntry{
 	partial(unix.SYS_PRLIMIT64, "prlimit64", subjProcess, sysPrlimit64, "Readable and settable for process 1, but they bind nothing: the descriptor table always holds 4096, and a hard `RLIMIT_NOFILE` above that is `EINVAL`."),
 	full(unix.SYS_GETRLIMIT, "getrlimit", subjProcess, sysGetrlimit, "As `prlimit64`."),
 	partial(unix.SYS_UNAME, "uname", subjProcess, sysUname, "`Linux`, node name the unikernel's, release `6.1.0-atoll`."),
-	partial(unix.SYS_GETCWD, "getcwd", subjProcess, sysGetcwd, "`/`."),
-	fails(unix.SYS_OPENAT, "openat", subjProcess, unix.ENOENT, sysOpenat, "The guest has no file system: every path is `ENOENT` (logged with `-v`)."),
-	fails(unix.SYS_OPEN, "open", subjProcess, unix.ENOENT, sysOpen, "As `openat`."),
-	fails(unix.SYS_NEWFSTATAT, "newfstatat", subjProcess, unix.ENOSYS, nil, "The guest has no file system."),
-	fails(unix.SYS_STATX, "statx", subjProcess, unix.ENOSYS, nil, "The guest has no file system."),
-	fails(unix.SYS_STAT, "stat", subjProcess, unix.ENOSYS, nil, "The guest has no file system."),
-	fails(unix.SYS_LSTAT, "lstat", subjProcess, unix.ENOSYS, nil, "The guest has no file system."),
-	fails(unix.SYS_READLINKAT, "readlinkat", subjProcess, unix.ENOSYS, nil, "The guest has no file system."),
-	fails(unix.SYS_MKDIRAT, "mkdirat", subjProcess, unix.ENOSYS, nil, "The guest has no file system."),
+
+	// Paths (sys_path.go, package vfs).
+	partial(unix.SYS_OPENAT, "openat", subjPaths, sysOpenat, "`O_CREAT`, `O_EXCL`, `O_TRUNC`, `O_APPEND`, `O_DIRECTORY`, `O_NOFOLLOW`, `O_CLOEXEC`, `O_NONBLOCK`, `O_PATH`; `O_TMPFILE` is `EOPNOTSUPP`. The image's tree and the root are read-only (`EROFS`); a volume's devices, FIFOs and sockets are `EACCES`, and a link out of a volume fails (`EXDEV`)."),
+	full(unix.SYS_OPEN, "open", subjPaths, sysOpen, "As `openat`."),
+	full(unix.SYS_CREAT, "creat", subjPaths, sysCreat, "As `openat`."),
+	full(unix.SYS_NEWFSTATAT, "newfstatat", subjPaths, sysNewfstatat, "Owner and group are 0: the guest is root of its files."),
+	full(unix.SYS_STAT, "stat", subjPaths, sysStat, ""),
+	full(unix.SYS_LSTAT, "lstat", subjPaths, sysLstat, ""),
+	partial(unix.SYS_STATX, "statx", subjPaths, sysStatx, "The basic fields, whatever the mask; no birth time or attributes."),
+	full(unix.SYS_GETDENTS64, "getdents64", subjPaths, sysGetdents64, ""),
+	full(unix.SYS_READLINKAT, "readlinkat", subjPaths, sysReadlinkat, "`/proc/self/exe` answers `/proc/self/exe`, which opens the executable."),
+	full(unix.SYS_READLINK, "readlink", subjPaths, sysReadlink, ""),
+	full(unix.SYS_MKDIRAT, "mkdirat", subjPaths, sysMkdirat, ""),
+	full(unix.SYS_MKDIR, "mkdir", subjPaths, sysMkdir, ""),
+	full(unix.SYS_UNLINKAT, "unlinkat", subjPaths, sysUnlinkat, ""),
+	full(unix.SYS_UNLINK, "unlink", subjPaths, sysUnlink, ""),
+	full(unix.SYS_RMDIR, "rmdir", subjPaths, sysRmdir, ""),
+	partial(unix.SYS_RENAMEAT2, "renameat2", subjPaths, sysRenameat2, "`RENAME_NOREPLACE` only; across file systems (`/tmp`, a volume, the root) `EXDEV`."),
+	full(unix.SYS_RENAMEAT, "renameat", subjPaths, sysRenameat, ""),
+	full(unix.SYS_RENAME, "rename", subjPaths, sysRename, ""),
+	full(unix.SYS_SYMLINKAT, "symlinkat", subjPaths, sysSymlinkat, ""),
+	full(unix.SYS_SYMLINK, "symlink", subjPaths, sysSymlink, ""),
+	full(unix.SYS_LINKAT, "linkat", subjPaths, sysLinkat, ""),
+	full(unix.SYS_LINK, "link", subjPaths, sysLink, ""),
+	full(unix.SYS_CHDIR, "chdir", subjPaths, sysChdir, ""),
+	full(unix.SYS_FCHDIR, "fchdir", subjPaths, sysFchdir, ""),
+	full(unix.SYS_GETCWD, "getcwd", subjPaths, sysGetcwd, "`/` unless `--workdir` or `chdir` said otherwise."),
+	full(unix.SYS_FTRUNCATE, "ftruncate", subjPaths, sysFtruncate, ""),
+	full(unix.SYS_TRUNCATE, "truncate", subjPaths, sysTruncate, ""),
+	partial(unix.SYS_FALLOCATE, "fallocate", subjPaths, sysFallocate, "Mode 0 grows the file; other modes are `EOPNOTSUPP`."),
+	partial(unix.SYS_FACCESSAT2, "faccessat2", subjPaths, sysFaccessat2, "The guest is root: only existence, `EROFS` for `W_OK` on a read-only tree or volume, and `X_OK` on a file with no execute bit, can fail."),
+	full(unix.SYS_FACCESSAT, "faccessat", subjPaths, sysFaccessat, "As `faccessat2`."),
+	full(unix.SYS_ACCESS, "access", subjPaths, sysAccess, "As `faccessat2`."),
+	full(unix.SYS_FCHMODAT, "fchmodat", subjPaths, sysFchmodat, ""),
+	full(unix.SYS_CHMOD, "chmod", subjPaths, sysChmod, ""),
+	full(unix.SYS_FCHMOD, "fchmod", subjPaths, sysFchmod, ""),
+	partial(unix.SYS_FCHOWNAT, "fchownat", subjPaths, sysFchownat, "Accepted and ignored: every file belongs to root."),
+	partial(unix.SYS_CHOWN, "chown", subjPaths, sysChown, "As `fchownat`."),
+	partial(unix.SYS_LCHOWN, "lchown", subjPaths, sysLchown, "As `fchownat`."),
+	partial(unix.SYS_FCHOWN, "fchown", subjPaths, sysFchown, "As `fchownat`."),
+	full(unix.SYS_UTIMENSAT, "utimensat", subjPaths, sysUtimensat, "Also `futimens` (a NULL path)."),
+	full(unix.SYS_FLOCK, "flock", subjPaths, sysFlock, "A volume's files are locked on the host; the guest's own files need no lock against anything."),
+	full(unix.SYS_STATFS, "statfs", subjPaths, sysStatfs, ""),
+	full(unix.SYS_FSTATFS, "fstatfs", subjPaths, sysFstatfs, ""),
+	full(unix.SYS_UMASK, "umask", subjPaths, sysUmask, ""),
+	fails(unix.SYS_COPY_FILE_RANGE, "copy_file_range", subjPaths, unix.ENOSYS, nil, "Go's io.Copy falls back to reads and writes."),
+	fails(unix.SYS_SENDFILE, "sendfile", subjPaths, unix.ENOSYS, nil, "Go's io.Copy falls back to reads and writes."),
 	fails(unix.SYS_SOCKET, "socket", subjProcess, unix.EAFNOSUPPORT, nil, "The guest has no host sockets: use a declared network device (`atoll.Net`)."),
 	fails(unix.SYS_CONNECT, "connect", subjProcess, unix.ENOSYS, nil, "No sockets (see `socket`)."),
 	fails(unix.SYS_BIND, "bind", subjProcess, unix.ENOSYS, nil, "No sockets (see `socket`)."),

@@ -27,6 +27,7 @@ import (
 	"atoll.dev/atoll/monitor/guestmem"
 	"atoll.dev/atoll/monitor/kvm"
 	"atoll.dev/atoll/monitor/vdso"
+	"atoll.dev/atoll/monitor/vfs"
 )
 
 // Config describes one run of a unikernel.
@@ -45,6 +46,13 @@ type Config struct {
 	// Devices are attached as pre-opened descriptors from 3 up, in order,
 	// and listed to the guest in abi.DevicesEnv.
 	Devices []Device
+	// Files is the image's read-only tree, Volumes the host directories
+	// mounted in the guest, Workdir its working directory ("/" if
+	// empty), and Nameservers what /etc/resolv.conf names (package vfs).
+	Files       []vfs.File
+	Volumes     []vfs.Volume
+	Workdir     string
+	Nameservers []string
 }
 
 // Device is a declared device attached to the guest: a host object the
@@ -99,6 +107,7 @@ type VM struct {
 	hwcap    uint64             // AT_HWCAP: CPUID leaf 1's EDX
 	clock    *vdso.Clock        // set before the first thread runs
 	fds      fdTable
+	fs       *vfs.FS
 	// devicesEnv is abi.DevicesEnv=..., when devices are attached.
 	devicesEnv string
 	sigs       sigTable // signal actions (trampoline.go)
@@ -261,6 +270,17 @@ func newVM(cfg Config, img *elfimage.Image, mach machine, slots guestmem.Slots) 
 		v.releaseMemory()
 		return nil, err
 	}
+	v.fs, err = vfs.New(vfs.Config{Tree: cfg.Files, Exe: cfg.Image, Hostname: cfg.Name, Nameservers: cfg.Nameservers,
+		Volumes: cfg.Volumes, Charge: v.mem.Charge})
+	if err == nil && cfg.Workdir != "" {
+		if err = v.fs.SetWorkdir(cfg.Workdir); err != nil {
+			v.fs.Close()
+		}
+	}
+	if err != nil {
+		v.releaseMemory()
+		return nil, err
+	}
 	return v, nil
 }
 
@@ -303,6 +323,7 @@ func (v *VM) releaseMemory() {
 // close releases everything the VM holds; its threads must have left.
 func (v *VM) close() {
 	v.fds.closeAll()
+	v.fs.Close()
 	v.mach.close()
 	v.mem.Close()
 }

@@ -204,6 +204,19 @@ func (m *Memory) CR3() uint64 { return ptPoolBase }
 // Limit returns the memory limit in bytes.
 func (m *Memory) Limit() uint64 { return m.limit }
 
+// Charge counts delta more bytes (fewer when negative) against the limit,
+// for guest memory the monitor keeps outside the address space (the
+// guest's /tmp); it refuses, changing nothing, what would pass the limit.
+func (m *Memory) Charge(delta int64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if delta > 0 && m.committed+uint64(delta) > m.limit {
+		return false
+	}
+	m.committed = uint64(int64(m.committed) + delta)
+	return true
+}
+
 // Committed returns the bytes currently counted against the limit.
 func (m *Memory) Committed() uint64 {
 	m.mu.Lock()

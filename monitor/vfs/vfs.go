@@ -381,7 +381,7 @@ func (fs *FS) Getwd() string {
 	return fs.cwd
 }
 
-// Umask sets the creation mask and returns the old one.
+// SetUmask sets the creation mask and returns the old one.
 func (fs *FS) SetUmask(mask uint32) uint32 {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
