@@ -61,7 +61,8 @@ func TestMemoryCalls(t *testing.T) {
 	}
 	tv.mustCall(t, unix.SYS_MUNMAP, a, 1<<20)
 	runErrCases(t, tv, []errCase{
-		{"mmap of a file", unix.SYS_MMAP, []uint64{0, 4096, rw, unix.MAP_PRIVATE, 3, 0}, unix.ENODEV},
+		{"mmap of a pipe", unix.SYS_MMAP, []uint64{0, 4096, rw, unix.MAP_PRIVATE, 0, 0}, unix.ENODEV},
+		{"mmap of a bad descriptor", unix.SYS_MMAP, []uint64{0, 4096, rw, unix.MAP_PRIVATE, 99, 0}, unix.EBADF},
 		{"mmap past --mem", unix.SYS_MMAP, []uint64{0, 128 << 20, rw, anon, ^uint64(0), 0}, unix.ENOMEM},
 		{"munmap unaligned", unix.SYS_MUNMAP, []uint64{a + 1, 4096}, unix.EINVAL},
 		{"madvise wild", unix.SYS_MADVISE, []uint64{wild, 4096, unix.MADV_DONTNEED}, unix.ENOMEM},
@@ -949,4 +950,26 @@ func TestPathCalls(t *testing.T) {
 	if _, e := tv.call(t, unix.SYS_FTRUNCATE, fd, 1<<40); e != unix.ENOSPC {
 		t.Errorf("a /tmp file past the memory limit: %v", e)
 	}
+}
+
+// TestMmapFile maps a file of the guest's file system as a copy.
+func TestMmapFile(t *testing.T) {
+	tv := newTestVM(t, vmOptions{})
+	tv.put(t, tv.at(0), []byte("/tmp/m\x00"))
+	fd := tv.mustCall(t, unix.SYS_OPEN, tv.at(0), unix.O_CREAT|unix.O_RDWR, 0o644)
+	data := bytes.Repeat([]byte("abcdefgh"), 1024) // two pages
+	tv.put(t, tv.at(4096), data)
+	tv.mustCall(t, unix.SYS_WRITE, fd, tv.at(4096), uint64(len(data)))
+	a := tv.mustCall(t, unix.SYS_MMAP, 0, 3*4096, unix.PROT_READ, unix.MAP_PRIVATE, fd, 4096)
+	if got := tv.bytes(t, a, 8); string(got) != "abcdefgh" {
+		t.Errorf("mapped %q", got)
+	}
+	if got := tv.bytes(t, a+4096, 8); !bytes.Equal(got, make([]byte, 8)) {
+		t.Errorf("past the end: %q", got)
+	}
+	tv.mustCall(t, unix.SYS_MMAP, 0, 4096, unix.PROT_READ, unix.MAP_SHARED, fd, 0)
+	runErrCases(t, tv, []errCase{
+		{"shared writable", unix.SYS_MMAP, []uint64{0, 4096, unix.PROT_READ | unix.PROT_WRITE, unix.MAP_SHARED, fd, 0}, unix.ENODEV},
+		{"unaligned offset", unix.SYS_MMAP, []uint64{0, 4096, unix.PROT_READ, unix.MAP_PRIVATE, fd, 1}, unix.EINVAL},
+	})
 }

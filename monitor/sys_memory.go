@@ -8,11 +8,30 @@ import (
 
 // System calls about the address space (package guestmem keeps it).
 
-// sysMmap implements mmap for anonymous memory.
+// sysMmap implements mmap of anonymous memory, and of files as a copy
+// (MAP_PRIVATE, or MAP_SHARED without PROT_WRITE, where a copy cannot be
+// told apart).
 func sysMmap(t *thread, a sysArgs) (uint64, unix.Errno) {
 	flags := a[3]
+	var src *vfsFile
 	if flags&unix.MAP_ANONYMOUS == 0 {
-		return t.unsupported("a file descriptor", unix.ENODEV)
+		f, ok := t.vm.fds.acquire(a[4])
+		if !ok {
+			return 0, unix.EBADF
+		}
+		defer f.release()
+		vf, ok := f.file.(*vfsFile)
+		switch {
+		case !ok:
+			return t.unsupported("a descriptor that is not a file", unix.ENODEV)
+		case !vf.readable():
+			return 0, unix.EACCES
+		case flags&unix.MAP_SHARED != 0 && a[2]&unix.PROT_WRITE != 0:
+			return t.unsupported("MAP_SHARED and PROT_WRITE on a file", unix.ENODEV)
+		case a[5]%guestmem.PageSize != 0:
+			return 0, unix.EINVAL
+		}
+		src = vf
 	}
 	var mf guestmem.MapFlags
 	switch {
@@ -22,7 +41,25 @@ func sysMmap(t *thread, a sysArgs) (uint64, unix.Errno) {
 		mf = guestmem.Fixed
 	}
 	addr, e := t.vm.mem.Mmap(guestmem.GuestAddr(a[0]), a[1], int(a[2]), mf)
-	return uint64(addr), e
+	if e != 0 || src == nil {
+		return uint64(addr), e
+	}
+	b, err := t.vm.mem.Slice(addr, a[1])
+	if err != nil {
+		return 0, unix.EFAULT
+	}
+	for off := 0; off < len(b); {
+		n, e := src.h.ReadAt(b[off:], int64(a[5])+int64(off))
+		if e != 0 {
+			t.vm.mem.Munmap(addr, a[1])
+			return 0, e
+		}
+		if n == 0 {
+			break // past the end of the file: zeros, as Linux's last page
+		}
+		off += n
+	}
+	return uint64(addr), 0
 }
 
 func sysMunmap(t *thread, a sysArgs) (uint64, unix.Errno) {
