@@ -19,8 +19,9 @@ type Kind string
 
 // Device kinds.
 const (
-	KindBlock Kind = "block"
-	KindNet   Kind = "net"
+	KindBlock  Kind = "block"
+	KindNet    Kind = "net"
+	KindVolume Kind = "volume" // a host directory mounted in the guest's file system; no descriptor
 )
 
 // ReservedEnvPrefix starts the names of the environment variables atoll

@@ -28,7 +28,7 @@ func (blockKind) flags(fs *flag.FlagSet) kindFlags {
 
 func (f blockFlags) given() ([]string, string) { return f.files.items, "block" }
 
-func (blockFlags) check(*manifest.Manifest) error { return nil }
+func (blockFlags) check(*manifest.Manifest, *attached) error { return nil }
 
 func (blockFlags) attach(m *manifest.Manifest, d manifest.Device, path string, given bool, a *attached) error {
 	if !given {

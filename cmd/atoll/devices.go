@@ -10,6 +10,7 @@ import (
 	"atoll.dev/atoll/abi"
 	"atoll.dev/atoll/manifest"
 	"atoll.dev/atoll/monitor"
+	"atoll.dev/atoll/monitor/vfs"
 )
 
 // A deviceKind is how atoll run attaches one kind of declared device: the
@@ -26,9 +27,9 @@ type kindFlags interface {
 	// given returns the NAME=VALUE items of the flag that attaches a
 	// device, and the flag's name.
 	given() (items []string, flag string)
-	// check applies the kind's rules across the manifest before anything
-	// is opened.
-	check(m *manifest.Manifest) error
+	// check applies the kind's rules across the manifest before the
+	// declared devices are attached.
+	check(m *manifest.Manifest, a *attached) error
 	// attach opens the host side of device d, declared in m, from the
 	// value its flag gave (given false when none did) and adds it to a.
 	// Its errors name the flag or the fix.
@@ -40,7 +41,9 @@ var deviceKinds = map[abi.Kind]deviceKind{}
 
 // attached is what attaching opened for the guest.
 type attached struct {
+	plain   bool // a plain executable: no manifest declared anything
 	devs    []monitor.Device
+	volumes []vfs.Volume
 	env     []string    // KEY=VALUE the guest needs, such as network addressing
 	closers []io.Closer // host objects to release when the guest has ended
 }
@@ -49,6 +52,9 @@ type attached struct {
 func (a *attached) close() {
 	for _, d := range a.devs {
 		d.File.Close()
+	}
+	for _, v := range a.volumes {
+		v.Dir.Close()
 	}
 	for _, c := range a.closers {
 		c.Close()
@@ -67,8 +73,8 @@ func defineDeviceFlags(fs *flag.FlagSet) map[abi.Kind]kindFlags {
 // attachDevices checks the device flags against the manifest — every
 // flag names a declared device of its kind, once — and attaches every
 // declared device in the manifest's order, each by its kind.
-func attachDevices(m *manifest.Manifest, kinds map[abi.Kind]kindFlags) (*attached, error) {
-	a := &attached{}
+func attachDevices(m *manifest.Manifest, plain bool, kinds map[abi.Kind]kindFlags) (*attached, error) {
+	a := &attached{plain: plain}
 	values := map[string]string{} // device name → value after NAME=
 	flagOf := map[string]string{} // device name → --flag NAME=VALUE
 	for _, k := range sortedKinds(kinds) {
@@ -86,7 +92,7 @@ func attachDevices(m *manifest.Manifest, kinds map[abi.Kind]kindFlags) (*attache
 		}
 	}
 	for _, k := range sortedKinds(kinds) {
-		if err := kinds[k].check(m); err != nil {
+		if err := kinds[k].check(m, a); err != nil {
 			return a, err
 		}
 	}

@@ -36,7 +36,7 @@ func (f netFlags) given() ([]string, string) { return f.nets.items, "net" }
 
 // check requires exactly one network device on the user backend when
 // ports are forwarded.
-func (f netFlags) check(m *manifest.Manifest) error {
+func (f netFlags) check(m *manifest.Manifest, _ *attached) error {
 	if len(*f.ports) == 0 {
 		return nil
 	}

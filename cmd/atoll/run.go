@@ -18,6 +18,7 @@ import (
 	"atoll.dev/atoll/manifest"
 	"atoll.dev/atoll/monitor"
 	"atoll.dev/atoll/monitor/elfimage"
+	"atoll.dev/atoll/monitor/vfs"
 )
 
 const runUsage = `Usage: atoll run [flags] IMAGE|DIR [-- ARGS...]
@@ -51,6 +52,7 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	env := &listFlag{what: "KEY=VALUE", check: checkEnv}
 	fs.Var(env, "e", "set an environment variable in the guest (`KEY=VALUE`; repeatable)")
 	kinds := defineDeviceFlags(fs)
+	workdir := fs.String("workdir", "", "the guest's working directory, an absolute guest path (default /)")
 	verbose := fs.Bool("v", false, "log each distinct unsupported call the guest makes, once, with what the ABI says of it")
 	stats := fs.Bool("stats", false, "print VM exit counts by cause when the guest exits")
 	if code, done := parseFlags(fs, args, stdout); done {
@@ -74,10 +76,12 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 		fmt.Fprintln(stderr, "atoll run: --mem must be at least 32M")
 		return exitUsage
 	}
-	exe, m, code := loadTarget(target, stderr)
+	tg, code := loadTarget(target, stderr)
 	if code != 0 {
 		return code
 	}
+	defer tg.close()
+	exe, m := tg.exe, tg.m
 	if mem.set {
 		m.Memory = mem.n
 	}
@@ -91,7 +95,7 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 			return exitFailure
 		}
 	}
-	att, err := attachDevices(m, kinds)
+	att, err := attachDevices(m, tg.plain, kinds)
 	defer att.close()
 	if err != nil {
 		fmt.Fprintf(stderr, "atoll run: %v\n", err)
@@ -124,6 +128,9 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 		Log:      stderr,
 		Verbose:  *verbose,
 		Devices:  att.devs,
+		Files:    tg.files,
+		Volumes:  att.volumes,
+		Workdir:  *workdir,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "atoll: %s: %v\n", target, err)
@@ -140,44 +147,70 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	return res.ExitCode
 }
 
-// loadTarget returns the executable and manifest to boot: an image, a plain
-// executable (default manifest, no devices), or a package built first.
-func loadTarget(target string, stderr *os.File) ([]byte, *manifest.Manifest, int) {
+// bootTarget is what atoll run boots.
+type bootTarget struct {
+	exe   []byte
+	m     *manifest.Manifest
+	plain bool       // a plain executable: no manifest, nothing declared
+	files []vfs.File // the image's read-only tree
+	im    *imagefile.Image
+}
+
+// close unmaps the image.
+func (tg *bootTarget) close() { tg.im.Close() }
+
+// loadTarget maps what to boot: an image, a plain executable (default
+// manifest, no devices), or a package built first.
+func loadTarget(target string, stderr *os.File) (*bootTarget, int) {
 	if st, err := os.Stat(target); err == nil && st.IsDir() {
 		m, err := readManifest(target)
 		if err != nil {
 			fmt.Fprintf(stderr, "atoll: %v\n", err)
-			return nil, nil, exitFailure
+			return nil, exitFailure
 		}
 		tmp, err := os.MkdirTemp("", "atoll-run-")
 		if err != nil {
 			fmt.Fprintf(stderr, "atoll: %v\n", err)
-			return nil, nil, exitFailure
+			return nil, exitFailure
 		}
-		defer os.RemoveAll(tmp)
+		defer os.RemoveAll(tmp) // the mapping outlives the file
 		img := filepath.Join(tmp, m.Name+".img")
 		if code := buildImage(target, m, img, "", stderr); code != 0 {
-			return nil, nil, code
+			return nil, code
 		}
 		target = img
 	}
-	exe, emb, err := imagefile.Load(target)
+	im, err := imagefile.Open(target)
 	if err != nil {
 		fmt.Fprintf(stderr, "atoll: %v\n", err)
-		return nil, nil, exitFailure
+		return nil, exitFailure
 	}
+	tg := &bootTarget{exe: im.Exe, im: im}
+	emb := im.Embedded
 	if emb == nil {
 		name := sanitizeName(filepath.Base(target))
 		if name == "" {
 			name = "unikernel"
 		}
-		return exe, manifest.Default(name), 0
+		tg.m, tg.plain = manifest.Default(name), true
+		return tg, 0
 	}
 	if !abi.Compatible(emb.ABIVersion) {
+		im.Close()
 		fmt.Fprintf(stderr, "atoll: %s was built for guest ABI %q, and this atoll implements %s — rebuild it with this atoll (atoll build)\n", target, emb.ABIVersion, abi.Version)
-		return nil, nil, exitFailure
+		return nil, exitFailure
 	}
-	return exe, emb.Manifest, 0
+	tg.m = emb.Manifest
+	if t := emb.Tree; t != nil {
+		for _, e := range t.Entries {
+			f := vfs.File{Path: e.Path, Mode: e.Mode, ModTime: e.ModTime}
+			if !e.IsDir() {
+				f.Data = t.Data(e)
+			}
+			tg.files = append(tg.files, f)
+		}
+	}
+	return tg, 0
 }
 
 // mergeEnv returns the manifest's environment overridden by -e flags.

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"atoll.dev/atoll/internal/testenv"
+)
+
+// guestBinary builds a test guest as a plain static executable.
+func guestBinary(t *testing.T, dir, name string) string {
+	t.Helper()
+	out := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", out, "../../internal/testguests/"+name)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, b)
+	}
+	return out
+}
+
+// TestVolume mounts a writable and a read-only host directory in a plain
+// executable: it reads what the host left, and what it writes is on the
+// host after it exits.
+func TestVolume(t *testing.T) {
+	testenv.RequireKVM(t)
+	dir := t.TempDir()
+	guest := guestBinary(t, dir, "volume")
+	data, config := filepath.Join(dir, "data"), filepath.Join(dir, "config")
+	os.Mkdir(data, 0o755)
+	os.Mkdir(config, 0o755)
+	os.WriteFile(filepath.Join(config, "settings"), []byte("mode=fast"), 0o644)
+	stdout, stderr, code := invoke(t, dir, "run", "--volume", data+":/data", "--volume", config+":/config:ro", guest)
+	want := "settings: \"mode=fast\" <nil>\nwrite /data: <nil>\nmkdir /data: <nil>\nwrite /config refused with EROFS: true\nremove /config refused with EROFS: true\n"
+	if code != 0 || stdout != want {
+		t.Fatalf("exit %d\nstdout %q\nwant   %q\nstderr %s", code, stdout, want, stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(data, "from-guest.txt")); err != nil || string(b) != "written by the unikernel\n" {
+		t.Errorf("host reads %q, %v", b, err)
+	}
+	if st, err := os.Stat(filepath.Join(data, "sub", "dir")); err != nil || !st.IsDir() {
+		t.Errorf("directory the guest made: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(config, "new")); err == nil {
+		t.Error("the read-only volume was written")
+	}
+	// An image's volumes are the ones its manifest declares.
+	pkgDir := pkg(t, dir, "withvol", "unikernel withvol\nvolume data /data\n")
+	img := filepath.Join(dir, "withvol.img")
+	if _, stderr, code := invoke(t, dir, "build", "-o", img, pkgDir); code != 0 {
+		t.Fatalf("build: %s", stderr)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", img}, `withvol declares volume "data", but nothing is attached: add --volume data=HOSTDIR`},
+		{[]string{"run", "--volume", data + ":/data", img}, "has a manifest, so its volumes are the ones it declares"},
+		{[]string{"run", "--volume", "data=" + filepath.Join(dir, "missing"), img}, "no such file or directory"},
+		{[]string{"run", "--volume", "data=" + data, "--volume", "data=" + config, img}, `device "data" attached twice`},
+	} {
+		if _, stderr, code := invoke(t, dir, c.args...); code != exitFailure || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %q", c.args, code, stderr, c.want)
+		}
+	}
+	if _, stderr, code := invoke(t, dir, "run", "--volume", "data="+data, img); code != 0 {
+		t.Errorf("declared volume attached: exit %d, %s", code, stderr)
+	}
+	if _, stderr, code := invoke(t, dir, "run", "--volume", data+":/proc/x", guest); code != exitUsage || !strings.Contains(stderr, "monitor serves itself") {
+		t.Errorf("a volume on /proc: exit %d, %s", code, stderr)
+	}
+}
+
+// snapshot records every file below root but skip: mode, size, contents,
+// link targets.
+func snapshot(t *testing.T, root, skip string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == skip {
+			return filepath.SkipDir
+		}
+		st, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		v := fmt.Sprintf("%v %d", st.Mode(), st.Size())
+		if st.Mode().IsRegular() {
+			b, _ := os.ReadFile(p)
+			v += fmt.Sprintf(" %x", sha256.Sum256(b))
+		} else if st.Mode()&fs.ModeSymlink != 0 {
+			l, _ := os.Readlink(p)
+			v += " -> " + l
+		}
+		out[p] = v
+		return nil
+	})
+	return out
+}
+
+// TestVolumeHostile turns a guest loose on a volume planted with links out
+// of it (absolute and relative), a FIFO, a device node and a link loop:
+// 100,000 random path operations later, nothing outside the volume has
+// been read, written or created, and the monitor reported the run.
+func TestVolumeHostile(t *testing.T) {
+	testenv.RequireKVM(t)
+	dir := t.TempDir()
+	guest := guestBinary(t, dir, "pathchaos")
+	root := filepath.Join(dir, "host")
+	vol, outside := filepath.Join(root, "vol"), filepath.Join(root, "outside")
+	os.MkdirAll(vol, 0o755)
+	os.MkdirAll(outside, 0o755)
+	os.WriteFile(filepath.Join(outside, "secret"), []byte("host secret"), 0o600)
+	os.WriteFile(filepath.Join(root, "x"), []byte("beside the volume"), 0o644)
+	os.Symlink(outside, filepath.Join(vol, "abs"))
+	os.Symlink("../outside", filepath.Join(vol, "rel"))
+	os.Symlink("loop", filepath.Join(vol, "loop"))
+	unix.Mkfifo(filepath.Join(vol, "fifo"), 0o644)
+	if os.Geteuid() == 0 {
+		unix.Mknod(filepath.Join(vol, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3)))
+	}
+	before := snapshot(t, root, vol)
+	for seed := 1; seed <= 2; seed++ {
+		stdout, stderr, code := invoke(t, dir, "run", "--volume", vol+":/data", guest, "--", "50000", fmt.Sprint(seed))
+		if code != 0 || !strings.HasPrefix(stdout, "operations 50000 succeeded ") {
+			t.Fatalf("seed %d: exit %d, stdout %q\n%.2000s", seed, code, stdout, stderr)
+		}
+		t.Logf("seed %d: %s", seed, strings.TrimSpace(stdout))
+	}
+	after := snapshot(t, root, vol)
+	for p, v := range before {
+		if after[p] != v {
+			t.Errorf("%s changed: %s -> %s", p, v, after[p])
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			t.Errorf("%s was created outside the volume", p)
+		}
+	}
+}
