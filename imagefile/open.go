@@ -5,6 +5,8 @@ import (
 	"os"
 	"sync"
 	"syscall"
+
+	"atoll.dev/atoll/monitor/elfimage"
 )
 
 // Image is an image file mapped read-only. The mapping is shared
@@ -17,11 +19,12 @@ type Image struct {
 	// Tree's contents slices of the mapping; nil for a plain executable.
 	Embedded *Embedded
 
-	data  []byte // the mapping; nil for an empty file
+	data  []byte // the mapping; nil for an empty file or one read
 	close sync.Once
 }
 
-// Open maps the image at path and splits it (see Split). Exe, Embedded
+// Open maps the image at path and splits it (see Split); a file that
+// cannot be mapped (a pipe) is read instead. Exe, Embedded
 // and the tree's Data stay valid until Close; modifying the file while
 // it is mapped changes what they hold (atoll build replaces an image with
 // a new file, which leaves existing mappings alone).
@@ -35,14 +38,20 @@ func Open(path string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	if st.Size() > MaxFile {
-		return nil, fmt.Errorf("%s: %w: file of %d bytes, more than the %d allowed", path, ErrBadImage, st.Size(), int64(MaxFile))
-	}
 	im := &Image{}
-	if st.Size() > 0 {
+	switch {
+	case !st.Mode().IsRegular(): // a pipe, say: read it
+		data, err := elfimage.ReadFile(f, MaxFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if im.Exe, im.Embedded, err = Split(data); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return im, nil
+	case st.Size() > MaxFile:
+		return nil, fmt.Errorf("%s: %w: file of %d bytes, more than the %d allowed", path, ErrBadImage, st.Size(), int64(MaxFile))
+	case st.Size() > 0:
 		im.data, err = syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
 		if err != nil {
 			return nil, fmt.Errorf("%s: mmap: %w", path, err)

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -423,6 +424,12 @@ func TestOpen(t *testing.T) {
 	if _, err := Open(dir); err == nil {
 		t.Error("opened a directory")
 	}
+	r, w, _ := os.Pipe()
+	go func() { w.Write(img); w.Close() }()
+	if im, err := Open("/dev/fd/" + strconv.Itoa(int(r.Fd()))); err != nil || im.Embedded == nil || !bytes.Equal(im.Exe, x) {
+		t.Errorf("pipe: %v", err)
+	}
+	r.Close()
 	empty := filepath.Join(dir, "empty")
 	os.WriteFile(empty, nil, 0o644)
 	if im, err := Open(empty); err != nil || len(im.Exe) != 0 || im.Close() != nil {
