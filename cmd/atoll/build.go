@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -25,8 +26,12 @@ const buildUsage = `Usage: atoll build [-o IMAGE] [DIR]
 Builds the Go package in DIR (default: the current directory) with the
 stock toolchain as a static linux/amd64 executable, checks its manifest
 (DIR/atoll.manifest; without one the image has no devices), and writes
-the image: the executable with the manifest appended. go build's own
-errors are shown unchanged.
+the image: the executable with the manifest and a read-only file tree
+appended. The tree holds the manifest's files entries and the build
+host's CA bundle (manifest: cacerts off to leave it out); the program is
+built with Go's embedded time-zone database (-tags timetzdata, added to
+any tags GOFLAGS gives; manifest: tzdata off). go build's own errors are
+shown unchanged.
 
 Examples:
   atoll build                    # writes NAME.img, NAME from the manifest
@@ -150,17 +155,33 @@ func buildImage(dir string, m *manifest.Manifest, out, show string, stderr *os.F
 		fmt.Fprintf(stderr, "atoll: %v\n", err)
 		return exitFailure
 	}
-	fmt.Fprintf(stderr, "atoll: building %s (go build, CGO_ENABLED=0 GOOS=linux GOARCH=amd64)\n", m.Name)
+	start := time.Now()
+	files, err := collectFiles(dir, m, []string{out, exe}, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "atoll: %v\n", err)
+		return exitFailure
+	}
+	buildArgs := []string{"build", "-o", exe}
+	how := "CGO_ENABLED=0 GOOS=linux GOARCH=amd64"
+	if m.TZData {
+		tags, err := goTags(dir, "timetzdata")
+		if err != nil {
+			fmt.Fprintf(stderr, "atoll: %v\n", err)
+			return exitFailure
+		}
+		buildArgs = append(buildArgs, "-tags="+tags)
+		how += " -tags=" + tags
+	}
+	fmt.Fprintf(stderr, "atoll: building %s (go build, %s)\n", m.Name, how)
 	if hint := libHint(dir); hint != "" {
 		fmt.Fprintln(stderr, hint)
 	}
-	start := time.Now()
 	// An interrupt stops go build (it gets the signal too) and must not
 	// leave the temporary file behind: wait for go build, then clean up.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	cmd := exec.Command("go", "build", "-o", exe, ".")
+	cmd := exec.Command("go", append(buildArgs, ".")...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	var goErrors bytes.Buffer // to explain a missing guest library
@@ -192,10 +213,7 @@ func buildImage(dir string, m *manifest.Manifest, out, show string, stderr *os.F
 		fmt.Fprintf(stderr, "atoll: %s: %v\n", dir, err)
 		return exitFailure
 	}
-	img, err := imagefile.Append(data, imagefile.Embedded{Manifest: m, ABIVersion: abi.Version})
-	if err == nil {
-		err = os.WriteFile(exe, img, 0o755)
-	}
+	size, err := writeImage(exe, data, m, files, stderr)
 	if err == nil {
 		err = os.Rename(exe, out)
 	}
@@ -206,6 +224,151 @@ func buildImage(dir string, m *manifest.Manifest, out, show string, stderr *os.F
 	if show != "" {
 		show = " " + show
 	}
-	fmt.Fprintf(stderr, "atoll: built%s (%.1f MB) in %.1fs\n", show, float64(len(img))/1e6, time.Since(start).Seconds())
+	fmt.Fprintf(stderr, "atoll: built%s (%.1f MB) in %.1fs\n", show, float64(size)/1e6, time.Since(start).Seconds())
 	return 0
+}
+
+// writeImage writes the image to path (the executable data, the tree
+// packed from files, the manifest m), reports what the tree holds, and
+// returns the image's size.
+func writeImage(path string, data []byte, m *manifest.Manifest, files []imagefile.Source, stderr *os.File) (int64, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return 0, err
+	}
+	packStart := time.Now()
+	entries, err := imagefile.Write(f, data, imagefile.Embedded{Manifest: m, ABIVersion: abi.Version}, files)
+	var size int64
+	if err == nil {
+		size, err = f.Seek(0, io.SeekCurrent)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || len(entries) == 0 {
+		return size, err
+	}
+	var nfiles, ndirs int
+	var total int64
+	for _, e := range entries {
+		if e.IsDir() {
+			ndirs++
+		} else {
+			nfiles++
+			total += e.Size
+		}
+	}
+	from := fmt.Sprintf("files entries: %d", len(m.Files))
+	for _, s := range files {
+		if s.Path == caGuestPath && slices.Contains(caBundles, s.HostPath) {
+			from += "; CA bundle: " + s.HostPath
+		}
+	}
+	fmt.Fprintf(stderr, "atoll: packed %d files in %d directories, %.1f MB (%s) in %.1fs\n", nfiles, ndirs, float64(total)/1e6, from, time.Since(packStart).Seconds())
+	return size, nil
+}
+
+// caBundles are where build hosts keep their CA bundle, the first found
+// packed: Debian and its family, Fedora and its family, Alpine and macOS.
+var caBundles = []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"}
+
+// caGuestPath is where the guest finds its CA bundle: the first file Go's
+// crypto/x509 tries on Linux.
+const caGuestPath = "/etc/ssl/certs/ca-certificates.crt"
+
+// collectFiles walks m's files entries in dir (leaving out the files in
+// skip: the image being written) and, if m asks for CA roots, adds the
+// build host's bundle unless the tree has the path already.
+func collectFiles(dir string, m *manifest.Manifest, skip []string, stderr *os.File) ([]imagefile.Source, error) {
+	files, err := imagefile.Collect(dir, m.Files, skip...)
+	if err != nil {
+		where := filepath.Join(dir, manifest.FileName)
+		if len(m.Files) == 0 {
+			where = dir
+		}
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if !m.CACerts {
+		return files, nil
+	}
+	for _, f := range files {
+		switch {
+		case f.Path == caGuestPath:
+			return files, nil // the package brings its own
+		case strings.HasPrefix(caGuestPath, f.Path+"/") && !f.IsDir():
+			fmt.Fprintf(stderr, "atoll: note: no CA bundle packed: %s is a file in the tree, so %s cannot be (cacerts off silences this)\n", f.Path, caGuestPath)
+			return files, nil
+		}
+	}
+	for _, p := range caBundles {
+		st, err := os.Stat(p)
+		if err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		var s imagefile.Source
+		s.Path, s.Mode, s.Size, s.ModTime, s.HostPath = caGuestPath, st.Mode().Perm(), st.Size(), st.ModTime().UTC(), p
+		return append(files, s), nil
+	}
+	fmt.Fprintf(stderr, "atoll: note: no CA bundle on this host (%s): the image has none, so TLS clients in it verify nothing unless the program brings its roots (cacerts off silences this)\n", strings.Join(caBundles, ", "))
+	return files, nil
+}
+
+// goTags returns the build tags go build would use from GOFLAGS (the
+// environment's or go env's), with tag added: a -tags flag on go build's
+// command line replaces GOFLAGS' instead of adding to it.
+func goTags(dir, tag string) (string, error) {
+	cmd := exec.Command("go", "env", "GOFLAGS")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOFLAGS: %v", err)
+	}
+	var tags []string
+	for _, f := range splitQuoted(strings.TrimSpace(string(out))) {
+		name, value, ok := strings.Cut(strings.TrimPrefix(f, "-"), "=")
+		if ok && (name == "tags" || name == "-tags") {
+			tags = parseTags(value) // the last -tags wins, as in go build
+		}
+	}
+	if !slices.Contains(tags, tag) {
+		tags = append(tags, tag)
+	}
+	return strings.Join(tags, ","), nil
+}
+
+// splitQuoted splits GOFLAGS as the go command does: fields separated by
+// blanks, each possibly in single or double quotes.
+func splitQuoted(s string) []string {
+	var out []string
+	for {
+		s = strings.TrimLeft(s, " \t\n\r")
+		if s == "" {
+			return out
+		}
+		if q := s[0]; q == '"' || q == '\'' {
+			end := strings.IndexByte(s[1:], q)
+			if end < 0 {
+				return append(out, s[1:])
+			}
+			out, s = append(out, s[1:1+end]), s[2+end:]
+			continue
+		}
+		end := strings.IndexAny(s, " \t\n\r")
+		if end < 0 {
+			end = len(s)
+		}
+		out, s = append(out, s[:end]), s[end:]
+	}
+}
+
+// parseTags reads a -tags value as go build does: comma-separated, or
+// the old blank-separated form in quotes.
+func parseTags(v string) []string {
+	var tags []string
+	if strings.ContainsAny(v, "' ") {
+		tags = splitQuoted(v)
+	} else {
+		tags = strings.Split(v, ",")
+	}
+	return slices.DeleteFunc(tags, func(t string) bool { return t == "" })
 }

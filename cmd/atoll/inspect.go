@@ -7,7 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"time"
+	"unicode"
 
 	"atoll.dev/atoll/imagefile"
 	"atoll.dev/atoll/manifest"
@@ -17,8 +20,9 @@ import (
 const inspectUsage = `Usage: atoll inspect [--json] IMAGE
 
 Shows what an image declares — name, devices, memory, processors and
-environment defaults — and facts about it: size, Go version, main package
-and the guest ABI version it was built for.
+environment defaults — and facts about it: size, Go version, main package,
+the guest ABI version it was built for, whether it carries the time-zone
+database and CA roots, and the files in its read-only tree.
 
 Examples:
   atoll inspect hello-web.img
@@ -35,7 +39,21 @@ type inspection struct {
 	Package    string             `json:"package,omitempty"`
 	ABIVersion string             `json:"abi_version,omitempty"`
 	Manifest   *manifest.Manifest `json:"manifest"` // null for a plain executable
+	// TreeSize is the total size of the tree's files; Tree its entries.
+	TreeSize int64           `json:"tree_size,omitempty"`
+	Tree     []inspectedFile `json:"tree,omitempty"`
 }
+
+// inspectedFile is one entry of the image's tree.
+type inspectedFile struct {
+	Path    string    `json:"path"`
+	Mode    string    `json:"mode"` // as ls shows it: drwxr-xr-x, -rw-r--r--
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mod_time"`
+}
+
+// maxListed bounds the tree entries atoll inspect lists as text.
+const maxListed = 50
 
 func cmdInspect(args []string, stdout, stderr *os.File) int {
 	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
@@ -50,9 +68,10 @@ func cmdInspect(args []string, stdout, stderr *os.File) int {
 		return exitUsage
 	}
 	path := fs.Arg(0)
-	exe, emb, err := imagefile.Load(path)
+	im, err := imagefile.Open(path)
 	if err == nil {
-		if _, err = elfimage.Parse(exe); err != nil {
+		defer im.Close()
+		if _, err = elfimage.Parse(im.Exe); err != nil {
 			err = fmt.Errorf("%s: %w", path, err)
 		}
 	}
@@ -60,6 +79,7 @@ func cmdInspect(args []string, stdout, stderr *os.File) int {
 		fmt.Fprintf(stderr, "atoll: %v\n", err)
 		return exitFailure
 	}
+	exe, emb := im.Exe, im.Embedded
 	st, err := os.Stat(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "atoll: %v\n", err)
@@ -71,6 +91,13 @@ func cmdInspect(args []string, stdout, stderr *os.File) int {
 	}
 	if emb != nil {
 		in.Manifest, in.ABIVersion = emb.Manifest, emb.ABIVersion
+		in.TreeSize = emb.Tree.Size()
+		if emb.Tree != nil {
+			in.Tree = []inspectedFile{}
+			for _, e := range emb.Tree.Entries {
+				in.Tree = append(in.Tree, inspectedFile{e.Path, e.Mode.String(), e.Size, e.ModTime})
+			}
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -103,9 +130,9 @@ func printInspection(w *os.File, in inspection) {
 	row("env", orDash(strings.Join(m.Env, " ")))
 	if len(m.Devices) == 0 {
 		row("devices", "none")
-		return
+	} else {
+		row("devices", "")
 	}
-	row("devices", "")
 	for _, d := range m.Devices {
 		if desc := d.Describe(); desc != "" {
 			fmt.Fprintf(w, "  %-6s %-16s %s\n", d.Kind, d.Name, desc)
@@ -113,6 +140,39 @@ func printInspection(w *os.File, in inspection) {
 			fmt.Fprintf(w, "  %-6s %s\n", d.Kind, d.Name)
 		}
 	}
+	row("tzdata", onOff(m.TZData, "Go's embedded time-zone database"))
+	row("cacerts", onOff(m.CACerts, "the build host's CA bundle, if it had one"))
+	if in.Tree == nil {
+		row("files", "none")
+		return
+	}
+	row("files", fmt.Sprintf("%d entries, %d bytes", len(in.Tree), in.TreeSize))
+	for i, f := range in.Tree {
+		if i == maxListed {
+			fmt.Fprintf(w, "  … and %d more (atoll inspect --json lists them all)\n", len(in.Tree)-maxListed)
+			break
+		}
+		fmt.Fprintf(w, "  %s %10d  %s\n", f.Mode, f.Size, quoteOdd(f.Path))
+	}
+}
+
+func onOff(on bool, what string) string {
+	if on {
+		return "on (" + what + ")"
+	}
+	return "off"
+}
+
+// quoteOdd quotes s if it holds anything but printable characters other
+// than quotes and backslashes: an image's paths are not to be trusted
+// with the terminal.
+func quoteOdd(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) || r == '"' || r == '\\' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 func orDash(s string) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"debug/buildinfo"
 	"errors"
 	"flag"
 	"fmt"
@@ -8,9 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"atoll.dev/atoll/abi"
 	"atoll.dev/atoll/imagefile"
@@ -56,6 +60,7 @@ func normalize(s, dir string) string {
 // change.
 func TestGolden(t *testing.T) {
 	dir := t.TempDir()
+	fakeCABundle(t, dir)
 	hello := filepath.Join(dir, "hello")
 	build(t, hello, "amd64")
 	data, err := os.ReadFile(hello)
@@ -79,6 +84,13 @@ func TestGolden(t *testing.T) {
 	if _, stderr, code := invoke(t, dir, "build", "-o", netImage, pkg(t, dir, "netpkg", "unikernel web\nnet service\n")); code != 0 {
 		t.Fatalf("build netpkg: %s", stderr)
 	}
+	treeImage := filepath.Join(dir, "tree.img")
+	if _, stderr, code := invoke(t, dir, "build", "-o", treeImage, treePkg(t, dir)); code != 0 {
+		t.Fatalf("build treepkg: %s", stderr)
+	}
+	escapePkg := pkg(t, dir, "escapepkg", "unikernel escape\nfiles conf /etc/app\n")
+	os.Mkdir(filepath.Join(escapePkg, "conf"), 0o755)
+	os.Symlink("/etc/passwd", filepath.Join(escapePkg, "conf", "passwd"))
 	devicesData, err := os.ReadFile(devicesImage)
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +133,10 @@ func TestGolden(t *testing.T) {
 		{"inspect-image", []string{"inspect", devicesImage}, 0},
 		{"inspect-json", []string{"inspect", "--json", devicesImage}, 0},
 		{"inspect-damaged", []string{"inspect", write("damaged.img", devicesData[:len(devicesData)-30])}, 125},
+		{"inspect-tree", []string{"inspect", treeImage}, 0},
+		{"inspect-tree-json", []string{"inspect", "--json", treeImage}, 0},
+		{"build-files-escape", []string{"build", "-o", filepath.Join(dir, "escape.img"), escapePkg}, 125},
+		{"build-files-bad", []string{"build", pkg(t, dir, "badfilespkg", "unikernel web\nfiles (\n\tconf /etc/app\n\tstatic /proc/www\n)\n")}, 125},
 		{"run-missing-device", []string{"run", devicesImage}, 125},
 		{"run-undeclared-device", []string{"run", "--block", "data=" + filepath.Join(dir, "d"), "--block", "logs=x", devicesImage}, 125},
 		{"run-net-undeclared", []string{"run", "--net", "svc=user", devicesImage}, 125},
@@ -508,5 +524,215 @@ func TestLibExistingModule(t *testing.T) {
 	os.WriteFile(filepath.Join(app, "go.mod"), []byte("module example.com/app\n\ngo 1.26\n"), 0o644)
 	if _, stderr, code := invoke(t, dir, "build", "-o", img, app); code != 1 || !strings.Contains(stderr, "has no copy of the guest library atoll.dev/atoll: run 'atoll lib'") {
 		t.Errorf("build of a module without the library: %d %s", code, stderr)
+	}
+}
+
+// fakeCABundle makes atoll build pack a CA bundle of its own instead of
+// the host's, so that what images hold does not depend on the machine.
+func fakeCABundle(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "ca-bundle.pem")
+	if err := os.WriteFile(p, []byte("-----BEGIN CERTIFICATE-----\nnot really\n-----END CERTIFICATE-----\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(p, 0o644)
+	os.Chtimes(p, treeTime, treeTime)
+	saved := caBundles
+	caBundles = []string{filepath.Join(dir, "no-such-bundle"), p}
+	t.Cleanup(func() { caBundles = saved })
+	return p
+}
+
+var treeTime = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+
+// treePkg writes a package with a files entry for a directory and one for
+// a file, its files' modes and times fixed.
+func treePkg(t *testing.T, dir string) string {
+	t.Helper()
+	p := pkg(t, dir, "treepkg", "unikernel tree\nfiles (\n\tconf /etc/app\n\tstatic/index.html /srv/www/index.html\n)\n")
+	for name, data := range map[string]string{"conf/app.conf": "answer = 42\n", "conf/empty": "", "conf/keys/k1": "k1", "static/index.html": "<h1>hello</h1>\n"} {
+		os.MkdirAll(filepath.Join(p, filepath.Dir(name)), 0o755)
+		if err := os.WriteFile(filepath.Join(p, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(filepath.Join(p, "conf/keys/k1"), 0o600)
+	for _, name := range []string{"conf/app.conf", "conf/empty", "conf/keys/k1", "static/index.html", "conf/keys", "conf", "static"} {
+		if name == "conf/keys" || name == "conf" || name == "static" {
+			os.Chmod(filepath.Join(p, name), 0o755)
+		}
+		os.Chtimes(filepath.Join(p, name), treeTime, treeTime)
+	}
+	return p
+}
+
+// filesPkg writes a module whose program loads a time zone and says
+// whether GOFLAGS' "foo" tag reached it, with the manifest man and the
+// package files extra.
+func filesPkg(t *testing.T, dir, name, man string, extra map[string]string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	files := map[string]string{
+		"go.mod":         "module " + name + "\n\ngo 1.26\n",
+		"atoll.manifest": man,
+		"main.go": `package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+var foo = "no tag foo"
+
+func main() {
+	loc, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	fmt.Println(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC).In(loc).Format("15:04 MST"), foo)
+}
+`,
+		"foo.go": "//go:build foo\n\npackage main\n\nfunc init() { foo = \"tag foo\" }\n",
+	}
+	for f, text := range extra {
+		files[f] = text
+	}
+	for f, text := range files {
+		os.MkdirAll(filepath.Join(p, filepath.Dir(f)), 0o755)
+		if err := os.WriteFile(filepath.Join(p, f), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+// TestBuildTree builds an image with a tree: the files and the CA bundle
+// are in it byte for byte, the image still runs as a plain process, and
+// the build tags GOFLAGS gives are kept beside timetzdata.
+func TestBuildTree(t *testing.T) {
+	dir := t.TempDir()
+	bundle := fakeCABundle(t, dir)
+	t.Setenv("GOFLAGS", "-tags=foo")
+	p := filesPkg(t, dir, "treeapp", "unikernel treeapp\nfiles conf /etc/app\n", map[string]string{"conf/app.conf": "answer = 42\n", "conf/big.bin": strings.Repeat("0123456789abcdef", 40000)})
+	img := filepath.Join(dir, "treeapp.img")
+	_, stderr, code := invoke(t, dir, "build", "-o", img, p)
+	if code != 0 {
+		t.Fatalf("build: %s", stderr)
+	}
+	for _, want := range []string{"(go build, CGO_ENABLED=0 GOOS=linux GOARCH=amd64 -tags=foo,timetzdata)\n", "atoll: packed 3 files in 4 directories, 0.6 MB (files entries: 1; CA bundle: $DIR/ca-bundle.pem) in "} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("build output lacks %q:\n%s", want, stderr)
+		}
+	}
+	im, err := imagefile.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	tree := im.Embedded.Tree
+	var paths []string
+	for _, e := range tree.Entries {
+		paths = append(paths, e.Mode.String()+" "+e.Path)
+	}
+	if got, want := strings.Join(paths, "\n"), strings.Join([]string{
+		"drwxr-xr-x /etc", "drwxr-xr-x /etc/app", "-rw-r--r-- /etc/app/app.conf", "-rw-r--r-- /etc/app/big.bin",
+		"drwxr-xr-x /etc/ssl", "drwxr-xr-x /etc/ssl/certs", "-rw-r--r-- /etc/ssl/certs/ca-certificates.crt"}, "\n"); got != want {
+		t.Errorf("tree:\n%s\nwant:\n%s", got, want)
+	}
+	for guest, host := range map[string]string{"/etc/app/app.conf": filepath.Join(p, "conf/app.conf"), "/etc/app/big.bin": filepath.Join(p, "conf/big.bin"), "/etc/ssl/certs/ca-certificates.crt": bundle} {
+		want, _ := os.ReadFile(host)
+		e, ok := tree.Lookup(guest)
+		if !ok || string(tree.Data(e)) != string(want) {
+			t.Errorf("%s: not the contents of %s", guest, host)
+		}
+	}
+	if bi, err := buildinfo.ReadFile(img); err != nil || !slices.Contains(bi.Settings, debug.BuildSetting{Key: "-tags", Value: "foo,timetzdata"}) {
+		t.Errorf("build settings lack -tags=foo,timetzdata: %v", err)
+	}
+	if out, err := exec.Command(img).Output(); err != nil || string(out) != "14:00 CEST tag foo\n" {
+		t.Errorf("image as a process: %q, %v", out, err)
+	}
+
+	// The package's own bundle wins over the host's; cacerts off packs none.
+	own := filesPkg(t, dir, "ownca", "unikernel ownca\nfiles etc /etc\n", map[string]string{"etc/ssl/certs/ca-certificates.crt": "mine\n"})
+	off := filesPkg(t, dir, "noca", "unikernel noca\ncacerts off\n", nil)
+	for pkgDir, want := range map[string]string{own: "mine\n", off: ""} {
+		img := filepath.Join(dir, filepath.Base(pkgDir)+".img")
+		if _, stderr, code := invoke(t, dir, "build", "-o", img, pkgDir); code != 0 {
+			t.Fatalf("build %s: %s", pkgDir, stderr)
+		}
+		im, err := imagefile.Open(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := im.Embedded.Tree.Lookup("/etc/ssl/certs/ca-certificates.crt")
+		if got := string(im.Embedded.Tree.Data(e)); got != want {
+			t.Errorf("%s: CA bundle %q, want %q", pkgDir, got, want)
+		}
+		im.Close()
+	}
+	// No bundle on the host: a note, and an image without one.
+	caBundles = []string{filepath.Join(dir, "none")}
+	if _, stderr, code := invoke(t, dir, "build", "-o", filepath.Join(dir, "x.img"), p); code != 0 || !strings.Contains(stderr, "atoll: note: no CA bundle on this host ($DIR/none): the image has none") {
+		t.Errorf("no bundle: %d %s", code, stderr)
+	}
+}
+
+// TestTZData runs images where no zoneinfo exists (an empty chroot): with
+// tzdata on (the default) the program finds Europe/Paris, with tzdata off
+// it does not, so the build tag is what makes the difference.
+func TestTZData(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to chroot")
+	}
+	dir := t.TempDir()
+	fakeCABundle(t, dir)
+	for _, c := range []struct {
+		man, want string
+		ok        bool
+	}{
+		{"unikernel tzon\n", "14:00 CEST no tag foo\n", true},
+		{"unikernel tzoff\ntzdata off\n", "unknown time zone Europe/Paris\n", false},
+	} {
+		p := filesPkg(t, dir, strings.Fields(c.man)[1], c.man, nil)
+		root := filepath.Join(dir, "root-"+filepath.Base(p))
+		os.MkdirAll(root, 0o755)
+		if _, stderr, code := invoke(t, dir, "build", "-o", filepath.Join(root, "app"), p); code != 0 {
+			t.Fatalf("build: %s", stderr)
+		}
+		cmd := exec.Command("/app")
+		cmd.Env = []string{"ZONEINFO=/nonexistent"}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		out, err := cmd.Output()
+		if string(out) != c.want || (err == nil) != c.ok {
+			t.Errorf("%s: %q, %v; want %q", p, out, err, c.want)
+		}
+	}
+}
+
+// TestInspectLongTree lists a long tree as text: the first entries, then
+// how many more; odd paths quoted.
+func TestInspectLongTree(t *testing.T) {
+	in := inspection{Image: "x.img", Manifest: manifest.Default("x")}
+	for i := range maxListed + 7 {
+		in.Tree = append(in.Tree, inspectedFile{Path: fmt.Sprintf("/f%03d", i), Mode: "-rw-r--r--", Size: 1})
+	}
+	in.Tree[0].Path = "/a\x1b[31mred"
+	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	printInspection(f, in)
+	f.Close()
+	out, _ := os.ReadFile(f.Name())
+	for _, want := range []string{"files:     57 entries, 0 bytes\n", "  -rw-r--r--          1  \"/a\\x1b[31mred\"\n", "/f049\n  … and 7 more (atoll inspect --json lists them all)\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "/f050") || strings.ContainsRune(string(out), 0x1b) {
+		t.Errorf("listed too much, or a raw escape:\n%s", out)
 	}
 }
