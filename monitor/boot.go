@@ -102,7 +102,11 @@ func (v *VM) buildStack() (guestmem.GuestAddr, error) {
 	}
 	pushString := func(s string) uint64 { return uint64(push(append([]byte(s), 0))) }
 
-	argv := []uint64{pushString(v.cfg.Name)}
+	argv0 := v.cfg.Argv0
+	if argv0 == "" {
+		argv0 = v.cfg.Name
+	}
+	argv := []uint64{pushString(argv0)}
 	for _, a := range v.cfg.Args {
 		argv = append(argv, pushString(a))
 	}

@@ -32,8 +32,9 @@ import (
 
 // Config describes one run of a unikernel.
 type Config struct {
-	Image    []byte   // the static ELF executable
-	Name     string   // argv[0] and the unikernel's host name
+	Image    []byte // the static ELF executable
+	Name     string // the unikernel's host name, and argv[0] unless Argv0 is set
+	Argv0    string
 	Args     []string // arguments after argv[0]
 	Env      []string // KEY=VALUE; the guest sees nothing else
 	MemBytes uint64   // memory limit

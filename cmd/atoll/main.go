@@ -30,6 +30,8 @@ Usage:
   atoll run [flags] IMAGE|DIR [-- ARGS...]
                                     boot an image, a static Go executable,
                                     or a package directory (built first)
+  atoll test [go test flags] [packages]
+                                    run packages' tests, each booted as a unikernel
   atoll abi [--json]                list the system calls the guest ABI
                                     supports, and how fully
   atoll version [--json]            show the versions of atoll, the guest ABI
@@ -58,6 +60,7 @@ var commands = map[string]func(args []string, stdout, stderr *os.File) int{
 	"build":   cmdBuild,
 	"inspect": cmdInspect,
 	"run":     cmdRun,
+	"test":    cmdTest,
 	"abi":     cmdABI,
 	"version": cmdVersion,
 }
@@ -83,13 +86,16 @@ func run(args []string, stdout, stderr *os.File) int {
 	if c, ok := commands[args[0]]; ok {
 		return c(args[1:], stdout, stderr)
 	}
+	if args[0] == "test-exec" { // go test -exec's program, for atoll test
+		return cmdTestExec(args[1:], stdout, stderr)
+	}
 	fmt.Fprintf(stderr, "atoll: unknown command %q\n\n%s", args[0], usage)
 	return exitUsage
 }
 
 // commandNames lists the commands in the order the usage shows them.
 func commandNames() string {
-	return "new, lib, build, inspect, run, abi, version and help"
+	return "new, lib, build, inspect, run, test, abi, version and help"
 }
 
 // sizeFlag is a byte count with an optional K/M/G suffix.

@@ -53,6 +53,7 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	fs.Var(env, "e", "set an environment variable in the guest (`KEY=VALUE`; repeatable)")
 	kinds := defineDeviceFlags(fs)
 	workdir := fs.String("workdir", "", "the guest's working directory, an absolute guest path (default /)")
+	argv0 := fs.String("argv0", "", "the guest's argv[0] (default: the unikernel's name)")
 	verbose := fs.Bool("v", false, "log each distinct unsupported call the guest makes, once, with what the ABI says of it")
 	stats := fs.Bool("stats", false, "print VM exit counts by cause when the guest exits")
 	if code, done := parseFlags(fs, args, stdout); done {
@@ -131,6 +132,7 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 		Files:    tg.files,
 		Volumes:  att.volumes,
 		Workdir:  *workdir,
+		Argv0:    *argv0,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "atoll: %s: %v\n", target, err)
