@@ -264,8 +264,19 @@ func writeImage(path string, data []byte, m *manifest.Manifest, files []imagefil
 			from += "; CA bundle: " + s.HostPath
 		}
 	}
-	fmt.Fprintf(stderr, "atoll: packed %d files in %d directories, %.1f MB (%s) in %.1fs\n", nfiles, ndirs, float64(total)/1e6, from, time.Since(packStart).Seconds())
+	fmt.Fprintf(stderr, "atoll: packed %s in %s, %.1f MB (%s) in %.1fs\n", plural(nfiles, "file"), plural(ndirs, "directory"), float64(total)/1e6, from, time.Since(packStart).Seconds())
 	return size, nil
+}
+
+// plural returns "1 file", "2 files", "1 directory", "3 directories".
+func plural(n int, noun string) string {
+	switch {
+	case n == 1:
+		return "1 " + noun
+	case strings.HasSuffix(noun, "y"):
+		return fmt.Sprintf("%d %sies", n, noun[:len(noun)-1])
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // caBundles are where build hosts keep their CA bundle, the first found
