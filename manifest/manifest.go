@@ -41,8 +41,9 @@ const MaxSize = 64 << 10
 
 // Device kinds, as manifests name them.
 const (
-	Net   = abi.KindNet
-	Block = abi.KindBlock
+	Net    = abi.KindNet
+	Block  = abi.KindBlock
+	Volume = abi.KindVolume
 )
 
 // Device is one declared device.

@@ -83,7 +83,7 @@ func TestParseErrors(t *testing.T) {
 		{"unikernel a\nblock data\n", "m:2: usage: block NAME SIZE [SECTOR-SIZE]"},
 		{"unikernel a\nblock data 1000\n", `m:2: block data size "1000" must be a size that is a multiple of the sector size 512 (e.g. 64M)`},
 		{"unikernel a\nblock data 1M 100\n", `m:2: block data sector size "100" must be 512, 1024, 2048 or 4096`},
-		{"unikernel a\nnic eth0\n", `m:2: unknown directive "nic" (want unikernel, memory, cpus, env, files, tzdata, cacerts or a device kind: block, net)`},
+		{"unikernel a\nnic eth0\n", `m:2: unknown directive "nic" (want unikernel, memory, cpus, env, files, tzdata, cacerts or a device kind: block, net, volume)`},
 		{"unikernel a\nfiles conf\n", "m:2: usage: files SRC DST"},
 		{"unikernel a\nfiles conf /etc/app extra\n", "m:2: usage: files SRC DST"},
 		{"unikernel a\nfiles /etc/passwd /etc/passwd\n", `m:2: files source "/etc/passwd" must be a path relative to the package directory`},
