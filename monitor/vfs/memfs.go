@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -466,7 +467,21 @@ func (h *memHandle) ReadAt(p []byte, off int64) (int, unix.Errno) {
 	if off >= int64(len(h.n.data)) {
 		return 0, 0
 	}
-	return copy(p, h.n.data[off:]), 0
+	return faultSafeCopy(p, h.n.data[off:])
+}
+
+// faultSafeCopy copies src, which may be a mapping of the image file,
+// into dst. Should the file have been truncated or overwritten in place
+// behind the mapping, the copy faults: that is EIO to the guest, not a
+// crash of the monitor.
+func faultSafeCopy(dst, src []byte) (n int, e unix.Errno) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if recover() != nil {
+			n, e = 0, unix.EIO
+		}
+	}()
+	return copy(dst, src), 0
 }
 
 func (h *memHandle) WriteAt(p []byte, off int64, append bool) (int, unix.Errno) {

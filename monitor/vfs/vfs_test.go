@@ -274,3 +274,30 @@ func TestVolume(t *testing.T) {
 		t.Error("a host file outside the volume changed")
 	}
 }
+
+// TestTruncatedImage reads a tree file whose mapping lost its pages (the
+// image file was truncated behind it): EIO, and the monitor lives.
+func TestTruncatedImage(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "image")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(make([]byte, 8192))
+	m, err := unix.Mmap(int(f.Fd()), 0, 8192, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	fs, err := New(Config{Tree: []File{{Path: "/big", Mode: 0o644, Data: m}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(0)
+	h, e := fs.Open("/big", unix.O_RDONLY, 0)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	if _, e := h.ReadAt(make([]byte, 100), 4096); e != unix.EIO {
+		t.Errorf("read of a truncated mapping: %v, want EIO", e)
+	}
+}
