@@ -150,3 +150,54 @@ func TestVolumeHostile(t *testing.T) {
 		}
 	}
 }
+
+// TestVolumeSwappedLink reads a link in a volume while the host swaps it,
+// between a file inside the volume and one outside, as fast as it can:
+// the guest reads the inside file or fails, never the outside one.
+func TestVolumeSwappedLink(t *testing.T) {
+	testenv.RequireKVM(t)
+	dir := t.TempDir()
+	guest := guestBinary(t, dir, "pathchaos")
+	vol, outside := filepath.Join(dir, "vol"), filepath.Join(dir, "outside")
+	os.Mkdir(vol, 0o755)
+	os.Mkdir(outside, 0o755)
+	os.WriteFile(filepath.Join(vol, "inside"), []byte("inside"), 0o644)
+	os.WriteFile(filepath.Join(outside, "secret"), []byte("host secret"), 0o644)
+	os.Symlink("inside", filepath.Join(vol, "swap"))
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		swaps := 0
+		tmp := filepath.Join(vol, ".swap")
+		for {
+			select {
+			case <-stop:
+				done <- swaps
+				return
+			default:
+			}
+			target := "inside"
+			if swaps%2 == 0 {
+				target = filepath.Join(outside, "secret")
+			}
+			os.Remove(tmp)
+			os.Symlink(target, tmp)
+			os.Rename(tmp, filepath.Join(vol, "swap"))
+			swaps++
+		}
+	}()
+	stdout, stderr, code := invoke(t, dir, "run", "--volume", vol+":/data", guest, "--", "swap", "20000")
+	close(stop)
+	swaps := <-done
+	var in, out, errs int
+	if _, err := fmt.Sscanf(stdout, "inside %d outside %d errors %d", &in, &out, &errs); err != nil || code != 0 {
+		t.Fatalf("exit %d, stdout %q (%v)\n%s", code, stdout, err, stderr)
+	}
+	t.Logf("%d swaps; read inside %d, failed %d", swaps, in, errs)
+	if out != 0 {
+		t.Errorf("read the file outside the volume %d times", out)
+	}
+	if in == 0 {
+		t.Errorf("never read the file inside the volume")
+	}
+}

@@ -1,7 +1,9 @@
 // Command pathchaos makes N random path operations (its first argument;
 // the second seeds them) on names that try to leave /data: "..", absolute
 // paths, and the links the host planted. It prints how many succeeded; a
-// run that escapes shows on the host, not here.
+// run that escapes shows on the host, not here. "pathchaos swap N" reads
+// /data/swap N times, a link the host keeps pointing in and out of the
+// volume, and counts what it read.
 package main
 
 import (
@@ -19,6 +21,10 @@ var names = []string{
 }
 
 func main() {
+	if os.Args[1] == "swap" {
+		swap()
+		return
+	}
 	n, _ := strconv.Atoi(os.Args[1])
 	seed, _ := strconv.Atoi(os.Args[2])
 	r := rand.New(rand.NewSource(int64(seed)))
@@ -70,4 +76,19 @@ func main() {
 		}
 	}
 	fmt.Println("operations", n, "succeeded", ok)
+}
+
+// swap reads /data/swap again and again and counts each content seen.
+func swap() {
+	n, _ := strconv.Atoi(os.Args[2])
+	seen := map[string]int{}
+	for i := 0; i < n; i++ {
+		b, err := os.ReadFile("/data/swap")
+		if err != nil {
+			seen["error"]++
+			continue
+		}
+		seen[string(b)]++
+	}
+	fmt.Println("inside", seen["inside"], "outside", seen["host secret"], "errors", seen["error"])
 }
