@@ -38,6 +38,12 @@ Examples:
   atoll run --block data=disk.img kv.img       # attach the declared block device
   atoll run -p 8080:80 ./examples/www          # user networking, host port 8080 -> guest 80
   atoll run --net service=tap:tap0,ip=10.1.0.2/24 www.img   # a real tap device (root)
+  atoll run --volume data=/srv/kv kv.img       # the declared volume "data" is /srv/kv on the host
+  atoll run --volume $PWD:/work:ro --workdir /work ./tool   # a plain executable, given a directory
+
+The guest's files: what its manifest packs (read-only), /etc and /dev as a
+Go program expects, /proc/self/exe, a private /tmp and its volumes
+(docs/abi.md). Standard input, output and error are atoll's.
 
 Flags:
 `
