@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"atoll.dev/atoll/manifest"
 	"atoll.dev/atoll/monitor/vfs"
 )
 
@@ -21,7 +22,9 @@ CGO_ENABLED=0. Results and exit status are go test's.
 
 The whole module holding the package is visible read-only (tests often
 read ../testdata), and os.Args[0] is /proc/self/exe, which opens the test
-binary, as a test that reads itself expects.
+binary, as a test that reads itself expects. A module under /tmp (which
+each guest has for itself) appears at /module instead, and the working
+directory moves with it.
 
 Environment: ATOLL_TEST_MEM sets each test's memory limit (default 4G;
 only what a test touches costs host memory).
@@ -78,16 +81,22 @@ func cmdTestExec(args []string, stdout, stderr *os.File) int {
 		mem = "4G"
 	}
 	root := moduleRoot(wd)
-	if root == "/tmp" || strings.HasPrefix(root, "/tmp/") {
-		fmt.Fprintf(stderr, "atoll test: the module %s is under /tmp, which the guest has for itself; move it out of /tmp\n", root)
-		return exitFailure
-	}
-	run := []string{"--mem", mem, "--workdir", wd, "--argv0", vfs.ExeLink}
+	var run []string
 	if root != "/" {
-		run = append(run, "--volume", root+":"+root+":ro")
+		at := root
+		if manifest.ValidMountPath(root) != nil {
+			// Under /tmp, say, which the guest has for itself.
+			at, wd = movedModule, movedModule+strings.TrimPrefix(wd, root)
+		}
+		run = append(run, "--volume", root+":"+at+":ro")
 	}
+	run = append(run, "--mem", mem, "--workdir", wd, "--argv0", vfs.ExeLink)
 	return cmdRun(append(append(run, args[0], "--"), args[1:]...), stdout, stderr)
 }
+
+// movedModule is where a module appears whose own path the guest cannot
+// have as a volume.
+const movedModule = "/module"
 
 // moduleRoot returns the directory of the go.mod that holds dir, or dir
 // itself when there is none.
