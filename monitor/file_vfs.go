@@ -53,12 +53,16 @@ func statOf(a vfs.Attr) unix.Stat_t {
 		Blksize: 4096, Blocks: a.Blocks, Atim: a.Atime, Mtim: a.Mtime, Ctim: a.Ctime}
 }
 
+// pathOnly reports whether the file was opened O_PATH: a place to name,
+// not a file to read, write, list, lock or change.
+func (f *vfsFile) pathOnly() bool { return f.flags&unix.O_PATH != 0 }
+
 func (f *vfsFile) readable() bool {
-	return f.flags&unix.O_PATH == 0 && f.flags&unix.O_ACCMODE != unix.O_WRONLY
+	return !f.pathOnly() && f.flags&unix.O_ACCMODE != unix.O_WRONLY
 }
 
 func (f *vfsFile) writable() bool {
-	return f.flags&unix.O_PATH == 0 && f.flags&unix.O_ACCMODE != unix.O_RDONLY
+	return !f.pathOnly() && f.flags&unix.O_ACCMODE != unix.O_RDONLY
 }
 
 func (f *vfsFile) readv(_ *thread, iov [][]byte) (int, unix.Errno) {
@@ -134,7 +138,7 @@ func (f *vfsFile) pwrite(b []byte, off uint64) (int, unix.Errno) {
 func (f *vfsFile) seek(off int64, whence int) (int64, unix.Errno) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.flags&unix.O_PATH != 0 {
+	if f.pathOnly() {
 		return 0, unix.EBADF
 	}
 	var base int64

@@ -952,6 +952,61 @@ func TestPathCalls(t *testing.T) {
 	}
 }
 
+// TestFlock locks a /tmp file through two open files: LOCK_NB answers
+// EWOULDBLOCK, a blocking lock waits for the holder to let go, and a
+// signal ends the wait with EINTR. An O_PATH descriptor locks, lists and
+// changes nothing.
+func TestFlock(t *testing.T) {
+	tv := newTestVM(t, vmOptions{})
+	tv.put(t, tv.at(0), []byte("/tmp/lock\x00"))
+	fd1 := tv.mustCall(t, unix.SYS_OPEN, tv.at(0), unix.O_CREAT|unix.O_RDWR, 0o644)
+	fd2 := tv.mustCall(t, unix.SYS_OPEN, tv.at(0), unix.O_RDONLY, 0)
+	tv.mustCall(t, unix.SYS_FLOCK, fd1, unix.LOCK_EX)
+	if _, e := tv.call(t, unix.SYS_FLOCK, fd2, unix.LOCK_SH|unix.LOCK_NB); e != unix.EWOULDBLOCK {
+		t.Errorf("LOCK_SH|LOCK_NB against an exclusive lock: %v", e)
+	}
+	dup := tv.mustCall(t, unix.SYS_DUP, fd1)
+	tv.mustCall(t, unix.SYS_FLOCK, dup, unix.LOCK_EX|unix.LOCK_NB) // the same open file: its own lock
+
+	child := tv.thread(int(tv.mustCall(t, unix.SYS_CLONE, cloneThreadFlags, 0, 0, 0, 0)))
+	done := make(chan unix.Errno)
+	go func() {
+		_, e, _ := tv.sys(child, unix.SYS_FLOCK, fd2, unix.LOCK_SH)
+		done <- e
+	}()
+	select {
+	case e := <-done:
+		t.Fatalf("a blocking flock returned %v while the lock was held", e)
+	case <-time.After(50 * time.Millisecond):
+	}
+	tv.mustCall(t, unix.SYS_CLOSE, dup)
+	tv.mustCall(t, unix.SYS_CLOSE, fd1) // the last reference lets the lock go
+	if e := <-done; e != 0 {
+		t.Errorf("blocking flock after the holder closed: %v", e)
+	}
+	fd1 = tv.mustCall(t, unix.SYS_OPEN, tv.at(0), unix.O_RDWR, 0)
+	go func() {
+		_, e, _ := tv.sys(child, unix.SYS_FLOCK, fd1, unix.LOCK_EX)
+		done <- e
+	}()
+	time.Sleep(20 * time.Millisecond)
+	child.pending.Or(sigbit(unix.SIGURG))
+	if e := <-done; e != unix.EINTR {
+		t.Errorf("blocking flock with a signal: %v", e)
+	}
+	child.pending.Store(0)
+
+	tv.put(t, tv.at(64), []byte("/tmp\x00"))
+	pfd := tv.mustCall(t, unix.SYS_OPEN, tv.at(64), unix.O_PATH|unix.O_DIRECTORY, 0)
+	runErrCases(t, tv, []errCase{
+		{"flock O_PATH", unix.SYS_FLOCK, []uint64{pfd, unix.LOCK_EX}, unix.EBADF},
+		{"getdents64 O_PATH", unix.SYS_GETDENTS64, []uint64{pfd, tv.at(4096), 4096}, unix.EBADF},
+		{"fchmod O_PATH", unix.SYS_FCHMOD, []uint64{pfd, 0o700}, unix.EBADF},
+		{"futimens O_PATH", unix.SYS_UTIMENSAT, []uint64{pfd, 0, 0, 0}, unix.EBADF},
+		{"flock bad op", unix.SYS_FLOCK, []uint64{fd2, 0}, unix.EINVAL},
+	})
+}
+
 // TestMmapFile maps a file of the guest's file system as a copy.
 func TestMmapFile(t *testing.T) {
 	tv := newTestVM(t, vmOptions{})

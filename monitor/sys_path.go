@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"path"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -187,6 +188,9 @@ func sysGetdents64(t *thread, a sysArgs) (uint64, unix.Errno) {
 		vf, ok := f.(*vfsFile)
 		if !ok {
 			return 0, unix.ENOTDIR
+		}
+		if vf.pathOnly() {
+			return 0, unix.EBADF
 		}
 		if at, e := vf.h.Attr(); e != 0 || !at.IsDir() {
 			return 0, unix.ENOTDIR
@@ -423,8 +427,11 @@ func sysChmod(t *thread, a sysArgs) (uint64, unix.Errno) {
 func sysFchmod(t *thread, a sysArgs) (uint64, unix.Errno) {
 	return t.withFile(a[0], func(f file) (uint64, unix.Errno) {
 		vf, ok := f.(*vfsFile)
-		if !ok {
+		switch {
+		case !ok:
 			return 0, 0 // a pipe's mode: nothing to keep
+		case vf.pathOnly():
+			return 0, unix.EBADF
 		}
 		return 0, vf.h.Chmod(uint32(a[1]) & 0o7777)
 	})
@@ -467,8 +474,11 @@ func sysUtimensat(t *thread, a sysArgs) (uint64, unix.Errno) {
 	if a[1] == 0 { // futimens
 		return t.withFile(a[0], func(f file) (uint64, unix.Errno) {
 			vf, ok := f.(*vfsFile)
-			if !ok {
+			switch {
+			case !ok:
 				return 0, 0
+			case vf.pathOnly():
+				return 0, unix.EBADF
 			}
 			return 0, vf.h.Utimes(atime, mtime)
 		})
@@ -506,7 +516,8 @@ func readUtimes(t *thread, addr uint64) (atime, mtime *unix.Timespec, e unix.Err
 }
 
 // sysFlock locks a file of the file system; on anything else it succeeds,
-// as nothing else shares it.
+// as nothing else shares it. Without LOCK_NB it waits, polling, until the
+// lock is free or a signal comes (EINTR).
 func sysFlock(t *thread, a sysArgs) (uint64, unix.Errno) {
 	op := int(a[1]) &^ unix.LOCK_NB
 	if op != unix.LOCK_SH && op != unix.LOCK_EX && op != unix.LOCK_UN {
@@ -514,10 +525,22 @@ func sysFlock(t *thread, a sysArgs) (uint64, unix.Errno) {
 	}
 	return t.withFile(a[0], func(f file) (uint64, unix.Errno) {
 		vf, ok := f.(*vfsFile)
-		if !ok {
+		switch {
+		case !ok:
 			return 0, 0
+		case vf.pathOnly():
+			return 0, unix.EBADF
 		}
-		return 0, vf.h.Flock(int(a[1]))
+		for wait := time.Millisecond; ; wait = min(2*wait, waitChunk) {
+			e := vf.h.Flock(op)
+			if e != unix.EWOULDBLOCK || a[1]&unix.LOCK_NB != 0 {
+				return 0, e
+			}
+			if t.interrupted() {
+				return 0, unix.EINTR
+			}
+			time.Sleep(wait)
+		}
 	})
 }
 

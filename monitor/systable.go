@@ -185,7 +185,7 @@ var syscallTable = []sysEntry{
 	partial(unix.SYS_LCHOWN, "lchown", subjPaths, sysLchown, "As `fchownat`."),
 	partial(unix.SYS_FCHOWN, "fchown", subjPaths, sysFchown, "As `fchownat`."),
 	full(unix.SYS_UTIMENSAT, "utimensat", subjPaths, sysUtimensat, "Also `futimens` (a NULL path)."),
-	full(unix.SYS_FLOCK, "flock", subjPaths, sysFlock, "A volume's files are locked on the host; the guest's own files need no lock against anything."),
+	full(unix.SYS_FLOCK, "flock", subjPaths, sysFlock, "Between the guest's open files of a file, and for a volume's, with the host's processes too. A blocking lock waits, polling, until it is free or a signal arrives."),
 	full(unix.SYS_STATFS, "statfs", subjPaths, sysStatfs, ""),
 	full(unix.SYS_FSTATFS, "fstatfs", subjPaths, sysFstatfs, ""),
 	full(unix.SYS_UMASK, "umask", subjPaths, sysUmask, ""),

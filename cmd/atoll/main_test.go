@@ -115,6 +115,7 @@ func TestGolden(t *testing.T) {
 		{"run-bad-mem", []string{"run", "--mem", "lots", hello}, 2},
 		{"run-small-mem", []string{"run", "--mem", "1M", hello}, 2},
 		{"run-bad-env", []string{"run", "-e", "NOEQUALS", hello}, 2},
+		{"run-nested-volumes", []string{"run", "--volume", dir + ":/a", "--volume", dir + ":/a/b", hello}, 125},
 		{"run-no-such-file", []string{"run", filepath.Join(dir, "nonexistent")}, 125},
 		{"run-not-elf", []string{"run", write("script.sh", []byte("#!/bin/sh\necho hi\n"))}, 125},
 		{"run-empty", []string{"run", write("empty", nil)}, 125},

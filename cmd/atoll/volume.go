@@ -84,8 +84,11 @@ func (v *volumeFlags) attach(m *manifest.Manifest, d manifest.Device, dir string
 // mount opens host directory dir to appear at guest path at.
 func (a *attached) mount(dir, at string, ro bool) error {
 	for _, v := range a.volumes {
-		if v.Path == at {
+		switch {
+		case v.Path == at:
 			return fmt.Errorf("%s is already a volume", at)
+		case strings.HasPrefix(at, v.Path+"/"), strings.HasPrefix(v.Path, at+"/"):
+			return fmt.Errorf("volumes %s and %s are nested, which Atoll does not support: mount them side by side", v.Path, at)
 		}
 	}
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

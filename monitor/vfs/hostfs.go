@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,7 +19,9 @@ import (
 // system mounted inside it. Operations on a name (mkdir, unlink, rename,
 // symlink, link) act on a directory descriptor so resolved and a single
 // last element; changes of mode and times go through the file's own
-// descriptor. Device files, FIFOs and sockets are never opened.
+// descriptor. Device files, FIFOs and sockets are never opened nor
+// changed, and no file gets a set-user-ID or set-group-ID bit: the
+// guest's root is not the host's.
 type hostFS struct {
 	root int // O_PATH|O_DIRECTORY
 	ro   bool
@@ -26,6 +29,10 @@ type hostFS struct {
 
 // resolveBeneath are the openat2 resolve flags of every volume lookup.
 const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
+
+// hostMode are the permission bits the guest may give a host file: all
+// but set-user-ID and set-group-ID.
+const hostMode = 0o1777
 
 func newHostFS(v Volume, _ uint64) (*hostFS, error) {
 	fd, err := unix.FcntlInt(v.Dir.Fd(), unix.F_DUPFD_CLOEXEC, 3)
@@ -83,17 +90,26 @@ func writes(flags int) bool {
 // walk leaves the whole path to the host kernel.
 func (h *hostFS) walk(string, bool) (walkResult, unix.Errno) { return walkResult{}, 0 }
 
+// open opens rel. A new file is created exclusively, so never through a
+// symbolic link by the host kernel: a final link to nothing is followed
+// here, beneath the volume's root as the host kernel would (an absolute
+// target, or one above the root, is EXDEV), at most maxLinks times.
 func (h *hostFS) open(rel string, flags int, mode uint32) (Handle, unix.Errno) {
 	if h.ro && writes(flags) {
 		return nil, unix.EROFS
 	}
-	for {
+	for tries := 0; tries <= maxLinks; tries++ {
 		pfd, e := h.openat2(rel, unix.O_PATH|flags&unix.O_NOFOLLOW, 0)
 		if e == unix.ENOENT && flags&unix.O_CREAT != 0 {
-			// A new file is a regular file: create it exclusively.
-			fd, e := h.openat2(rel, flags|unix.O_CREAT|unix.O_EXCL, mode)
+			fd, e := h.openat2(rel, flags|unix.O_CREAT|unix.O_EXCL, mode&hostMode)
 			if e == unix.EEXIST && flags&unix.O_EXCL == 0 {
-				continue // created meanwhile: open what is there
+				// A link to nothing, or a file created meanwhile.
+				if target, e := h.readlink(rel); e == 0 && flags&unix.O_NOFOLLOW == 0 {
+					if rel, e = beneath(rel, target); e != 0 {
+						return nil, e
+					}
+				}
+				continue
 			}
 			if e != 0 {
 				return nil, e
@@ -108,15 +124,19 @@ func (h *hostFS) open(rel string, flags int, mode uint32) (Handle, unix.Errno) {
 		if err := unix.Fstat(pfd, &st); err != nil {
 			return nil, errnoOf(err)
 		}
+		if flags&unix.O_CREAT != 0 && flags&unix.O_EXCL != 0 {
+			return nil, unix.EEXIST
+		}
 		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFREG, unix.S_IFDIR:
+		case unix.S_IFREG:
+		case unix.S_IFDIR:
+			if flags&unix.O_CREAT != 0 {
+				return nil, unix.EISDIR
+			}
 		case unix.S_IFLNK:
 			return nil, unix.ELOOP // O_NOFOLLOW on a link
 		default:
 			return nil, unix.EACCES // devices, FIFOs and sockets stay the host's
-		}
-		if flags&unix.O_CREAT != 0 && flags&unix.O_EXCL != 0 {
-			return nil, unix.EEXIST
 		}
 		fd, e := reopen(pfd, flags&^(unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW))
 		if e != 0 {
@@ -124,6 +144,23 @@ func (h *hostFS) open(rel string, flags int, mode uint32) (Handle, unix.Errno) {
 		}
 		return &hostHandle{fd: fd, append: flags&unix.O_APPEND != 0, ro: h.ro}, 0
 	}
+	return nil, unix.ELOOP
+}
+
+// beneath returns what symbolic link rel's target names, relative to the
+// volume's root, or EXDEV if that is outside it.
+func beneath(rel, target string) (string, unix.Errno) {
+	if path.IsAbs(target) {
+		return "", unix.EXDEV
+	}
+	p := path.Join(path.Dir(rel), target)
+	switch {
+	case p == "..", strings.HasPrefix(p, "../"):
+		return "", unix.EXDEV
+	case p == ".":
+		return "", 0
+	}
+	return p, 0
 }
 
 func (h *hostFS) stat(rel string, follow bool) (Attr, unix.Errno) {
@@ -190,7 +227,7 @@ func (h *hostFS) atName(rel string, op func(dirfd int, name string) error) unix.
 }
 
 func (h *hostFS) mkdir(rel string, mode uint32) unix.Errno {
-	return h.atName(rel, func(fd int, name string) error { return unix.Mkdirat(fd, name, mode) })
+	return h.atName(rel, func(fd int, name string) error { return unix.Mkdirat(fd, name, mode&hostMode) })
 }
 
 func (h *hostFS) remove(rel string, dir bool) unix.Errno {
@@ -227,26 +264,49 @@ func (h *hostFS) link(from, to string) unix.Errno {
 	})
 }
 
-// throughFD runs op on the file rel names, by its /proc magic link, so
-// that nothing follows a symbolic link out of the volume.
-func (h *hostFS) throughFD(rel string, op func(procPath string) error) unix.Errno {
+// throughFD runs op on the regular file or directory rel names, by its
+// /proc magic link, so that nothing follows a symbolic link out of the
+// volume; a final link itself, unless follow, goes to onLink with its
+// directory and name.
+func (h *hostFS) throughFD(rel string, follow bool, op func(procPath string) error, onLink func(dirfd int, name string) error) unix.Errno {
 	if h.ro {
 		return unix.EROFS
 	}
-	fd, e := h.openat2(rel, unix.O_PATH, 0)
+	flags := unix.O_PATH
+	if !follow {
+		flags |= unix.O_NOFOLLOW
+	}
+	fd, e := h.openat2(rel, flags, 0)
 	if e != 0 {
 		return e
 	}
 	defer unix.Close(fd)
-	return errnoOf(op("/proc/self/fd/" + strconv.Itoa(fd)))
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return errnoOf(err)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG, unix.S_IFDIR:
+		return errnoOf(op("/proc/self/fd/" + strconv.Itoa(fd)))
+	case unix.S_IFLNK:
+		return h.atName(rel, onLink)
+	}
+	return unix.EACCES // devices, FIFOs and sockets stay the host's
 }
 
-func (h *hostFS) chmod(rel string, mode uint32) unix.Errno {
-	return h.throughFD(rel, func(p string) error { return unix.Chmod(p, mode) })
+func (h *hostFS) chmod(rel string, mode uint32, follow bool) unix.Errno {
+	return h.throughFD(rel, follow,
+		func(p string) error { return unix.Chmod(p, mode&hostMode) },
+		func(int, string) error { return unix.EOPNOTSUPP }) // a link's mode is not its own to change
 }
 
-func (h *hostFS) utimes(rel string, atime, mtime *unix.Timespec) unix.Errno {
-	return h.throughFD(rel, func(p string) error { return unix.UtimesNanoAt(unix.AT_FDCWD, p, times(atime, mtime), 0) })
+func (h *hostFS) utimes(rel string, atime, mtime *unix.Timespec, follow bool) unix.Errno {
+	ts := times(atime, mtime)
+	return h.throughFD(rel, follow,
+		func(p string) error { return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, 0) },
+		func(dirfd int, name string) error {
+			return unix.UtimesNanoAt(dirfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+		})
 }
 
 func (h *hostFS) statfs() (unix.Statfs_t, unix.Errno) {
@@ -346,7 +406,7 @@ func (h *hostHandle) Chmod(mode uint32) unix.Errno {
 	if h.ro {
 		return unix.EROFS
 	}
-	return errnoOf(unix.Fchmod(h.fd, mode))
+	return errnoOf(unix.Fchmod(h.fd, mode&hostMode))
 }
 
 func (h *hostHandle) Utimes(atime, mtime *unix.Timespec) unix.Errno {
@@ -356,7 +416,7 @@ func (h *hostHandle) Utimes(atime, mtime *unix.Timespec) unix.Errno {
 	return errnoOf(unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(h.fd), times(atime, mtime), 0))
 }
 
-func (h *hostHandle) Flock(how int) unix.Errno { return errnoOf(unix.Flock(h.fd, how)) }
+func (h *hostHandle) Flock(how int) unix.Errno { return errnoOf(unix.Flock(h.fd, how|unix.LOCK_NB)) }
 
 func (h *hostHandle) HostFD() int { return h.fd }
 

@@ -19,10 +19,21 @@ type memFS struct {
 	root     *node
 	dev      uint64
 	writable bool
-	// charge accounts for size bytes more (or fewer, when negative) of
-	// contents; it fails when the guest's memory limit would be passed.
+	// charge accounts for delta bytes more (or fewer, when negative)
+	// held for the guest; it fails when the guest's memory limit would
+	// be passed. Nil for the read-only root.
 	charge func(delta int64) bool
 }
+
+// What /tmp counts against the memory limit, besides file contents (by
+// the capacity held) and link targets: an estimate of the monitor's
+// memory behind each node and each directory entry.
+const (
+	nodeCost  = 192
+	entryCost = 64
+)
+
+func nameCost(name string) int64 { return entryCost + int64(len(name)) }
 
 // node is a directory, regular file, symbolic link or device.
 type node struct {
@@ -38,6 +49,15 @@ type node struct {
 	ctime    unix.Timespec
 	// exe makes a regular file also answer readlink, as /proc/self/exe.
 	exe string
+
+	// charged is what the node counts against the memory limit; it is
+	// returned once no name and no open file refers to the node.
+	charged int64
+	opens   int
+	// lockEx holds the node's exclusive flock, lockSh counts its shared
+	// ones.
+	lockEx *memHandle
+	lockSh int
 }
 
 var nextIno atomic.Uint64
@@ -63,6 +83,50 @@ func newMemFS(dev uint64, writable bool, charge func(int64) bool) *memFS {
 		fs.root.mode = unix.S_IFDIR | 0o1777 // /tmp
 	}
 	return fs
+}
+
+// account charges delta bytes against the memory limit, or returns them
+// when delta is negative.
+func (fs *memFS) account(delta int64) bool {
+	return fs.charge == nil || delta == 0 || fs.charge(delta)
+}
+
+// insert names new node n name in directory p, charging for both.
+// Called with mu.
+func (fs *memFS) insert(p *node, name string, n *node) unix.Errno {
+	cost := nodeCost + int64(len(n.target))
+	if !fs.account(cost + nameCost(name)) {
+		return unix.ENOSPC
+	}
+	n.charged = cost
+	p.children[name] = n
+	if n.isDir() {
+		p.nlink++
+	}
+	p.mtime = now()
+	p.ctime = p.mtime
+	return 0
+}
+
+// unref drops one name of n (a directory's only one), returning what the
+// node holds once nothing refers to it. Called with mu.
+func (fs *memFS) unref(n *node) {
+	if n.isDir() {
+		n.nlink = 0
+	} else {
+		n.nlink--
+	}
+	fs.release(n)
+}
+
+// release returns a node's contents to the memory limit once no name and
+// no open file refers to it. Called with mu.
+func (fs *memFS) release(n *node) {
+	if n.nlink > 0 || n.opens > 0 || n.charged == 0 {
+		return
+	}
+	fs.account(-n.charged)
+	n.charged, n.data = 0, nil
 }
 
 // lookup walks rel from the root without following links. Called with mu.
@@ -122,18 +186,16 @@ func (fs *memFS) attr(n *node) Attr {
 	return a
 }
 
-func (fs *memFS) stat(rel string, follow bool) (Attr, unix.Errno) {
+// stat describes rel; walk has followed any link to follow. The
+// executable is a regular file even to lstat, though it answers
+// readlink: what lstat calls a link, path resolvers such as
+// filepath.EvalSymlinks follow, and this link names itself.
+func (fs *memFS) stat(rel string, _ bool) (Attr, unix.Errno) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	n, e := fs.lookup(rel)
 	if e != 0 {
 		return Attr{}, e
-	}
-	if n.exe != "" && !follow {
-		a := fs.attr(n)
-		a.Mode = unix.S_IFLNK | 0o777
-		a.Size = int64(len(n.exe))
-		return a, 0
 	}
 	return fs.attr(n), 0
 }
@@ -168,8 +230,9 @@ func (fs *memFS) open(rel string, flags int, mode uint32) (Handle, unix.Errno) {
 			return nil, e
 		}
 		n = newNode(unix.S_IFREG | mode&0o7777)
-		parent.children[name] = n
-		parent.mtime = n.mtime
+		if e := fs.insert(parent, name, n); e != 0 {
+			return nil, e
+		}
 	case e != 0:
 		return nil, e
 	case flags&unix.O_CREAT != 0 && flags&unix.O_EXCL != 0:
@@ -178,7 +241,7 @@ func (fs *memFS) open(rel string, flags int, mode uint32) (Handle, unix.Errno) {
 		return nil, unix.ELOOP // O_NOFOLLOW on a link
 	case flags&unix.O_DIRECTORY != 0 && !n.isDir():
 		return nil, unix.ENOTDIR
-	case n.isDir() && (acc != unix.O_RDONLY || flags&unix.O_TRUNC != 0):
+	case n.isDir() && (acc != unix.O_RDONLY || flags&(unix.O_TRUNC|unix.O_CREAT) != 0):
 		return nil, unix.EISDIR
 	case acc != unix.O_RDONLY && !fs.writable && n.dev == nil:
 		return nil, unix.EROFS
@@ -188,6 +251,7 @@ func (fs *memFS) open(rel string, flags int, mode uint32) (Handle, unix.Errno) {
 			return nil, e
 		}
 	}
+	n.opens++
 	return &memHandle{fs: fs, n: n}, 0
 }
 
@@ -215,25 +279,39 @@ func (fs *memFS) parentOf(rel string) (*node, string, unix.Errno) {
 	return p, name, 0
 }
 
-// resize sets a regular file's size, charging the difference. Called
-// with mu.
+// resize sets a regular file's size. The capacity behind it is what
+// counts against the memory limit: growth leaves a quarter more for the
+// next append, and a file cut below half its capacity is moved to a
+// buffer of its size. Called with mu.
 func (fs *memFS) resize(n *node, size int64) unix.Errno {
-	old := int64(len(n.data))
+	old, oldCap := int64(len(n.data)), int64(cap(n.data))
 	if size == old {
 		return 0
 	}
-	if fs.charge != nil && !fs.charge(size-old) {
-		return unix.ENOSPC
+	newCap := oldCap
+	switch {
+	case size > oldCap:
+		newCap = size + size/4
+		if !fs.account(newCap - oldCap) {
+			newCap = size
+			if !fs.account(newCap - oldCap) {
+				return unix.ENOSPC
+			}
+		}
+	case size < oldCap/2:
+		newCap = size
+		fs.account(newCap - oldCap)
 	}
-	if size < old {
-		clear(n.data[size:])
-		n.data = n.data[:size]
-	} else if size <= int64(cap(n.data)) {
-		n.data = n.data[:size]
+	if newCap != oldCap {
+		buf := make([]byte, size, newCap)
+		copy(buf, n.data)
+		n.data = buf
+		n.charged += newCap - oldCap
 	} else {
-		grown := make([]byte, size, size+size/4)
-		copy(grown, n.data)
-		n.data = grown
+		if size < old {
+			clear(n.data[size:]) // what a later growth shows is zeroes
+		}
+		n.data = n.data[:size]
 	}
 	n.mtime = now()
 	n.ctime = n.mtime
@@ -253,10 +331,7 @@ func (fs *memFS) mkdir(rel string, mode uint32) unix.Errno {
 	if !fs.writable {
 		return unix.EROFS
 	}
-	p.children[name] = newNode(unix.S_IFDIR | mode&0o7777)
-	p.nlink++
-	p.mtime = now()
-	return 0
+	return fs.insert(p, name, newNode(unix.S_IFDIR|mode&0o7777))
 }
 
 func (fs *memFS) remove(rel string, dir bool) unix.Errno {
@@ -281,24 +356,15 @@ func (fs *memFS) remove(rel string, dir bool) unix.Errno {
 		return unix.ENOTEMPTY
 	}
 	delete(p.children, name)
+	fs.account(-nameCost(name))
 	if n.isDir() {
 		p.nlink--
 	}
-	n.nlink--
-	if n.nlink == 0 || n.isDir() {
-		fs.release(n)
-	}
+	fs.unref(n)
 	p.mtime = now()
+	p.ctime = p.mtime
+	n.ctime = p.mtime
 	return 0
-}
-
-// release returns an unlinked file's contents to the memory limit once
-// nothing names it. Open handles keep reading what they had. Called with
-// mu.
-func (fs *memFS) release(n *node) {
-	if fs.charge != nil && len(n.data) > 0 {
-		fs.charge(-int64(len(n.data)))
-	}
 }
 
 func (fs *memFS) rename(from, to string, flags uint) unix.Errno {
@@ -338,11 +404,16 @@ func (fs *memFS) rename(from, to string, flags uint) unix.Errno {
 			return unix.ENOTDIR
 		case old.isDir() && len(old.children) > 0:
 			return unix.ENOTEMPTY
+		case old == n:
+			return 0 // two names of one file: nothing changes
 		}
-		old.nlink--
-		if old.nlink == 0 || old.isDir() {
-			fs.release(old)
+		if old.isDir() {
+			tp.nlink--
 		}
+		fs.unref(old)
+		fs.account(-nameCost(fname))
+	} else if !fs.account(nameCost(tname) - nameCost(fname)) {
+		return unix.ENOSPC
 	}
 	delete(fp.children, fname)
 	tp.children[tname] = n
@@ -370,8 +441,7 @@ func (fs *memFS) symlink(target, rel string) unix.Errno {
 	}
 	l := newNode(unix.S_IFLNK | 0o777)
 	l.target = target
-	p.children[name] = l
-	return 0
+	return fs.insert(p, name, l)
 }
 
 func (fs *memFS) link(from, to string) unix.Errno {
@@ -394,12 +464,17 @@ func (fs *memFS) link(from, to string) unix.Errno {
 	if _, ok := p.children[name]; ok {
 		return unix.EEXIST
 	}
+	if !fs.account(nameCost(name)) {
+		return unix.ENOSPC
+	}
 	p.children[name] = n
 	n.nlink++
+	n.ctime = now()
+	p.mtime, p.ctime = n.ctime, n.ctime
 	return 0
 }
 
-func (fs *memFS) chmod(rel string, mode uint32) unix.Errno {
+func (fs *memFS) chmod(rel string, mode uint32, follow bool) unix.Errno {
 	if !fs.writable {
 		return unix.EROFS
 	}
@@ -409,12 +484,15 @@ func (fs *memFS) chmod(rel string, mode uint32) unix.Errno {
 	if e != 0 {
 		return e
 	}
+	if n.isLink() && !follow {
+		return unix.EOPNOTSUPP // a link's mode is not its own to change
+	}
 	n.mode = n.mode&unix.S_IFMT | mode&0o7777
 	n.ctime = now()
 	return 0
 }
 
-func (fs *memFS) utimes(rel string, atime, mtime *unix.Timespec) unix.Errno {
+func (fs *memFS) utimes(rel string, atime, mtime *unix.Timespec, _ bool) unix.Errno {
 	if !fs.writable {
 		return unix.EROFS
 	}
@@ -450,6 +528,9 @@ func (fs *memFS) statfs() (unix.Statfs_t, unix.Errno) {
 type memHandle struct {
 	fs *memFS
 	n  *node
+	// guarded by fs.mu
+	lock   int // the flock it holds: 0, LOCK_SH or LOCK_EX
+	closed bool
 }
 
 func (h *memHandle) ReadAt(p []byte, off int64) (int, unix.Errno) {
@@ -575,13 +656,67 @@ func (h *memHandle) Utimes(atime, mtime *unix.Timespec) unix.Errno {
 	return 0
 }
 
-// Flock succeeds: nothing outside the guest shares an in-memory file, and
-// one guest is one process.
-func (h *memHandle) Flock(int) unix.Errno { return 0 }
+// Flock locks the node against the guest's other open files of it;
+// nothing outside the guest shares an in-memory file.
+func (h *memHandle) Flock(how int) unix.Errno {
+	h.fs.mu.Lock()
+	defer h.fs.mu.Unlock()
+	n := h.n
+	switch how &^ unix.LOCK_NB {
+	case unix.LOCK_UN:
+		h.unlock()
+	case unix.LOCK_SH:
+		if n.lockEx != nil && n.lockEx != h {
+			return unix.EWOULDBLOCK
+		}
+		if h.lock != unix.LOCK_SH {
+			h.unlock()
+			n.lockSh++
+			h.lock = unix.LOCK_SH
+		}
+	case unix.LOCK_EX:
+		others := n.lockSh
+		if h.lock == unix.LOCK_SH {
+			others--
+		}
+		if (n.lockEx != nil && n.lockEx != h) || others > 0 {
+			return unix.EWOULDBLOCK
+		}
+		h.unlock()
+		n.lockEx = h
+		h.lock = unix.LOCK_EX
+	default:
+		return unix.EINVAL
+	}
+	return 0
+}
+
+// unlock drops the handle's lock. Called with mu.
+func (h *memHandle) unlock() {
+	switch h.lock {
+	case unix.LOCK_SH:
+		h.n.lockSh--
+	case unix.LOCK_EX:
+		h.n.lockEx = nil
+	}
+	h.lock = 0
+}
 
 func (h *memHandle) HostFD() int { return -1 }
 
-func (h *memHandle) Close() {}
+// Close drops the handle's lock and, for a file no longer named, what it
+// held.
+func (h *memHandle) Close() {
+	h.fs.mu.Lock()
+	defer h.fs.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.closed = true
+	h.unlock()
+	h.n.opens--
+	h.fs.release(h.n)
+}
 
 // dtype is the getdents64 type of a mode.
 func dtype(mode uint32) uint8 {

@@ -61,8 +61,10 @@ type Handle interface {
 	// Chmod and Utimes change the open file's attributes.
 	Chmod(mode uint32) unix.Errno
 	Utimes(atime, mtime *unix.Timespec) unix.Errno
-	// Flock locks the file against other holders (volumes only are
-	// shared with anything else).
+	// Flock takes, converts or drops (LOCK_SH, LOCK_EX, LOCK_UN) the
+	// open file's lock against the file's other open files, the host's
+	// too for a volume's. It never waits: a lock held elsewhere is
+	// EWOULDBLOCK.
 	Flock(how int) unix.Errno
 	// HostFD returns a host descriptor the file can be polled or locked
 	// with, or -1.
@@ -88,8 +90,10 @@ type backend interface {
 	rename(from, to string, flags uint) unix.Errno
 	symlink(target, rel string) unix.Errno
 	link(from, to string) unix.Errno
-	chmod(rel string, mode uint32) unix.Errno
-	utimes(rel string, atime, mtime *unix.Timespec) unix.Errno
+	// chmod and utimes change rel's attributes, or a final symbolic
+	// link's own unless follow (walk has followed the others).
+	chmod(rel string, mode uint32, follow bool) unix.Errno
+	utimes(rel string, atime, mtime *unix.Timespec, follow bool) unix.Errno
 	statfs() (unix.Statfs_t, unix.Errno)
 }
 
@@ -210,22 +214,39 @@ func (fs *FS) parent(p string) (backend, string, string, unix.Errno) {
 	return be, path.Join(rel, name), name, 0
 }
 
-// Open opens absolute path p with open(2) flags and creation mode.
+// Open opens absolute path p with open(2) flags and creation mode. With
+// O_CREAT, a final symbolic link to nothing creates its target, as Linux
+// does (O_EXCL refuses any link).
 func (fs *FS) Open(p string, flags int, mode uint32) (Handle, unix.Errno) {
 	follow := flags&unix.O_NOFOLLOW == 0
 	if flags&unix.O_CREAT != 0 && flags&unix.O_EXCL != 0 {
 		follow = false
 	}
-	be, rel, e := fs.resolve(p, follow)
-	if e == unix.ENOENT && flags&unix.O_CREAT != 0 {
+	p = fs.Abs("", p)
+	for hops := 0; ; hops++ {
+		be, rel, e := fs.resolve(p, follow)
+		if e != unix.ENOENT || flags&unix.O_CREAT == 0 {
+			if e != 0 {
+				return nil, e
+			}
+			return be.open(rel, flags, mode&^fs.Umask())
+		}
 		// Create through the parent, which must exist.
 		if be, rel, _, e = fs.parent(p); e != 0 {
 			return nil, e
 		}
-	} else if e != 0 {
-		return nil, e
+		target, e := be.readlink(rel)
+		if !follow || e != 0 {
+			return be.open(rel, flags, mode&^fs.Umask())
+		}
+		if hops >= maxLinks {
+			return nil, unix.ELOOP
+		}
+		if !path.IsAbs(target) {
+			target = path.Join(path.Dir(p), target)
+		}
+		p = path.Clean(target)
 	}
-	return be.open(rel, flags, mode&^fs.Umask())
 }
 
 // Stat returns the attributes of absolute path p, following a final
@@ -312,13 +333,14 @@ func (fs *FS) Link(from, to string, follow bool) unix.Errno {
 	return b1.link(r1, r2)
 }
 
-// Chmod changes a file's permission bits.
+// Chmod changes a file's permission bits; a symbolic link's own, unless
+// follow, is EOPNOTSUPP.
 func (fs *FS) Chmod(p string, mode uint32, follow bool) unix.Errno {
 	be, rel, e := fs.resolve(p, follow)
 	if e != 0 {
 		return e
 	}
-	return be.chmod(rel, mode&0o7777)
+	return be.chmod(rel, mode&0o7777, follow)
 }
 
 // Utimes changes a file's times; nil leaves one as it is.
@@ -327,7 +349,7 @@ func (fs *FS) Utimes(p string, atime, mtime *unix.Timespec, follow bool) unix.Er
 	if e != 0 {
 		return e
 	}
-	return be.utimes(rel, atime, mtime)
+	return be.utimes(rel, atime, mtime, follow)
 }
 
 // Statfs describes the file system holding p.
@@ -340,15 +362,18 @@ func (fs *FS) Statfs(p string) (unix.Statfs_t, unix.Errno) {
 }
 
 // Access checks that p exists and, for W_OK, that its file system is
-// writable. The guest is root: permission bits do not bind it, except
-// that X_OK needs some execute bit on a regular file.
+// writable or it is a device. The guest is root: permission bits do not
+// bind it, except that X_OK needs some execute bit on a regular file.
 func (fs *FS) Access(p string, mode uint32, follow bool) unix.Errno {
-	a, e := fs.Stat(p, follow)
+	be, rel, e := fs.resolve(p, follow)
 	if e != 0 {
 		return e
 	}
-	if mode&unix.W_OK != 0 {
-		be, _, _ := fs.resolve(p, follow)
+	a, e := be.stat(rel, follow)
+	if e != 0 {
+		return e
+	}
+	if mode&unix.W_OK != 0 && a.Mode&unix.S_IFMT != unix.S_IFCHR {
 		if st, e := be.statfs(); e == 0 && st.Flags&unix.ST_RDONLY != 0 {
 			return unix.EROFS
 		}

@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +17,14 @@ import (
 // bytes, and a volume at /data (read-only at /ro) over host directories it
 // returns.
 func testFS(t *testing.T, limit int64) (*FS, string, string) {
+	t.Helper()
+	f, vol, outside, _ := testFSUsage(t, limit)
+	return f, vol, outside
+}
+
+// testFSUsage is testFS that also returns what /tmp counts against its
+// limit.
+func testFSUsage(t *testing.T, limit int64) (*FS, string, string, *int64) {
 	t.Helper()
 	host := t.TempDir()
 	outside := t.TempDir()
@@ -55,7 +65,7 @@ func testFS(t *testing.T, limit int64) (*FS, string, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.Close)
-	return f, vol, outside
+	return f, vol, outside, &used
 }
 
 func readAll(t *testing.T, h Handle) string {
@@ -123,8 +133,13 @@ func TestRootTree(t *testing.T) {
 	if got := readAll(t, mustOpen(t, f, ExeLink, unix.O_RDONLY)); got != "\x7fELF..." {
 		t.Errorf("exe contents %q", got)
 	}
-	if a, _ := f.Stat(ExeLink, false); a.Mode&unix.S_IFMT != unix.S_IFLNK {
+	// lstat says file: the link names itself, and what resolves links
+	// by lstat and readlink (filepath.EvalSymlinks) would loop.
+	if a, _ := f.Stat(ExeLink, false); a.Mode&unix.S_IFMT != unix.S_IFREG {
 		t.Errorf("lstat exe: %o", a.Mode)
+	}
+	if e := f.Access("/dev/null", unix.W_OK, true); e != 0 {
+		t.Errorf("write access to /dev/null: %v", e)
 	}
 	// Devices.
 	null := mustOpen(t, f, "/dev/null", unix.O_RDWR)
@@ -193,6 +208,7 @@ func TestTmp(t *testing.T) {
 	if e := f.Remove("/tmp/big", false); e != 0 {
 		t.Fatal(e)
 	}
+	big.Close() // an unlinked file holds its space until then
 	if e := mustOpen(t, f, "/tmp/again", unix.O_CREAT|unix.O_WRONLY).Truncate(60 << 10); e != 0 {
 		t.Errorf("space not returned after remove: %v", e)
 	}
@@ -299,5 +315,204 @@ func TestTruncatedImage(t *testing.T) {
 	}
 	if _, e := h.ReadAt(make([]byte, 100), 4096); e != unix.EIO {
 		t.Errorf("read of a truncated mapping: %v, want EIO", e)
+	}
+}
+
+// TestTmpAccounting checks that /tmp counts what it holds, names and
+// links included, that an unlinked file still open keeps its contents and
+// its charge until the last close, and that everything removed returns
+// the count to where it began.
+func TestTmpAccounting(t *testing.T) {
+	f, _, _, used := testFSUsage(t, 1<<20)
+	if *used != 0 {
+		t.Fatalf("an empty /tmp counts %d bytes", *used)
+	}
+	f.Mkdir("/tmp/d", 0o755)
+	f.Symlink("a-long-link-target", "/tmp/d/link")
+	h, e := f.Open("/tmp/d/f", unix.O_CREAT|unix.O_RDWR, 0o644)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	h.WriteAt(make([]byte, 300<<10), 0, false)
+	if *used < 300<<10 {
+		t.Errorf("300 KiB written counts %d bytes", *used)
+	}
+	// A file cut to a tenth gives back most of its buffer.
+	h.Truncate(30 << 10)
+	if *used > 64<<10 {
+		t.Errorf("after truncating to 30 KiB, %d bytes counted", *used)
+	}
+	f.Link("/tmp/d/f", "/tmp/hard", true)
+	f.Rename("/tmp/d/link", "/tmp/d/renamed-link", 0)
+	f.Remove("/tmp/d/f", false)
+	f.Remove("/tmp/hard", false)
+	// Unlinked but open: still readable, still counted.
+	if n, e := h.ReadAt(make([]byte, 10), 0); n != 10 || e != 0 {
+		t.Errorf("read of an open, unlinked file: %d %v", n, e)
+	}
+	if *used < 30<<10 {
+		t.Errorf("an open, unlinked file's contents not counted: %d", *used)
+	}
+	h.Close()
+	// A replacing rename drops what it replaces.
+	for _, p := range []string{"/tmp/x", "/tmp/y"} {
+		g, _ := f.Open(p, unix.O_CREAT|unix.O_WRONLY, 0o644)
+		g.WriteAt(make([]byte, 10<<10), 0, false)
+		g.Close()
+	}
+	if e := f.Rename("/tmp/x", "/tmp/y", 0); e != 0 {
+		t.Fatal(e)
+	}
+	f.Remove("/tmp/y", false)
+	f.Remove("/tmp/d/renamed-link", false)
+	f.Remove("/tmp/d", true)
+	if *used != 0 {
+		t.Errorf("everything removed, %d bytes still counted", *used)
+	}
+	// Names cost too: a directory cannot fill the limit with empty files.
+	var err unix.Errno
+	for i := 0; i < 100000 && err == 0; i++ {
+		var g Handle
+		g, err = f.Open("/tmp/"+strings.Repeat("n", 200)+strconv.Itoa(i), unix.O_CREAT|unix.O_WRONLY, 0o644)
+		if err == 0 {
+			g.Close()
+		}
+	}
+	if err != unix.ENOSPC {
+		t.Errorf("100000 empty files with long names in 1 MiB: %v", err)
+	}
+}
+
+// TestCreateThroughLink creates through a final symbolic link to nothing,
+// as Linux does, in /tmp and in a volume; a volume's link never creates
+// outside it, and a loop ends.
+func TestCreateThroughLink(t *testing.T) {
+	f, vol, outside := testFS(t, 1<<20)
+	for _, dir := range []string{"/tmp", "/data"} {
+		f.Symlink("sub/target", dir+"/dangling")
+		f.Mkdir(dir+"/sub", 0o755)
+		f.Symlink("dangling", dir+"/chain")
+		h, e := f.Open(dir+"/chain", unix.O_CREAT|unix.O_WRONLY, 0o644)
+		if e != 0 {
+			t.Fatalf("%s: create through two links: %v", dir, e)
+		}
+		h.WriteAt([]byte("made"), 0, false)
+		h.Close()
+		if a, e := f.Stat(dir+"/sub/target", false); e != 0 || a.Size != 4 {
+			t.Errorf("%s: the link's target: %+v %v", dir, a, e)
+		}
+		f.Remove(dir+"/sub/target", false)
+		if _, e := f.Open(dir+"/dangling", unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, 0o644); e != unix.EEXIST {
+			t.Errorf("%s: O_EXCL through a link: %v", dir, e)
+		}
+		if _, e := f.Open(dir+"/dangling", unix.O_CREAT|unix.O_NOFOLLOW|unix.O_WRONLY, 0o644); e != unix.ELOOP {
+			t.Errorf("%s: O_NOFOLLOW through a link: %v", dir, e)
+		}
+		f.Symlink("loop", dir+"/loop")
+		done := make(chan unix.Errno)
+		go func() { _, e := f.Open(dir+"/loop", unix.O_CREAT|unix.O_WRONLY, 0o644); done <- e }()
+		select {
+		case e := <-done:
+			if e != unix.ELOOP {
+				t.Errorf("%s: create through a link to itself: %v", dir, e)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: create through a link to itself never returned", dir)
+		}
+		if _, e := f.Open(dir, unix.O_CREAT|unix.O_RDONLY, 0o644); e != unix.EISDIR {
+			t.Errorf("%s: O_CREAT on a directory: %v", dir, e)
+		}
+	}
+	// Out of the volume: absolute, and above its root.
+	os.Symlink(filepath.Join(outside, "new"), filepath.Join(vol, "out-abs"))
+	os.Symlink("../../"+filepath.Base(outside)+"/new", filepath.Join(vol, "out-rel"))
+	for _, p := range []string{"/data/out-abs", "/data/out-rel"} {
+		if _, e := f.Open(p, unix.O_CREAT|unix.O_WRONLY, 0o644); e != unix.EXDEV {
+			t.Errorf("%s: %v, want EXDEV", p, e)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(outside, "new")); err == nil {
+		t.Error("a file was created outside the volume")
+	}
+}
+
+// TestMemFlock locks an in-memory file through separate open files.
+func TestMemFlock(t *testing.T) {
+	f, _, _ := testFS(t, 1<<20)
+	a := mustOpen(t, f, "/tmp/l", unix.O_CREAT|unix.O_RDWR)
+	b := mustOpen(t, f, "/tmp/l", unix.O_RDONLY)
+	for i, c := range []struct {
+		h    Handle
+		how  int
+		want unix.Errno
+	}{
+		{a, unix.LOCK_EX, 0},
+		{a, unix.LOCK_EX, 0}, // again: already its own
+		{b, unix.LOCK_EX, unix.EWOULDBLOCK},
+		{b, unix.LOCK_SH, unix.EWOULDBLOCK},
+		{a, unix.LOCK_SH, 0}, // converted
+		{b, unix.LOCK_SH, 0},
+		{a, unix.LOCK_EX, unix.EWOULDBLOCK}, // b shares it
+		{b, unix.LOCK_UN, 0},
+		{a, unix.LOCK_EX, 0},
+	} {
+		if e := c.h.Flock(c.how); e != c.want {
+			t.Errorf("step %d: flock(%d) = %v, want %v", i, c.how, e, c.want)
+		}
+	}
+	a.Close()
+	if e := b.Flock(unix.LOCK_EX); e != 0 {
+		t.Errorf("after the holder closed: %v", e)
+	}
+}
+
+// TestVolumeModes checks that the guest gives no host file a set-user-ID
+// or set-group-ID bit, changes no host device, and changes a link's own
+// times when asked not to follow it.
+func TestVolumeModes(t *testing.T) {
+	f, vol, _ := testFS(t, 1<<20)
+	h, e := f.Open("/data/prog", unix.O_CREAT|unix.O_WRONLY, 0o6755)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	check := func(what, name string) {
+		t.Helper()
+		st, err := os.Stat(filepath.Join(vol, name))
+		if err != nil || st.Mode()&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+			t.Errorf("%s: host mode %v, %v", what, st.Mode(), err)
+		}
+	}
+	check("create", "prog")
+	h.Chmod(0o4755)
+	h.Close()
+	check("fchmod", "prog")
+	f.Chmod("/data/prog", 0o6777, true)
+	check("chmod", "prog")
+	f.Mkdir("/data/dir", 0o2755)
+	check("mkdir", "dir")
+
+	unix.Mkfifo(filepath.Join(vol, "fifo"), 0o644)
+	if e := f.Chmod("/data/fifo", 0o666, true); e != unix.EACCES {
+		t.Errorf("chmod of a host FIFO: %v", e)
+	}
+	now := unix.NsecToTimespec(time.Now().UnixNano())
+	if e := f.Utimes("/data/fifo", &now, &now, true); e != unix.EACCES {
+		t.Errorf("utimes of a host FIFO: %v", e)
+	}
+
+	os.Symlink("prog", filepath.Join(vol, "link"))
+	before, _ := os.Stat(filepath.Join(vol, "prog"))
+	old := unix.NsecToTimespec(time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	if e := f.Utimes("/data/link", &old, &old, false); e != 0 {
+		t.Fatalf("utimes of a link itself: %v", e)
+	}
+	if l, _ := os.Lstat(filepath.Join(vol, "link")); l.ModTime().Year() != 2001 {
+		t.Errorf("the link's own time is %v", l.ModTime())
+	}
+	if after, _ := os.Stat(filepath.Join(vol, "prog")); !after.ModTime().Equal(before.ModTime()) {
+		t.Error("utimes without following changed the link's target")
+	}
+	if e := f.Chmod("/data/link", 0o600, false); e != unix.EOPNOTSUPP {
+		t.Errorf("chmod of a link itself: %v", e)
 	}
 }
