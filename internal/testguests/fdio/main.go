@@ -130,7 +130,15 @@ func flags() {
 		}
 		got <- all
 	}()
-	n, err = retry(func() (int, error) { return syscall.Write(q[1], big) })
+	// One call writes it all unless a signal (the runtime's preemption
+	// SIGURG) interrupts it part way, as on Linux: then it returns what
+	// it wrote, and the rest is written by the next call.
+	n = 0
+	for err = nil; n < len(big) && err == nil; {
+		var m int
+		m, err = retry(func() (int, error) { return syscall.Write(q[1], big[n:]) })
+		n += max(m, 0)
+	}
 	fmt.Println("blocking 1MiB write:", n, err)
 	fmt.Println("read back intact:", bytes.Equal(<-got, big))
 
