@@ -18,13 +18,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"atoll.dev/atoll/netpolicy"
 	"atoll.dev/atoll/netstack"
 	"atoll.dev/atoll/usernet"
 )
 
 // Options configure a backend.
 type Options struct {
-	Forwards []usernet.Forward // user: host ports to forward into the guest
+	Forwards []netpolicy.Forward // user: host ports to forward into the guest
 	// Addr and Gateway are the guest's addressing; zero values take the
 	// backend's default (user: 10.0.2.15/24 via 10.0.2.2; tap: none, so
 	// Addr is required).
@@ -33,7 +34,7 @@ type Options struct {
 	// DHCP has the guest ask for its address instead (Addr is ignored).
 	DHCP bool
 	// Outbound limits the connections a guest on the user backend opens.
-	Outbound usernet.Outbound
+	Outbound netpolicy.Outbound
 }
 
 // Backend is an opened backend.
@@ -111,10 +112,10 @@ func openUser(arg string, o Options) (*Backend, error) {
 	}
 	addr, gw := o.Addr, o.Gateway
 	if !addr.IsValid() {
-		addr = usernet.DefaultGuest
+		addr = netpolicy.Guest
 	}
 	if !gw.IsValid() {
-		gw = usernet.DefaultGateway
+		gw = netpolicy.Gateway
 	}
 	if !addr.Contains(gw) || addr.Addr() == gw {
 		return nil, fmt.Errorf("gateway %v must be another address in %v (give gw= with ip=)", gw, addr.Masked())
@@ -148,7 +149,7 @@ func openTap(iface string, o Options) (*Backend, error) {
 	if len(o.Forwards) > 0 {
 		return nil, fmt.Errorf("port forwards (-p) need the user backend; on a tap device the guest is reachable at its own address")
 	}
-	if o.Outbound != usernet.OutboundAll {
+	if o.Outbound != netpolicy.OutboundAll {
 		return nil, fmt.Errorf("outbound= applies to the user backend; on a tap device use the host's firewall")
 	}
 	if !o.Addr.IsValid() && !o.DHCP {

@@ -10,14 +10,14 @@ import (
 	"time"
 
 	"atoll.dev/atoll/internal/testenv"
+	"atoll.dev/atoll/netpolicy"
 	"atoll.dev/atoll/netstack"
-	"atoll.dev/atoll/usernet"
 )
 
 // userGuest opens the user backend with the given forwards and starts a
 // guest stack on it, batching as the guest library does; dhcp asks for the
 // address instead of taking the one the backend chose.
-func userGuest(t *testing.T, forwards []usernet.Forward, dhcp bool) (*Backend, *netstack.Stack) {
+func userGuest(t *testing.T, forwards []netpolicy.Forward, dhcp bool) (*Backend, *netstack.Stack) {
 	t.Helper()
 	b, err := Open("user", Options{Forwards: forwards})
 	if err != nil {
@@ -45,11 +45,11 @@ func userGuest(t *testing.T, forwards []usernet.Forward, dhcp bool) (*Backend, *
 // reaches a host server through the gateway.
 func TestUserNetwork(t *testing.T) {
 	port := testenv.FreePort(t)
-	fwd, err := usernet.ParseForward(strconv.Itoa(port) + ":80")
+	fwd, err := netpolicy.ParseForward(strconv.Itoa(port) + ":80")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, g := userGuest(t, []usernet.Forward{fwd}, false)
+	b, g := userGuest(t, []netpolicy.Forward{fwd}, false)
 	if b.Addr.String() != "10.0.2.15/24" || b.Gateway.String() != "10.0.2.2" {
 		t.Fatalf("addressing %v via %v", b.Addr, b.Gateway)
 	}
@@ -140,11 +140,11 @@ func TestUserDHCP(t *testing.T) {
 // forward to a guest UDP service and back.
 func TestUDPForward(t *testing.T) {
 	port := testenv.FreePort(t) // a TCP port number that is very likely free for UDP too
-	fwd, err := usernet.ParseForward(strconv.Itoa(port) + ":53/udp")
+	fwd, err := netpolicy.ParseForward(strconv.Itoa(port) + ":53/udp")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, g := userGuest(t, []usernet.Forward{fwd}, false)
+	_, g := userGuest(t, []netpolicy.Forward{fwd}, false)
 	pc, err := g.ListenPacket("udp", ":53")
 	if err != nil {
 		t.Fatal(err)
@@ -201,14 +201,14 @@ func TestOutboundPolicy(t *testing.T) {
 	}()
 	port := strconv.Itoa(host.Addr().(*net.TCPAddr).Port)
 	for _, c := range []struct {
-		policy usernet.Outbound
+		policy netpolicy.Outbound
 		addr   string
 		ok     bool
 	}{
-		{usernet.OutboundAll, "10.0.2.2:" + port, true},
-		{usernet.OutboundNoLoopback, "10.0.2.2:" + port, false},
-		{usernet.OutboundNoLoopback, "127.0.0.1:" + port, false},
-		{usernet.OutboundNone, "10.0.2.2:" + port, false},
+		{netpolicy.OutboundAll, "10.0.2.2:" + port, true},
+		{netpolicy.OutboundNoLoopback, "10.0.2.2:" + port, false},
+		{netpolicy.OutboundNoLoopback, "127.0.0.1:" + port, false},
+		{netpolicy.OutboundNone, "10.0.2.2:" + port, false},
 	} {
 		b, err := Open("user", Options{Outbound: c.policy})
 		if err != nil {
@@ -243,8 +243,8 @@ func TestPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	fwd, _ := usernet.ParseForward(strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:") + ":80")
-	if _, err := Open("user", Options{Forwards: []usernet.Forward{fwd}}); err == nil || !strings.Contains(err.Error(), "address already in use") {
+	fwd, _ := netpolicy.ParseForward(strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:") + ":80")
+	if _, err := Open("user", Options{Forwards: []netpolicy.Forward{fwd}}); err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("err %v", err)
 	}
 }
@@ -256,7 +256,7 @@ func TestTapErrors(t *testing.T) {
 		"bridge:br0":          "unknown network backend",
 		"user:x":              "takes no argument",
 	} {
-		_, err := Open(spec, Options{Addr: usernet.DefaultGuest})
+		_, err := Open(spec, Options{Addr: netpolicy.Guest})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Open(%q): %v, want %q", spec, err, want)
 		}

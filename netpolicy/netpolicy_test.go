@@ -1,6 +1,9 @@
-package usernet
+package netpolicy
 
 import (
+	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -111,5 +114,61 @@ func TestParseOutbound(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("ParseOutbound(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
 		}
+	}
+}
+
+func TestHostTarget(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	for _, tt := range []struct {
+		o      Outbound
+		dst    string
+		want   string
+		wantOK bool
+	}{
+		{OutboundAll, "10.0.2.2:8080", "127.0.0.1:8080", true},
+		{OutboundAll, "[::ffff:10.0.2.2]:8080", "127.0.0.1:8080", true},
+		{OutboundAll, "192.0.2.7:443", "192.0.2.7:443", true},
+		{OutboundAll, "[2001:db8::1]:443", "[2001:db8::1]:443", true},
+		{OutboundNoLoopback, "10.0.2.2:8080", "", false},
+		{OutboundNoLoopback, "127.0.0.1:8080", "", false},
+		{OutboundNoLoopback, "192.0.2.7:443", "192.0.2.7:443", true},
+		{OutboundNone, "192.0.2.7:443", "", false},
+	} {
+		got, ok := tt.o.HostTarget(ap(tt.dst), Gateway)
+		if ok != tt.wantOK || (ok && got != ap(tt.want)) {
+			t.Errorf("%v.HostTarget(%s) = %v, %v; want %s, %v", tt.o, tt.dst, got, ok, tt.want, tt.wantOK)
+		}
+	}
+}
+
+func TestUpstream(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.53":     "192.0.2.53:53",
+		"127.0.0.1:5353": "127.0.0.1:5353",
+		"[::1]:5353":     "[::1]:5353",
+		"::1":            "[::1]:53",
+		"[2001:db8::53]": "[2001:db8::53]:53",
+	} {
+		if got, err := Upstream(in); err != nil || got.String() != want {
+			t.Errorf("Upstream(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"dns.example", "1.2.3.4:x", "1.2.3.4:70000"} {
+		if got, err := Upstream(in); err == nil {
+			t.Errorf("Upstream(%q) = %v, want an error", in, got)
+		}
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "resolv.conf")
+	os.WriteFile(conf, []byte("# comment\nsearch example.com\nnameserver fe80::1%eth0\nnameserver 127.0.0.53\nnameserver 192.0.2.1\n"), 0o644)
+	if got, err := hostResolver(conf); err != nil || got.String() != "127.0.0.53:53" {
+		t.Errorf("hostResolver = %v, %v", got, err)
+	}
+	os.WriteFile(conf, []byte("search example.com\n"), 0o644)
+	if _, err := hostResolver(conf); err == nil || !strings.Contains(err.Error(), "--dns") {
+		t.Errorf("no nameserver: %v", err)
+	}
+	if _, err := hostResolver(filepath.Join(dir, "missing")); err == nil {
+		t.Error("a missing resolv.conf gave no error")
 	}
 }

@@ -17,8 +17,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,68 +30,11 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
+	"atoll.dev/atoll/netpolicy"
 	"atoll.dev/atoll/netstack"
 )
 
-// The default addressing.
-var (
-	DefaultGuest   = netip.MustParsePrefix("10.0.2.15/24")
-	DefaultGateway = netip.MustParseAddr("10.0.2.2")
-)
-
-// Forward is a port forward from the host into the guest.
-type Forward struct {
-	Proto     string // "tcp" or "udp"
-	HostAddr  string // host address to listen on, "[IP]:PORT"
-	GuestPort uint16
-}
-
-// ParseForward parses -p's [HOSTIP:]HOSTPORT:GUESTPORT[/udp]. HOSTIP
-// defaults to 127.0.0.1: a forward is not exposed beyond the host unless
-// asked for.
-func ParseForward(s string) (Forward, error) {
-	f := Forward{Proto: "tcp"}
-	spec := s
-	if p, proto, ok := cutLast(spec, "/"); ok {
-		if proto != "tcp" && proto != "udp" {
-			return f, fmt.Errorf("-p %s: protocol %q (want tcp or udp)", s, proto)
-		}
-		spec, f.Proto = p, proto
-	}
-	host, guest, ok := cutLast(spec, ":")
-	if !ok {
-		return f, fmt.Errorf("-p %s: want [HOSTIP:]HOSTPORT:GUESTPORT[/udp]", s)
-	}
-	gp, err := strconv.ParseUint(guest, 10, 16)
-	if err != nil || gp == 0 {
-		return f, fmt.Errorf("-p %s: guest port %q is not a port number", s, guest)
-	}
-	f.GuestPort = uint16(gp)
-	hostIP, hostPort, ok := cutLast(host, ":")
-	if !ok {
-		hostIP, hostPort = "127.0.0.1", host
-	}
-	hostIP = strings.TrimSuffix(strings.TrimPrefix(hostIP, "["), "]")
-	if hp, err := strconv.ParseUint(hostPort, 10, 16); err != nil || hp == 0 {
-		return f, fmt.Errorf("-p %s: host port %q is not a port number", s, hostPort)
-	}
-	if _, err := netip.ParseAddr(hostIP); err != nil {
-		return f, fmt.Errorf("-p %s: host address %q is not an IP address", s, hostIP)
-	}
-	f.HostAddr = net.JoinHostPort(hostIP, hostPort)
-	return f, nil
-}
-
 func errorf(format string, args ...any) error { return fmt.Errorf("usernet: "+format, args...) }
-
-func cutLast(s, sep string) (before, after string, ok bool) {
-	for i := len(s) - len(sep); i >= 0; i-- {
-		if s[i:i+len(sep)] == sep {
-			return s[:i], s[i+len(sep):], true
-		}
-	}
-	return s, "", false
-}
 
 // NAT is a running user-mode network.
 type NAT struct {
@@ -102,7 +43,7 @@ type NAT struct {
 	prefix   netip.Prefix // the guest's subnet
 	guest    netip.Addr
 	gw       netip.Addr
-	outbound Outbound
+	outbound netpolicy.Outbound
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -120,41 +61,12 @@ const dialTimeout = 10 * time.Second
 // udpIdle ends a UDP flow after this long without traffic.
 const udpIdle = time.Minute
 
-// Outbound says which connections the guest may open through the NAT.
-type Outbound int
-
-// Outbound policies.
-const (
-	// OutboundAll re-makes any connection, with the gateway's address
-	// standing for the host's loopback (QEMU's default).
-	OutboundAll Outbound = iota
-	// OutboundNoLoopback refuses the host's loopback (the gateway and
-	// 127.0.0.0/8) and allows the rest.
-	OutboundNoLoopback
-	// OutboundNone refuses every connection the guest opens; port
-	// forwards still reach it.
-	OutboundNone
-)
-
-// ParseOutbound reads an Outbound policy: "all", "noloopback" or "none".
-func ParseOutbound(s string) (Outbound, error) {
-	switch s {
-	case "all":
-		return OutboundAll, nil
-	case "noloopback":
-		return OutboundNoLoopback, nil
-	case "none":
-		return OutboundNone, nil
-	}
-	return 0, fmt.Errorf("outbound %q (want all, noloopback or none)", s)
-}
-
 // Config describes a user network.
 type Config struct {
 	Guest    netip.Prefix // the guest's address and subnet
 	Gateway  netip.Addr   // the NAT's own address in that subnet
-	Forwards []Forward
-	Outbound Outbound
+	Forwards []netpolicy.Forward
+	Outbound netpolicy.Outbound
 }
 
 // Start binds the forwards' host ports (failing if one is taken) and
@@ -284,19 +196,11 @@ func (n *NAT) track(c io.Closer) (untrack func()) {
 	}
 }
 
-// hostAddr maps an address the guest dialled to the host's view — the
-// gateway stands for the host's loopback — or reports that the outbound
-// policy refuses it.
+// hostAddr maps an address the guest dialled to the host's view, or
+// reports that the outbound policy refuses it.
 func (n *NAT) hostAddr(a tcpip.Address, port uint16) (string, bool) {
-	ip := netip.AddrFrom4(a.As4())
-	loopback := ip == n.gw || ip.IsLoopback()
-	switch {
-	case n.outbound == OutboundNone, n.outbound == OutboundNoLoopback && loopback:
-		return "", false
-	case ip == n.gw:
-		ip = netip.MustParseAddr("127.0.0.1")
-	}
-	return netip.AddrPortFrom(ip, port).String(), true
+	dst, ok := n.outbound.HostTarget(netip.AddrPortFrom(netip.AddrFrom4(a.As4()), port), n.gw)
+	return dst.String(), ok
 }
 
 // outboundTCP re-makes a guest's TCP connection from a host socket.

@@ -10,7 +10,7 @@ import (
 	"atoll.dev/atoll/manifest"
 	"atoll.dev/atoll/monitor"
 	"atoll.dev/atoll/netback"
-	"atoll.dev/atoll/usernet"
+	"atoll.dev/atoll/netpolicy"
 )
 
 // Network devices attach to a backend (package netback): --net
@@ -72,12 +72,12 @@ func (f netFlags) attach(_ *manifest.Manifest, d manifest.Device, spec string, g
 }
 
 // portList collects -p flags.
-type portList []usernet.Forward
+type portList []netpolicy.Forward
 
 func (p *portList) String() string { return fmt.Sprint(len(*p), " forwards") }
 
 func (p *portList) Set(v string) error {
-	f, err := usernet.ParseForward(v)
+	f, err := netpolicy.ParseForward(v)
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func backendName(spec string) string {
 
 // openNet opens a network backend from
 // BACKEND[,ip=ADDR/PREFIX|dhcp][,gw=ADDR][,outbound=POLICY].
-func openNet(spec string, ports []usernet.Forward) (*netback.Backend, error) {
+func openNet(spec string, ports []netpolicy.Forward) (*netback.Backend, error) {
 	parts := strings.Split(spec, ",")
 	o := netback.Options{}
 	if backendName(spec) == "user" {
@@ -113,7 +113,7 @@ func openNet(spec string, ports []usernet.Forward) (*netback.Backend, error) {
 		case "gw":
 			o.Gateway, err = netip.ParseAddr(v)
 		case "outbound":
-			o.Outbound, err = usernet.ParseOutbound(v)
+			o.Outbound, err = netpolicy.ParseOutbound(v)
 		default:
 			err = fmt.Errorf("unknown option %q (want ip=ADDR/PREFIX, ip=dhcp, gw=ADDR or outbound=all|noloopback|none)", opt)
 		}
