@@ -38,43 +38,61 @@ func (n *netDevice) mmsg(nr uintptr, hdrs []unix.Mmsghdr, flags uint64) (int, un
 	return hostMmsg(n.fd, nr, hdrs, flags)
 }
 
-// sysRecvmmsg implements recvmmsg(fd, msgvec, vlen, flags, timeout) for
-// network devices: several frames per exit (docs/abi.md). Messages carry
-// no name and no control data; timeouts are not supported.
+// sysRecvmmsg implements recvmmsg(fd, msgvec, vlen, flags, timeout): on
+// sockets, as recvmsg per message; on network devices, several frames per
+// exit (docs/abi.md), with no names and no control data. Timeouts are not
+// supported.
 func sysRecvmmsg(t *thread, a sysArgs) (uint64, unix.Errno) {
 	if a[4] != 0 {
 		return t.unsupported("a timeout", unix.EINVAL)
 	}
-	return mmsg(t, a, unix.SYS_RECVMMSG, a[3]&(unix.MSG_DONTWAIT|unix.MSG_WAITFORONE))
+	return mmsg(t, a, unix.SYS_RECVMMSG)
 }
 
 // sysSendmmsg implements sendmmsg(fd, msgvec, vlen, flags) likewise.
 func sysSendmmsg(t *thread, a sysArgs) (uint64, unix.Errno) {
-	return mmsg(t, a, unix.SYS_SENDMMSG, a[3]&unix.MSG_DONTWAIT)
+	return mmsg(t, a, unix.SYS_SENDMMSG)
 }
 
-// mmsg translates the guest's message vector to host iovecs pointing into
-// guest memory, makes the host call, and writes back each message's
-// length and flags.
-func mmsg(t *thread, a sysArgs, nr uintptr, flags uint64) (uint64, unix.Errno) {
+// mmsg moves a guest message vector: a socket's message by message, a
+// network device's in one host call, with host iovecs pointing into guest
+// memory, writing back each message's length and flags.
+func mmsg(t *thread, a sysArgs, nr uintptr) (uint64, unix.Errno) {
 	f, ok := t.vm.fds.acquire(a[0])
 	if !ok {
 		return 0, unix.EBADF
 	}
 	defer f.release()
-	dev, ok := f.file.(*netDevice)
-	if !ok {
-		return 0, unix.ENOTSOCK
-	}
-	vlen := a[2]
-	if vlen == 0 {
+	recv := nr == unix.SYS_RECVMMSG
+	vlen := min(a[2], maxMmsg)
+	raw, ok := t.slice(a[1], vlen*mmsghdrSize)
+	switch {
+	case !ok:
+		return 0, unix.EFAULT
+	case vlen == 0:
 		return 0, 0
 	}
-	vlen = min(vlen, maxMmsg)
-	raw, ok := t.slice(a[1], vlen*mmsghdrSize)
-	if !ok {
-		return 0, unix.EFAULT
+	switch x := f.file.(type) {
+	case *socket:
+		allowed := uint64(sendFlags)
+		if recv {
+			allowed = recvFlags | unix.MSG_WAITFORONE
+		}
+		if e := checkFlags(t, a[3], allowed); e != 0 {
+			return 0, e
+		}
+		return socketMmsg(t, x, raw, vlen, int(a[3]), recv)
+	case *netDevice:
+		flags := a[3] & unix.MSG_DONTWAIT
+		if recv {
+			flags = a[3] & (unix.MSG_DONTWAIT | unix.MSG_WAITFORONE)
+		}
+		return deviceMmsg(t, x, raw, vlen, nr, flags)
 	}
+	return 0, unix.ENOTSOCK
+}
+
+func deviceMmsg(t *thread, dev *netDevice, raw []byte, vlen uint64, nr uintptr, flags uint64) (uint64, unix.Errno) {
 	le := binary.LittleEndian
 	hdrs := make([]unix.Mmsghdr, vlen)
 	iovs := make([][]unix.Iovec, vlen)

@@ -9,12 +9,13 @@ import (
 
 	"atoll.dev/atoll/abi"
 	"atoll.dev/atoll/manifest"
+	"atoll.dev/atoll/netpolicy"
 )
 
 // FuzzSyscall drives the whole system-call table in-process, as a hostile
 // guest would: arbitrary calls with arbitrary arguments over arbitrary
 // guest memory, and arbitrary CPU exceptions, on a VM with a block and a
-// network device. Whatever happens, the monitor must not panic, must keep
+// network device and host sockets. Whatever happens, the monitor must not panic, must keep
 // the guest within its memory limit and descriptor table, and must leave
 // no host descriptor behind when the VM is closed.
 //
@@ -42,7 +43,7 @@ func FuzzSyscall(f *testing.F) {
 		tv := newTestVM(t, vmOptions{console: devnull, mem: 64 << 20, devices: []Device{
 			{Device: manifest.Device{Name: "data", Kind: abi.KindBlock, Spec: &manifest.BlockSpec{Size: 64 << 10, SectorSize: 512}}, File: disk},
 			{Device: manifest.Device{Name: "net", Kind: abi.KindNet}, File: guest},
-		}})
+		}, hostNet: &HostNet{Outbound: netpolicy.OutboundNone}}) // sockets, which reach nothing beyond the guest
 		guest.Close()
 		tv.exit(-1)
 		in := fuzzInput{data: data}

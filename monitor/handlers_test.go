@@ -279,7 +279,7 @@ func TestVerboseNotes(t *testing.T) {
 		tv.call(t, unix.SYS_MMAP, 0, 4096, 3, unix.MAP_PRIVATE, 1, 0)
 	}
 	for _, want := range []string{
-		"atoll: socket: not supported (the guest has no host sockets: use a declared network device (atoll.Net)); answered EAFNOSUPPORT\n",
+		"atoll: socket: not supported (the guest has no host sockets: attach a network to the host backend, or use a declared network device (atoll.Net)); answered EAFNOSUPPORT\n",
 		"atoll: unsupported system call syscall_450; answered ENOSYS\n",
 		"atoll: mmap with a descriptor that is not a file: not supported; answered ENODEV\n",
 	} {

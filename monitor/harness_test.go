@@ -97,6 +97,7 @@ type vmOptions struct {
 	console *os.File // guest fds 1 and 2; a temporary file by default
 	log     io.Writer
 	mem     uint64
+	hostNet *HostNet
 }
 
 // newTestVM boots nothing: it builds the VM a boot would, on fakes, and
@@ -117,7 +118,7 @@ func newTestVM(t testing.TB, o vmOptions) *testVM {
 	img := &elfimage.Image{Start: 0x400000, End: 0x600000, Entry: 0x400000}
 	mach := &fakeMachine{}
 	v, err := newVM(Config{Name: "test", MemBytes: o.mem, CPUs: 2, Stdout: console, Stderr: console,
-		Log: o.log, Verbose: o.log != nil, Devices: o.devices}, img, mach, noSlots{})
+		Log: o.log, Verbose: o.log != nil, Devices: o.devices, HostNet: o.hostNet}, img, mach, noSlots{})
 	if err != nil {
 		t.Fatal(err)
 	}

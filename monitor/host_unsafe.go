@@ -67,3 +67,33 @@ func statfsBytes(st *unix.Statfs_t) []byte {
 func statBytes(st *unix.Stat_t) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(st)), unsafe.Sizeof(*st))
 }
+
+// hostSetsockopt sets a host socket option to the bytes val.
+func hostSetsockopt(fd, level, name int, val []byte) unix.Errno {
+	var p unsafe.Pointer
+	if len(val) > 0 {
+		p = unsafe.Pointer(&val[0])
+	}
+	_, _, e := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(name), uintptr(p), uintptr(len(val)), 0)
+	return e
+}
+
+// hostGetsockopt reads a host socket option into buf and returns its
+// length.
+func hostGetsockopt(fd, level, name int, buf []byte) (int, unix.Errno) {
+	var p unsafe.Pointer
+	if len(buf) > 0 {
+		p = unsafe.Pointer(&buf[0])
+	}
+	n := uint32(len(buf))
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(name), uintptr(p), uintptr(unsafe.Pointer(&n)), 0)
+	return int(n), e
+}
+
+// hostDisconnect dissolves a UDP socket's association: connect to an
+// AF_UNSPEC address.
+func hostDisconnect(fd int) unix.Errno {
+	sa := unix.RawSockaddr{Family: unix.AF_UNSPEC}
+	_, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
+	return e
+}

@@ -89,17 +89,30 @@ const (
 	statxSize      = 256    // sizeof(struct statx) (linux/stat.h)
 	statfsSize     = 120    // sizeof(struct statfs) (asm-generic/statfs.h)
 	atStatxSync    = 0x6000 // AT_STATX_SYNC_TYPE (linux/fcntl.h)
+	fionbio        = 0x5421 // FIONBIO (asm-generic/ioctls.h)
 )
 
 // struct mmsghdr on x86-64: a struct msghdr, then msg_len (sys/socket.h;
 // the kernel's is not in its UAPI headers).
 const (
-	mmsghdrSize   = 64
-	msgNameOff    = 0      // msg_hdr.msg_name
-	msgIovOff     = 16     // msg_hdr.msg_iov
-	msgIovlenOff  = 24     // msg_hdr.msg_iovlen
-	msgControlOff = 32     // msg_hdr.msg_control
-	msgFlagsOff   = 48     // msg_hdr.msg_flags
-	msgLenOff     = 56     // msg_len
-	maxMmsg       = iovMax // messages per call (UIO_MAXIOV)
+	mmsghdrSize      = 64
+	msghdrSize       = 56     // sizeof(struct msghdr)
+	msgNameOff       = 0      // msg_hdr.msg_name
+	msgNamelenOff    = 8      // msg_hdr.msg_namelen
+	msgIovOff        = 16     // msg_hdr.msg_iov
+	msgIovlenOff     = 24     // msg_hdr.msg_iovlen
+	msgControlOff    = 32     // msg_hdr.msg_control
+	msgControllenOff = 40     // msg_hdr.msg_controllen
+	msgFlagsOff      = 48     // msg_hdr.msg_flags
+	msgLenOff        = 56     // msg_len
+	maxMmsg          = iovMax // messages per call (UIO_MAXIOV)
+)
+
+// Socket addresses (netinet/in.h).
+const (
+	sockaddrInSize  = 16 // sizeof(struct sockaddr_in)
+	sockaddrIn6Size = 28 // sizeof(struct sockaddr_in6)
+	// sockaddrIn6Min is the size of the RFC 2133 sockaddr_in6, without
+	// sin6_scope_id, which Linux still accepts.
+	sockaddrIn6Min = 24
 )

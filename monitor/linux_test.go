@@ -38,21 +38,24 @@ func TestLinuxConstants(t *testing.T) {
 		"sizeof(struct epoll_event)": epollEventSize, "sizeof(struct iovec)": iovecSize, "UIO_MAXIOV": iovMax,
 		"sizeof(struct stat)": statSize, "sizeof(struct __kernel_timespec)": timespecSize,
 		"sizeof(struct __kernel_old_timeval)": timevalSize, "sizeof(struct rlimit)": rlimitSize,
-		"RLIM_NLIMITS": rlimNlimits, "__NEW_UTS_LEN + 1": utsFieldSize,
+		"RLIM_NLIMITS": rlimNlimits, "FIONBIO": fionbio, "__NEW_UTS_LEN + 1": utsFieldSize,
 		"X86_CR0_PE": cr0PE, "X86_CR0_MP": cr0MP, "X86_CR0_ET": cr0ET, "X86_CR0_NE": cr0NE,
 		"X86_CR0_WP": cr0WP, "X86_CR0_AM": cr0AM, "X86_CR0_PG": cr0PG,
 		"X86_CR4_PAE": cr4PAE, "X86_CR4_OSFXSR": cr4OSFXSR, "X86_CR4_OSXMMEXCPT": cr4OSXMMEXCPT, "X86_CR4_OSXSAVE": cr4OSXSAVE,
 	}
 	check(t, []string{"linux/types.h", "linux/signal.h", "asm/sigcontext.h", "asm/ucontext.h",
 		"linux/futex.h", "asm/prctl.h", "linux/auxvec.h", "linux/eventpoll.h", "linux/uio.h", "asm/stat.h",
-		"linux/time_types.h", "linux/resource.h", "linux/utsname.h", "asm/processor-flags.h"}, kernel)
+		"linux/time_types.h", "linux/resource.h", "asm/ioctls.h", "linux/utsname.h", "asm/processor-flags.h"}, kernel)
 	libc := map[string]uint64{
 		"sizeof(struct mmsghdr)": mmsghdrSize, "offsetof(struct mmsghdr, msg_hdr.msg_name)": msgNameOff,
 		"offsetof(struct mmsghdr, msg_hdr.msg_iov)": msgIovOff, "offsetof(struct mmsghdr, msg_hdr.msg_iovlen)": msgIovlenOff,
 		"offsetof(struct mmsghdr, msg_hdr.msg_control)": msgControlOff, "offsetof(struct mmsghdr, msg_hdr.msg_flags)": msgFlagsOff,
-		"offsetof(struct mmsghdr, msg_len)": msgLenOff,
+		"offsetof(struct mmsghdr, msg_len)": msgLenOff, "sizeof(struct msghdr)": msghdrSize,
+		"offsetof(struct msghdr, msg_namelen)": msgNamelenOff, "offsetof(struct msghdr, msg_controllen)": msgControllenOff,
+		"sizeof(struct sockaddr_in)": sockaddrInSize, "sizeof(struct sockaddr_in6)": sockaddrIn6Size,
+		"offsetof(struct sockaddr_in6, sin6_scope_id)": sockaddrIn6Min,
 	}
-	check(t, []string{"#define _GNU_SOURCE", "sys/socket.h"}, libc)
+	check(t, []string{"#define _GNU_SOURCE", "sys/socket.h", "netinet/in.h"}, libc)
 }
 
 func check(t *testing.T, headers []string, want map[string]uint64) {

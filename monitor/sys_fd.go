@@ -128,10 +128,12 @@ func sysFsync(t *thread, a sysArgs) (uint64, unix.Errno) {
 // sysIoctl answers ENOTTY on every open descriptor: no terminal or
 // device control is part of the ABI.
 func sysIoctl(t *thread, a sysArgs) (uint64, unix.Errno) {
-	if !t.vm.fds.valid(a[0]) {
-		return 0, unix.EBADF
-	}
-	return 0, unix.ENOTTY
+	return t.withFile(a[0], func(f file) (uint64, unix.Errno) {
+		if s, ok := f.(*socket); ok {
+			return socketIoctl(t, s, a[1], a[2])
+		}
+		return 0, unix.ENOTTY
+	})
 }
 
 func sysClose(t *thread, a sysArgs) (uint64, unix.Errno) { return 0, t.vm.fds.close(a[0]) }

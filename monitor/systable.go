@@ -48,10 +48,11 @@ const (
 	subjTime    = "time"
 	subjFiles   = "descriptors"
 	subjPaths   = "paths"
+	subjSockets = "sockets"
 	subjProcess = "process"
 )
 
-var subjects = []string{subjMemory, subjThreads, subjSignals, subjTime, subjFiles, subjPaths, subjProcess}
+var subjects = []string{subjMemory, subjThreads, subjSignals, subjTime, subjFiles, subjPaths, subjSockets, subjProcess}
 
 func full(nr uint64, name, subject string, fn handler, note string) sysEntry {
 	return sysEntry{nr: nr, name: name, subject: subject, support: SupportFull, fn: fn, note: note}
@@ -120,7 +121,7 @@ var syscallTable = []sysEntry{
 	full(unix.SYS_DUP2, "dup2", subjFiles, sysDup2, ""),
 	full(unix.SYS_DUP3, "dup3", subjFiles, sysDup3, ""),
 	partial(unix.SYS_FCNTL, "fcntl", subjFiles, sysFcntl, "`F_DUPFD`, `F_DUPFD_CLOEXEC`, `F_GETFD`/`F_SETFD` (accepted: there is no exec), `F_GETFL`/`F_SETFL` (only `O_NONBLOCK` changes); others are `EINVAL`."),
-	fails(unix.SYS_IOCTL, "ioctl", subjFiles, unix.ENOTTY, sysIoctl, "No terminal or device control: `ENOTTY` on any open descriptor."),
+	partial(unix.SYS_IOCTL, "ioctl", subjFiles, sysIoctl, "Sockets answer `FIONREAD`, `SIOCOUTQ` and `FIONBIO`; there is no terminal or device control: `ENOTTY` for the rest."),
 	full(unix.SYS_PIPE, "pipe", subjFiles, sysPipe, ""),
 	full(unix.SYS_PIPE2, "pipe2", subjFiles, sysPipe2, "`O_NONBLOCK` and `O_CLOEXEC`."),
 	full(unix.SYS_EVENTFD2, "eventfd2", subjFiles, sysEventfd2, ""),
@@ -130,8 +131,8 @@ var syscallTable = []sysEntry{
 	full(unix.SYS_EPOLL_WAIT, "epoll_wait", subjFiles, sysEpollWait, ""),
 	partial(unix.SYS_EPOLL_PWAIT, "epoll_pwait", subjFiles, sysEpollWait, "The signal mask is ignored: signals reach the guest between calls."),
 	fails(unix.SYS_EPOLL_PWAIT2, "epoll_pwait2", subjFiles, unix.ENOSYS, nil, "Go uses `epoll_pwait`."),
-	partial(unix.SYS_RECVMMSG, "recvmmsg", subjFiles, sysRecvmmsg, "Network devices on the user backend only (others are `ENOTSOCK`): one frame per message, no names, no control data, no timeout, at most 1024 messages."),
-	partial(unix.SYS_SENDMMSG, "sendmmsg", subjFiles, sysSendmmsg, "As `recvmmsg`."),
+	partial(unix.SYS_RECVMMSG, "recvmmsg", subjSockets, sysRecvmmsg, "Sockets, as `recvmsg` per message; and network devices on the user backend, one frame per message, no names, no control data. No timeout; at most 1024 messages."),
+	partial(unix.SYS_SENDMMSG, "sendmmsg", subjSockets, sysSendmmsg, "As `recvmmsg`."),
 
 	// Process (sys_process.go).
 	full(unix.SYS_GETPID, "getpid", subjProcess, sysGetpid, "1."),
@@ -191,9 +192,22 @@ var syscallTable = []sysEntry{
 	full(unix.SYS_UMASK, "umask", subjPaths, sysUmask, ""),
 	fails(unix.SYS_COPY_FILE_RANGE, "copy_file_range", subjPaths, unix.ENOSYS, nil, "Go's io.Copy falls back to reads and writes."),
 	fails(unix.SYS_SENDFILE, "sendfile", subjPaths, unix.ENOSYS, nil, "Go's io.Copy falls back to reads and writes."),
-	fails(unix.SYS_SOCKET, "socket", subjProcess, unix.EAFNOSUPPORT, nil, "The guest has no host sockets: use a declared network device (`atoll.Net`)."),
-	fails(unix.SYS_CONNECT, "connect", subjProcess, unix.ENOSYS, nil, "No sockets (see `socket`)."),
-	fails(unix.SYS_BIND, "bind", subjProcess, unix.ENOSYS, nil, "No sockets (see `socket`)."),
+	partial(unix.SYS_SOCKET, "socket", subjSockets, sysSocket, "On the host network backend: TCP and UDP over IPv4 and IPv6 (`SOCK_RAW` is `EPERM`, other families `EAFNOSUPPORT`). Without it, `EAFNOSUPPORT`: use a declared network device (`atoll.Net`)."),
+	fails(unix.SYS_SOCKETPAIR, "socketpair", subjSockets, unix.EAFNOSUPPORT, sysSocketpair, "No `AF_UNIX`; IPv4 and IPv6 make no pairs (`EOPNOTSUPP`)."),
+	partial(unix.SYS_BIND, "bind", subjSockets, sysBind, "Any port of the guest's loopback; elsewhere a forwarded port (`-p`) or port 0, else `EACCES`; an address not the guest's is `EADDRNOTAVAIL`."),
+	full(unix.SYS_LISTEN, "listen", subjSockets, sysListen, ""),
+	full(unix.SYS_ACCEPT, "accept", subjSockets, sysAccept, ""),
+	full(unix.SYS_ACCEPT4, "accept4", subjSockets, sysAccept4, ""),
+	partial(unix.SYS_CONNECT, "connect", subjSockets, sysConnect, "The guest's loopback reaches its own sockets only; 10.0.2.2 is the host's loopback, 10.0.2.3:53 the resolver; the outbound policy refuses with `EACCES`."),
+	full(unix.SYS_GETSOCKNAME, "getsockname", subjSockets, sysGetsockname, "The guest's view of the address (section 6)."),
+	full(unix.SYS_GETPEERNAME, "getpeername", subjSockets, sysGetpeername, "As `getsockname`."),
+	partial(unix.SYS_SENDTO, "sendto", subjSockets, sysSendto, "Flags `MSG_DONTWAIT`, `MSG_NOSIGNAL`, `MSG_MORE`, `MSG_EOR`, `MSG_OOB`, `MSG_CONFIRM`; others are `EOPNOTSUPP`. The monitor never raises `SIGPIPE`: `EPIPE` is the answer."),
+	partial(unix.SYS_RECVFROM, "recvfrom", subjSockets, sysRecvfrom, "Flags `MSG_DONTWAIT`, `MSG_PEEK`, `MSG_WAITALL`, `MSG_TRUNC`, `MSG_OOB`, `MSG_CMSG_CLOEXEC`."),
+	partial(unix.SYS_SENDMSG, "sendmsg", subjSockets, sysSendmsg, "As `sendto`; control messages are `EINVAL`."),
+	partial(unix.SYS_RECVMSG, "recvmsg", subjSockets, sysRecvmsg, "As `recvfrom`; no control messages are returned."),
+	full(unix.SYS_SHUTDOWN, "shutdown", subjSockets, sysShutdown, ""),
+	partial(unix.SYS_SETSOCKOPT, "setsockopt", subjSockets, sysSetsockopt, "An allow-list (section 6); other options are `ENOPROTOOPT`."),
+	partial(unix.SYS_GETSOCKOPT, "getsockopt", subjSockets, sysGetsockopt, "As `setsockopt`."),
 	fails(unix.SYS_PRCTL, "prctl", subjProcess, unix.EINVAL, nil, "No process controls."),
 	fails(unix.SYS_EXECVE, "execve", subjProcess, unix.ENOSYS, nil, "A unikernel is one program."),
 	fails(unix.SYS_FORK, "fork", subjProcess, unix.ENOSYS, nil, "A unikernel is one process."),

@@ -54,6 +54,8 @@ type Config struct {
 	Volumes     []vfs.Volume
 	Workdir     string
 	Nameservers []string
+	// HostNet, if set, serves the guest's own sockets (hostnet.go).
+	HostNet *HostNet
 }
 
 // Device is a declared device attached to the guest: a host object the
@@ -109,6 +111,7 @@ type VM struct {
 	clock    *vdso.Clock        // set before the first thread runs
 	fds      fdTable
 	fs       *vfs.FS
+	net      *hostNet // the host network backend, if attached
 	// devicesEnv is abi.DevicesEnv=..., when devices are attached.
 	devicesEnv string
 	sigs       sigTable // signal actions (trampoline.go)
@@ -278,6 +281,11 @@ func newVM(cfg Config, img *elfimage.Image, mach machine, slots guestmem.Slots) 
 			v.fs.Close()
 		}
 	}
+	if err == nil && cfg.HostNet != nil {
+		if v.net, err = newHostNet(*cfg.HostNet, v.log); err != nil {
+			v.fs.Close()
+		}
+	}
 	if err != nil {
 		v.releaseMemory()
 		return nil, err
@@ -325,6 +333,9 @@ func (v *VM) releaseMemory() {
 func (v *VM) close() {
 	v.fds.closeAll()
 	v.fs.Close()
+	if v.net != nil {
+		v.net.close()
+	}
 	v.mach.close()
 	v.mem.Close()
 }
