@@ -244,17 +244,9 @@ func (n *hostNet) target(udp bool, dst netip.AddrPort) (*socket, netip.AddrPort,
 // the policy: the resolver's address leads to the resolver, the gateway
 // to the host's loopback. A refusal is EACCES, logged.
 func (n *hostNet) outside(dst netip.AddrPort) (netip.AddrPort, unix.Errno) {
-	dst = unmap(dst)
-	if dst.Addr() == netpolicy.DNS {
-		if dst.Port() != 53 || !n.cfg.Resolver.IsValid() || n.cfg.Outbound == netpolicy.OutboundNone {
-			n.log.printf("resolver %s: refused (outbound=%v, resolver %v)", dst, n.cfg.Outbound, n.cfg.Resolver)
-			return netip.AddrPort{}, unix.ECONNREFUSED
-		}
-		return unmap(n.cfg.Resolver), 0
-	}
-	host, ok := n.cfg.Outbound.HostTarget(dst, netpolicy.Gateway)
+	host, ok := n.cfg.Outbound.Target(dst, netpolicy.Gateway, n.cfg.Resolver)
 	if !ok {
-		n.log.printf("connection to %s: refused by outbound=%v", dst, n.cfg.Outbound)
+		n.log.printf("connection to %s: refused by outbound=%v (resolver %v); answered EACCES", unmap(dst), n.cfg.Outbound, n.cfg.Resolver)
 		return netip.AddrPort{}, unix.EACCES
 	}
 	return host, 0

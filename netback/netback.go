@@ -33,8 +33,10 @@ type Options struct {
 	Gateway netip.Addr
 	// DHCP has the guest ask for its address instead (Addr is ignored).
 	DHCP bool
-	// Outbound limits the connections a guest on the user backend opens.
+	// Outbound limits the connections a guest on the user backend opens,
+	// and Resolver is where its resolver address leads (none if zero).
 	Outbound netpolicy.Outbound
+	Resolver netip.AddrPort
 }
 
 // Backend is an opened backend.
@@ -130,7 +132,7 @@ func openUser(arg string, o Options) (*Backend, error) {
 		host.Close()
 		return nil, err
 	}
-	nat, err := usernet.Start(dev, usernet.Config{Guest: addr, Gateway: gw, Forwards: o.Forwards, Outbound: o.Outbound})
+	nat, err := usernet.Start(dev, usernet.Config{Guest: addr, Gateway: gw, Forwards: o.Forwards, Outbound: o.Outbound, Resolver: o.Resolver})
 	if err != nil {
 		guest.Close()
 		return nil, err

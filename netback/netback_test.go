@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,9 +18,9 @@ import (
 // userGuest opens the user backend with the given forwards and starts a
 // guest stack on it, batching as the guest library does; dhcp asks for the
 // address instead of taking the one the backend chose.
-func userGuest(t *testing.T, forwards []netpolicy.Forward, dhcp bool) (*Backend, *netstack.Stack) {
+func userGuest(t *testing.T, o Options, dhcp bool) (*Backend, *netstack.Stack) {
 	t.Helper()
-	b, err := Open("user", Options{Forwards: forwards})
+	b, err := Open("user", o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func TestUserNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, g := userGuest(t, []netpolicy.Forward{fwd}, false)
+	b, g := userGuest(t, Options{Forwards: []netpolicy.Forward{fwd}}, false)
 	if b.Addr.String() != "10.0.2.15/24" || b.Gateway.String() != "10.0.2.2" {
 		t.Fatalf("addressing %v via %v", b.Addr, b.Gateway)
 	}
@@ -109,7 +110,7 @@ func TestUserNetwork(t *testing.T) {
 // TestUserDHCP: a guest stack with no address gets the user network's
 // one (10.0.2.15/24 via 10.0.2.2) from its DHCP server, and works.
 func TestUserDHCP(t *testing.T) {
-	_, g := userGuest(t, nil, true)
+	_, g := userGuest(t, Options{}, true)
 	if g.Addr().String() != "10.0.2.15" {
 		t.Fatalf("leased %v, want 10.0.2.15", g.Addr())
 	}
@@ -144,7 +145,7 @@ func TestUDPForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, g := userGuest(t, []netpolicy.Forward{fwd}, false)
+	_, g := userGuest(t, Options{Forwards: []netpolicy.Forward{fwd}}, false)
 	pc, err := g.ListenPacket("udp", ":53")
 	if err != nil {
 		t.Fatal(err)
@@ -259,6 +260,46 @@ func TestTapErrors(t *testing.T) {
 		_, err := Open(spec, Options{Addr: netpolicy.Guest})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Open(%q): %v, want %q", spec, err, want)
+		}
+	}
+}
+
+// TestUserResolver asks the guest's resolver address, which the user
+// network forwards to the resolver it was given.
+func TestUserResolver(t *testing.T) {
+	dns, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dns.Close()
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, from, err := dns.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			dns.WriteTo(append([]byte("answer to "), buf[:n]...), from)
+		}
+	}()
+	_, g := userGuest(t, Options{Resolver: netip.MustParseAddrPort(dns.LocalAddr().String())}, false)
+	c, err := g.DialContext(context.Background(), "udp", "10.0.2.3:53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 100)
+	for i := 0; ; i++ { // the first datagram may wait for ARP
+		c.Write([]byte("query"))
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		if n, err := c.Read(buf); err == nil {
+			if string(buf[:n]) != "answer to query" {
+				t.Fatalf("got %q", buf[:n])
+			}
+			return
+		}
+		if i == 5 {
+			t.Fatal("no answer from the resolver address")
 		}
 	}
 }

@@ -118,12 +118,19 @@ func (o Outbound) String() string {
 	return "Outbound(" + strconv.Itoa(int(o)) + ")"
 }
 
-// HostTarget maps an address the guest connects to outside itself to the
-// host's view — gateway stands for the host's loopback — or reports that
-// the policy refuses it. The resolver's address is not a target: the
-// caller forwards it to Upstream.
-func (o Outbound) HostTarget(dst netip.AddrPort, gateway netip.Addr) (netip.AddrPort, bool) {
+// Target maps an address the guest connects to outside itself to the
+// host address it leads to — the resolver's address (port 53) to
+// resolver, gateway to the host's loopback — or reports that the policy
+// refuses it. OutboundNone refuses the resolver too; an invalid resolver
+// is refused.
+func (o Outbound) Target(dst netip.AddrPort, gateway netip.Addr, resolver netip.AddrPort) (netip.AddrPort, bool) {
 	ip := dst.Addr().Unmap()
+	if ip == DNS {
+		if dst.Port() != 53 || !resolver.IsValid() || o == OutboundNone {
+			return netip.AddrPort{}, false
+		}
+		return netip.AddrPortFrom(resolver.Addr().Unmap(), resolver.Port()), true
+	}
 	loopback := ip == gateway || ip.IsLoopback()
 	switch {
 	case o == OutboundNone, o == OutboundNoLoopback && loopback:

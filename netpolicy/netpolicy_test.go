@@ -117,7 +117,7 @@ func TestParseOutbound(t *testing.T) {
 	}
 }
 
-func TestHostTarget(t *testing.T) {
+func TestTarget(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	for _, tt := range []struct {
 		o      Outbound
@@ -133,11 +133,18 @@ func TestHostTarget(t *testing.T) {
 		{OutboundNoLoopback, "127.0.0.1:8080", "", false},
 		{OutboundNoLoopback, "192.0.2.7:443", "192.0.2.7:443", true},
 		{OutboundNone, "192.0.2.7:443", "", false},
+		{OutboundAll, "10.0.2.3:53", "127.0.0.53:53", true},
+		{OutboundNoLoopback, "10.0.2.3:53", "127.0.0.53:53", true},
+		{OutboundNone, "10.0.2.3:53", "", false},
+		{OutboundAll, "10.0.2.3:80", "", false},
 	} {
-		got, ok := tt.o.HostTarget(ap(tt.dst), Gateway)
+		got, ok := tt.o.Target(ap(tt.dst), Gateway, ap("127.0.0.53:53"))
 		if ok != tt.wantOK || (ok && got != ap(tt.want)) {
-			t.Errorf("%v.HostTarget(%s) = %v, %v; want %s, %v", tt.o, tt.dst, got, ok, tt.want, tt.wantOK)
+			t.Errorf("%v.Target(%s) = %v, %v; want %s, %v", tt.o, tt.dst, got, ok, tt.want, tt.wantOK)
 		}
+	}
+	if _, ok := OutboundAll.Target(ap("10.0.2.3:53"), Gateway, netip.AddrPort{}); ok {
+		t.Error("the resolver's address led somewhere with no resolver")
 	}
 }
 

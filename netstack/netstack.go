@@ -20,11 +20,13 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/log"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
+	"gvisor.dev/gvisor/pkg/tcpip/link/loopback"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -56,8 +58,20 @@ type Stack struct {
 	addr tcpip.Address
 }
 
-// NIC is the NIC ID of the one device a stack built here has.
-const NIC tcpip.NICID = 1
+// NIC is the NIC ID of the device a stack built here has; loopbackNIC
+// that of its loopback, 127.0.0.0/8.
+const (
+	NIC         tcpip.NICID = 1
+	loopbackNIC tcpip.NICID = 2
+)
+
+// gVisor logs at Info level to standard error by default, a line per
+// dropped "martian" packet among others: noise on a terminal. Warnings
+// and worse are shown; Verbose shows the rest.
+func init() { log.SetLevel(log.Warning) }
+
+// Verbose makes gVisor log what it has to say (atoll run -v).
+func Verbose() { log.SetLevel(log.Info) }
 
 // NewGVisorStack returns a gVisor stack with IPv4, ARP, TCP, UDP and ICMP
 // and the options Atoll pins (for usernet, which builds on gVisor too).
@@ -122,7 +136,26 @@ func New(dev Device, cfg Config) (*Stack, error) {
 		s.Close()
 		return nil, fmt.Errorf("netstack: add address: %v", err)
 	}
-	routes := []tcpip.Route{{Destination: pa.AddressWithPrefix.Subnet(), NIC: NIC}}
+	// The guest's own loopback, as on Linux: connections to 127.0.0.0/8
+	// reach its listeners there, or are refused at once.
+	lo := tcpip.ProtocolAddress{
+		Protocol:          ipv4.ProtocolNumber,
+		AddressWithPrefix: tcpip.AddressWithPrefix{Address: tcpip.AddrFrom4([4]byte{127, 0, 0, 1}), PrefixLen: 8},
+	}
+	if err := s.CreateNIC(loopbackNIC, loopback.New()); err != nil {
+		link.Close()
+		s.Close()
+		return nil, fmt.Errorf("netstack: create the loopback NIC: %v", err)
+	}
+	if err := s.AddProtocolAddress(loopbackNIC, lo, stack.AddressProperties{}); err != nil {
+		link.Close()
+		s.Close()
+		return nil, fmt.Errorf("netstack: add the loopback address: %v", err)
+	}
+	routes := []tcpip.Route{
+		{Destination: lo.AddressWithPrefix.Subnet(), NIC: loopbackNIC},
+		{Destination: pa.AddressWithPrefix.Subnet(), NIC: NIC},
+	}
 	if cfg.Gateway.IsValid() {
 		routes = append(routes, tcpip.Route{Destination: header.IPv4EmptySubnet, Gateway: tcpip.AddrFrom4(cfg.Gateway.As4()), NIC: NIC})
 	}
@@ -271,7 +304,7 @@ func (st *Stack) fullAddr(addr string) (tcpip.FullAddress, error) {
 	if err != nil {
 		return tcpip.FullAddress{}, fmt.Errorf("bad port in %q", addr)
 	}
-	fa := tcpip.FullAddress{NIC: NIC, Port: uint16(p)}
+	fa := tcpip.FullAddress{Port: uint16(p)} // any NIC: the device's or the loopback
 	if host != "" {
 		ip, err := netip.ParseAddr(host)
 		if err != nil || !ip.Is4() {

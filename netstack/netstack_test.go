@@ -144,6 +144,39 @@ func TestUDPOverCable(t *testing.T) {
 // stack must still serve afterwards. After each input a second stack on
 // the same cable exchanges a UDP datagram with it and echoes a byte over
 // a TCP connection opened before fuzzing began.
+// TestLoopback connects to a listener on the stack's own loopback, and
+// finds a port with no listener refused at once rather than sent to the
+// gateway, where it would wait out the dial.
+func TestLoopback(t *testing.T) {
+	a, _ := twoStacks(t)
+	ln, err := a.Listen("tcp", "127.0.0.1:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Write([]byte("local"))
+			c.Close()
+		}
+	}()
+	c, err := a.DialContext(context.Background(), "tcp", "127.0.0.1:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(c)
+	c.Close()
+	if string(got) != "local" {
+		t.Errorf("read %q", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := a.DialContext(ctx, "tcp", "127.0.0.1:1"); err == nil || time.Since(start) > time.Second {
+		t.Errorf("dial of a closed loopback port: %v after %v", err, time.Since(start))
+	}
+}
+
 func FuzzFrames(f *testing.F) {
 	eth := func(typ ...byte) []byte { // to the target, from the prober
 		return append(append(append([]byte(nil), fuzzMAC...), proberMAC...), typ...)

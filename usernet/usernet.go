@@ -44,6 +44,7 @@ type NAT struct {
 	guest    netip.Addr
 	gw       netip.Addr
 	outbound netpolicy.Outbound
+	resolver netip.AddrPort
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -67,13 +68,16 @@ type Config struct {
 	Gateway  netip.Addr   // the NAT's own address in that subnet
 	Forwards []netpolicy.Forward
 	Outbound netpolicy.Outbound
+	// Resolver is where the guest's resolver address (netpolicy.DNS)
+	// leads; the zero value refuses it.
+	Resolver netip.AddrPort
 }
 
 // Start binds the forwards' host ports (failing if one is taken) and
 // serves the guest on dev.
 func Start(dev netstack.Device, cfg Config) (*NAT, error) {
 	guest, gw, forwards := cfg.Guest, cfg.Gateway, cfg.Forwards
-	n := &NAT{prefix: guest, guest: guest.Addr(), gw: gw, outbound: cfg.Outbound}
+	n := &NAT{prefix: guest, guest: guest.Addr(), gw: gw, outbound: cfg.Outbound, resolver: cfg.Resolver}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	var listeners []io.Closer
 	fail := func(err error) (*NAT, error) {
@@ -199,7 +203,7 @@ func (n *NAT) track(c io.Closer) (untrack func()) {
 // hostAddr maps an address the guest dialled to the host's view, or
 // reports that the outbound policy refuses it.
 func (n *NAT) hostAddr(a tcpip.Address, port uint16) (string, bool) {
-	dst, ok := n.outbound.HostTarget(netip.AddrPortFrom(netip.AddrFrom4(a.As4()), port), n.gw)
+	dst, ok := n.outbound.Target(netip.AddrPortFrom(netip.AddrFrom4(a.As4()), port), n.gw, n.resolver)
 	return dst.String(), ok
 }
 
