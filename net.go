@@ -23,15 +23,20 @@ type Network interface {
 
 // Net returns the network on device name. Under atoll run it is a TCP/IP
 // stack (gVisor's netstack) running inside the unikernel on the device
-// atoll attached, addressed as atoll says. As a plain process it is the
-// host's own sockets — or, if ATOLL_TAP_<NAME> names a tap device and
-// ATOLL_NET_<NAME> its addressing, the same stack on that tap. Every call
-// returns the same Network.
+// atoll attached, addressed as atoll says — or, when atoll attached the
+// device to the host backend, the standard library's own sockets, which
+// the monitor serves. As a plain process it is the host's own sockets —
+// or, if ATOLL_TAP_<NAME> names a tap device and ATOLL_NET_<NAME> its
+// addressing, the same stack on that tap. Every call returns the same
+// Network.
 func Net(name string) (Network, error) {
 	return once(name, func() (Network, error) { return openNet(name) })
 }
 
 func openNet(name string) (Network, error) {
+	if os.Getenv(abi.NetEnv(name)) == abi.HostNet {
+		return hostNetwork{}, nil
+	}
 	devs, err := Devices()
 	if err != nil {
 		return nil, err
@@ -90,7 +95,40 @@ func stackOn(fd uintptr, name string) (Network, error) {
 	return netstack.New(dev, cfg)
 }
 
-// hostNetwork is the host's sockets, for running as a plain process.
+// A unikernel whose networks are all devices has no sockets of its own,
+// so Go's resolver (net.LookupHost and every Dial by name) asks through
+// the first device's stack instead: at the address /etc/resolv.conf
+// names, which the user network answers (10.0.2.3). The stack starts at
+// the first lookup.
+func init() {
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "ATOLL_NET_") && strings.HasSuffix(kv, "="+abi.HostNet) {
+			return // the host backend serves the guest's sockets
+		}
+	}
+	devs, err := Devices()
+	if err != nil {
+		return
+	}
+	for _, d := range devs {
+		if d.Kind != abi.KindNet {
+			continue
+		}
+		name := d.Name
+		net.DefaultResolver.PreferGo = true
+		net.DefaultResolver.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			n, err := Net(name)
+			if err != nil {
+				return nil, err
+			}
+			return n.DialContext(ctx, network, addr)
+		}
+		return
+	}
+}
+
+// hostNetwork is the host's sockets: a plain process's, or a unikernel's
+// on the host backend.
 type hostNetwork struct{}
 
 func (hostNetwork) Listen(network, addr string) (net.Listener, error) {

@@ -47,11 +47,15 @@ func Compatible(image string) bool {
 const DevicesEnv = "ATOLL_DEVICES"
 
 // NetEnv returns the environment variable that carries the addressing of
-// network device name: "ADDR/PREFIX", "ADDR/PREFIX GATEWAY" or "dhcp", for
-// example ATOLL_NET_SERVICE="10.0.2.15/24 10.0.2.2". In a plain process, setting
+// network device name: "ADDR/PREFIX", "ADDR/PREFIX GATEWAY", "dhcp" or
+// HostNet, for example ATOLL_NET_SERVICE="10.0.2.15/24 10.0.2.2". In a plain process, setting
 // it together with TapEnv(name) makes the guest library use that tap
 // device instead of the host's sockets.
 func NetEnv(name string) string { return "ATOLL_NET_" + envName(name) }
+
+// HostNet is NetEnv's value for a device on the host backend: the guest
+// has no device then, and its own sockets reach the network.
+const HostNet = "host"
 
 // TapEnv returns the variable naming a tap device for network device name
 // when the program runs as a plain process.

@@ -77,7 +77,8 @@ var backends = map[string]opener{
 	"tap":  openTap,
 }
 
-// Open opens the backend named by spec: "user" or "tap:IFACE".
+// Open opens the backend named by spec: "user" or "tap:IFACE". (The host
+// backend is no device: the monitor serves the guest's sockets.)
 func Open(spec string, o Options) (*Backend, error) {
 	if o.Addr.IsValid() && !o.Addr.Addr().Is4() || o.Gateway.IsValid() && !o.Gateway.Is4() {
 		return nil, fmt.Errorf("only IPv4 is supported (got ip=%v gw=%v)", o.Addr, o.Gateway)
@@ -88,7 +89,7 @@ func Open(spec string, o Options) (*Backend, error) {
 	name, arg, _ := strings.Cut(spec, ":")
 	open, ok := backends[name]
 	if !ok {
-		return nil, fmt.Errorf("unknown network backend %q (want user or tap:IFACE)", spec)
+		return nil, fmt.Errorf("unknown network backend %q (want user, host or tap:IFACE)", spec)
 	}
 	return open(arg, o)
 }

@@ -45,6 +45,9 @@ type attached struct {
 	devs    []monitor.Device
 	volumes []vfs.Volume
 	env     []string    // KEY=VALUE the guest needs, such as network addressing
+	hostNet *monitor.HostNet
+	// nameservers are what the guest's /etc/resolv.conf names.
+	nameservers []string
 	closers []io.Closer // host objects to release when the guest has ended
 }
 

@@ -19,6 +19,7 @@ import (
 	"atoll.dev/atoll/monitor"
 	"atoll.dev/atoll/monitor/elfimage"
 	"atoll.dev/atoll/monitor/vfs"
+	"atoll.dev/atoll/netstack"
 )
 
 const runUsage = `Usage: atoll run [flags] IMAGE|DIR [-- ARGS...]
@@ -37,6 +38,8 @@ Examples:
   atoll run --mem 256M --cpus 2 -e GREETING=hi ./hello -- arg1 arg2
   atoll run --block data=disk.img kv.img       # attach the declared block device
   atoll run -p 8080:80 ./examples/www          # user networking, host port 8080 -> guest 80
+  atoll run -p 8080:80 ./server                # a plain executable's own sockets: host 8080 -> guest 80
+  atoll run --net host,outbound=noloopback ./client   # outbound connections, not to the host itself
   atoll run --net service=tap:tap0,ip=10.1.0.2/24 www.img   # a real tap device (root)
   atoll run --volume data=/srv/kv kv.img       # the declared volume "data" is /srv/kv on the host
   atoll run --volume $PWD:/work:ro --workdir /work ./tool   # a plain executable, given a directory
@@ -44,6 +47,13 @@ Examples:
 The guest's files: what its manifest packs (read-only), /etc and /dev as a
 Go program expects, /proc/self/exe, a private /tmp and its volumes
 (docs/abi.md). Standard input, output and error are atoll's.
+
+The network: on the user backend the unikernel's own TCP/IP stack
+(atoll.Net) talks to a NAT in atoll; on the host backend its ordinary
+sockets are served by the host's, where it may listen only on its own
+loopback and forwarded ports. Either way it is 10.0.2.15, the host's
+loopback is 10.0.2.2, and its resolver 10.0.2.3 forwards to the host's
+(or --dns).
 
 Flags:
 `
@@ -102,6 +112,9 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 			return exitFailure
 		}
 	}
+	if *verbose {
+		netstack.Verbose()
+	}
 	att, err := attachDevices(m, tg.plain, kinds)
 	defer att.close()
 	if err != nil {
@@ -139,6 +152,9 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 		Volumes:  att.volumes,
 		Workdir:  *workdir,
 		Argv0:    *argv0,
+		HostNet:  att.hostNet,
+
+		Nameservers: att.nameservers,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "atoll: %s: %v\n", target, err)

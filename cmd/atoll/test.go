@@ -17,7 +17,9 @@ const testUsage = `Usage: atoll test [go test flags] [packages]
 Runs go test with each package's test binary booted as a unikernel: the
 package's directory is visible read-only at its own path and is the working
 directory (so tests read their testdata/), /tmp is writable (t.TempDir),
-and there is no network and no subprocess. Test binaries are built with
+sockets work on the guest's own loopback (the host backend, with
+outbound=none: httptest servers and clients, but nothing beyond the
+guest), and there is no subprocess. Test binaries are built with
 CGO_ENABLED=0. Results and exit status are go test's.
 
 The whole module holding the package is visible read-only (tests often
@@ -90,7 +92,7 @@ func cmdTestExec(args []string, stdout, stderr *os.File) int {
 		}
 		run = append(run, "--volume", root+":"+at+":ro")
 	}
-	run = append(run, "--mem", mem, "--workdir", wd, "--argv0", vfs.ExeLink)
+	run = append(run, "--mem", mem, "--workdir", wd, "--argv0", vfs.ExeLink, "--net", "host,outbound=none")
 	return cmdRun(append(append(run, args[0], "--"), args[1:]...), stdout, stderr)
 }
 
