@@ -44,11 +44,11 @@ type attached struct {
 	plain   bool // a plain executable: no manifest declared anything
 	devs    []monitor.Device
 	volumes []vfs.Volume
-	env     []string    // KEY=VALUE the guest needs, such as network addressing
+	env     []string // KEY=VALUE the guest needs, such as network addressing
 	hostNet *monitor.HostNet
 	// nameservers are what the guest's /etc/resolv.conf names.
 	nameservers []string
-	closers []io.Closer // host objects to release when the guest has ended
+	closers     []io.Closer // host objects to release when the guest has ended
 }
 
 // close releases the devices and what serves them (host ports included).
