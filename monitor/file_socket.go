@@ -26,6 +26,10 @@ type socket struct {
 	hostAddr  netip.AddrPort // the host socket's address, once the monitor bound it
 	forward   netip.AddrPort // the host address of the forward it holds
 	listening bool
+	// pending maps the host address of each connection a guest socket
+	// made to this listener to that socket's guest address, until the
+	// listener accepts it: the client may be gone by then.
+	pending   map[netip.AddrPort]netip.AddrPort
 	v6only    bool // the guest's IPV6_V6ONLY; the host socket's is off
 	reuseAddr bool // the guest's SO_REUSEADDR, SO_REUSEPORT: kept, not applied
 	reusePort bool
@@ -234,11 +238,15 @@ func (s *socket) connect(t *thread, dst netip.AddrPort) unix.Errno {
 	var host netip.AddrPort
 	var e unix.Errno
 	if isGuestLocal(dst.Addr()) {
-		if _, host, e = n.target(s.udp, dst); e == 0 && !s.hostAddr.IsValid() {
+		var tgt *socket
+		if tgt, host, e = n.target(s.udp, dst); e == 0 && !s.hostAddr.IsValid() {
 			e = s.bindHostLoopback()
 		}
 		if e == 0 {
 			e = s.ensureLocal(dst.Addr())
+		}
+		if e == 0 && !s.udp {
+			tgt.expect(s.hostAddr, s.localView())
 		}
 	} else if host, e = n.outside(dst); e == 0 {
 		s.noteReply(host)
@@ -313,8 +321,9 @@ func (s *socket) accept(t *thread, nonblock bool) (*socket, unix.Errno) {
 		}
 		from, _ := addrPortOf(sa)
 		n.mu.Lock()
-		owner := n.ours[from]
-		if owner == nil && !s.forward.IsValid() {
+		guest, ours := s.pending[from]
+		delete(s.pending, from)
+		if !ours && !s.forward.IsValid() {
 			n.mu.Unlock()
 			unix.Close(fd)
 			n.log.printf("a host process (%s) connected to the guest's loopback listener %s: closed", from, s.local)
@@ -322,8 +331,8 @@ func (s *socket) accept(t *thread, nonblock bool) (*socket, unix.Errno) {
 		}
 		c := n.wrap(fd, s.family, false, nonblock)
 		c.local = s.local
-		if owner != nil {
-			c.peer = owner.localView()
+		if ours {
+			c.peer = guest
 			if c.local.Addr().IsUnspecified() {
 				c.local = netip.AddrPortFrom(loopbackOf(c.peer.Addr()), c.local.Port())
 			}
@@ -339,6 +348,19 @@ func (s *socket) accept(t *thread, nonblock bool) (*socket, unix.Errno) {
 		n.mu.Unlock()
 		return c, 0
 	}
+}
+
+// maxPending bounds the connections a listener expects: beyond it, the
+// expectations so far are forgotten (connections it never accepted).
+const maxPending = 1 << 16
+
+// expect tells a listener that the guest socket at host address from,
+// whose guest address is guest, is connecting. Called with mu.
+func (s *socket) expect(from, guest netip.AddrPort) {
+	if s.pending == nil || len(s.pending) >= maxPending {
+		s.pending = map[netip.AddrPort]netip.AddrPort{}
+	}
+	s.pending[from] = guest
 }
 
 // name is the guest's view of the socket's own address (getsockname).

@@ -183,6 +183,32 @@ func TestSocketLoopback(t *testing.T) {
 	}
 }
 
+// TestSocketClosedBeforeAccept: a guest client that connects, writes and
+// closes before the server accepts is still accepted, with its data.
+func TestSocketClosedBeforeAccept(t *testing.T) {
+	st := newSockTest(t, HostNet{})
+	ln := st.socket(unix.AF_INET, unix.SOCK_STREAM)
+	st.mustCall(t, unix.SYS_BIND, ln, st.buf(sin("127.0.0.1", 0)), 16)
+	st.mustCall(t, unix.SYS_LISTEN, ln, 16)
+	port := st.name(ln, false).Port()
+	cl := st.socket(unix.AF_INET, unix.SOCK_STREAM)
+	st.mustCall(t, unix.SYS_CONNECT, cl, st.buf(sin("127.0.0.1", port)), 16)
+	want := st.name(cl, false)
+	st.write(cl, "last words")
+	st.mustCall(t, unix.SYS_CLOSE, cl)
+	sa, sl := st.buf(make([]byte, 16)), st.buf(u32le(16))
+	srv := st.mustCall(t, unix.SYS_ACCEPT4, ln, sa, sl, 0)
+	if got := decodeSockaddr(t, st.bytes(t, sa, 16)); got != want {
+		t.Errorf("peer %v, want %v", got, want)
+	}
+	if got := st.read(srv, 64); got != "last words" {
+		t.Errorf("read %q", got)
+	}
+	if got := st.read(srv, 64); got != "" {
+		t.Errorf("then %q, want end of file", got)
+	}
+}
+
 // TestSocketLoopbackPrivate connects to a guest-loopback listener's host
 // socket from the host: the monitor closes the connection, and the guest
 // never sees it.

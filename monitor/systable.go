@@ -192,6 +192,7 @@ var syscallTable = []sysEntry{
 	full(unix.SYS_UMASK, "umask", subjPaths, sysUmask, ""),
 	fails(unix.SYS_COPY_FILE_RANGE, "copy_file_range", subjPaths, unix.ENOSYS, nil, "Go's io.Copy falls back to reads and writes."),
 	fails(unix.SYS_SENDFILE, "sendfile", subjPaths, unix.ENOSYS, nil, "Go's io.Copy falls back to reads and writes."),
+	fails(unix.SYS_SPLICE, "splice", subjFiles, unix.EINVAL, nil, "As for descriptors that cannot splice: Go's io.Copy between sockets falls back to reads and writes."),
 	partial(unix.SYS_SOCKET, "socket", subjSockets, sysSocket, "On the host network backend: TCP and UDP over IPv4 and IPv6 (`SOCK_RAW` is `EPERM`, other families `EAFNOSUPPORT`). Without it, `EAFNOSUPPORT`: use a declared network device (`atoll.Net`)."),
 	fails(unix.SYS_SOCKETPAIR, "socketpair", subjSockets, unix.EAFNOSUPPORT, sysSocketpair, "No `AF_UNIX`; IPv4 and IPv6 make no pairs (`EOPNOTSUPP`)."),
 	partial(unix.SYS_BIND, "bind", subjSockets, sysBind, "Any port of the guest's loopback; elsewhere a forwarded port (`-p`) or port 0, else `EACCES`; an address not the guest's is `EADDRNOTAVAIL`."),
