@@ -589,3 +589,67 @@ func procAddr(s string) string {
 	a, _ := netip.AddrFromSlice(raw)
 	return netip.AddrPortFrom(a.Unmap(), uint16(port)).String()
 }
+
+// TestSocketRaces closes, dups and re-binds sockets in one thread while
+// another accepts, receives and sends on them: every call ends with a
+// result or an error, the monitor keeps its state (run with -race), and
+// no host descriptor outlives the VM.
+func TestSocketRaces(t *testing.T) {
+	before := hostFDs(t)
+	func() {
+		st := newSockTest(t, HostNet{Outbound: netpolicy.OutboundNone})
+		other := st.thread(int(st.mustCall(t, unix.SYS_CLONE, cloneThreadFlags, 0, 0, 0, 0)))
+		scratch := st.buf(make([]byte, 4096))
+		addrBuf, addrLen := st.buf(make([]byte, 28)), st.buf(u32le(28))
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := uint64(0); ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				fd := 3 + i%8
+				switch i % 4 {
+				case 0:
+					st.sys(other, unix.SYS_ACCEPT4, fd, 0, 0, unix.SOCK_NONBLOCK)
+				case 1:
+					st.sys(other, unix.SYS_RECVFROM, fd, scratch, 64, unix.MSG_DONTWAIT, addrBuf, addrLen)
+				case 2:
+					st.sys(other, unix.SYS_SENDTO, fd, scratch, 8, unix.MSG_DONTWAIT, st.at(64<<10), 16)
+				case 3:
+					st.sys(other, unix.SYS_GETSOCKNAME, fd, addrBuf, addrLen)
+				}
+			}
+		}()
+		lo := sin("127.0.0.1", 0)
+		for i := 0; i < 300; i++ {
+			typ := []int{unix.SOCK_STREAM, unix.SOCK_DGRAM}[i%2]
+			fd := st.socket(unix.AF_INET, typ|unix.SOCK_NONBLOCK)
+			st.call(t, unix.SYS_BIND, fd, st.buf(lo), 16)
+			if typ == unix.SOCK_STREAM {
+				st.call(t, unix.SYS_LISTEN, fd, 4)
+				port := st.name(fd, false).Port()
+				c := st.socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK)
+				st.call(t, unix.SYS_CONNECT, c, st.buf(sin("127.0.0.1", port)), 16)
+			}
+			st.call(t, unix.SYS_DUP, fd)
+			if i%3 == 0 {
+				st.call(t, unix.SYS_CLOSE, fd)
+			}
+			if i%10 == 9 {
+				for fd := uint64(3); fd < 64; fd++ {
+					st.call(t, unix.SYS_CLOSE, fd)
+				}
+			}
+		}
+		close(stop)
+		<-done
+		st.close()
+	}()
+	if leaked := newFDs(t, before); len(leaked) > 0 {
+		t.Errorf("host descriptors left after the VM closed: %v", leaked)
+	}
+}

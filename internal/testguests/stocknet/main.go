@@ -37,7 +37,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail(errors.New("usage: stocknet serve|get|selftest|udpecho|udpsend|lookup|listen|dial ..."))
+		fail(errors.New("usage: stocknet serve|get|selftest|udpecho|udpsend|lookup|listen|dial ARGS"))
 	}
 	if r := os.Getenv("STOCKNET_RESOLVER"); r != "" {
 		net.DefaultResolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
