@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -115,6 +116,24 @@ func start(t *testing.T, cmd *exec.Cmd) *bufio.Reader {
 	return r
 }
 
+// lockedBuffer is a bytes.Buffer safe to read while a command writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // curl fetches url with curl.
 func curl(t *testing.T, url string) string {
 	t.Helper()
@@ -160,7 +179,8 @@ func TestHostNetwork(t *testing.T) {
 		env := []string{"STOCKNET_LINGER_MS=2000"}
 		nat := s.native(t, env, "selftest")
 		cmd := exec.Command(s.atoll, "run", "--net", "host,outbound=none", "-e", env[0], s.bin, "--", "selftest")
-		var out, errb bytes.Buffer
+		var out bytes.Buffer
+		var errb lockedBuffer // read while the command writes it
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
