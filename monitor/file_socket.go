@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"net/netip"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -19,6 +20,10 @@ type socket struct {
 	family int // AF_INET or AF_INET6, the guest's and the host socket's
 	udp    bool
 
+	// recvMu makes a UDP receive and the dropping of a datagram the
+	// socket must not see one step for the guest's threads.
+	recvMu sync.Mutex
+
 	// Guarded by net.mu. Addresses are kept with IPv4-mapped addresses
 	// as IPv4, and given to the guest in its socket's family.
 	local     netip.AddrPort // the guest's address; invalid until bound
@@ -28,12 +33,22 @@ type socket struct {
 	listening bool
 	// pending maps the host address of each connection a guest socket
 	// made to this listener to that socket's guest address, until the
-	// listener accepts it: the client may be gone by then.
-	pending   map[netip.AddrPort]netip.AddrPort
+	// listener accepts it or the client closes: the client may be gone
+	// by the time the listener accepts. expectedBy is the listener a
+	// client is expected by.
+	pending    map[netip.AddrPort]netip.AddrPort
+	expectedBy *socket
+	// replies are the host addresses a UDP socket may exchange datagrams
+	// with beyond the guest: those it sent to, and, for a forward's
+	// socket, those that sent to it.
+	replies   map[netip.AddrPort]bool
 	v6only    bool // the guest's IPV6_V6ONLY; the host socket's is off
 	reuseAddr bool // the guest's SO_REUSEADDR, SO_REUSEPORT: kept, not applied
 	reusePort bool
-	replies   map[netip.AddrPort]bool // host addresses a UDP socket sent to
+	// linger is the guest's SO_LINGER, kept rather than applied: a host
+	// close must never wait. Only an abortive close ({1, 0}) reaches
+	// the host socket, when it closes.
+	linger unix.Linger
 }
 
 var (
@@ -43,8 +58,27 @@ var (
 	_ pollable = (*socket)(nil)
 )
 
-// maxReplies bounds the addresses a UDP socket remembers sending to.
-const maxReplies = 1024
+// Bounds on what a socket remembers; past them the oldest are forgotten
+// one at a time.
+const (
+	maxReplies = 1024    // addresses a UDP socket exchanges datagrams with
+	maxPending = 1 << 16 // connections a listener expects
+)
+
+// remember adds k to m, making room in a map of at most max entries.
+func remember[V any](m map[netip.AddrPort]V, k netip.AddrPort, v V, max int) map[netip.AddrPort]V {
+	if m == nil {
+		m = map[netip.AddrPort]V{}
+	}
+	if _, ok := m[k]; !ok && len(m) >= max {
+		for old := range m {
+			delete(m, old)
+			break
+		}
+	}
+	m[k] = v
+	return m
+}
 
 // newSocket makes a guest socket of family (AF_INET, AF_INET6) and type.
 func (n *hostNet) newSocket(family int, udp, nonblock bool) (*socket, unix.Errno) {
@@ -61,28 +95,48 @@ func (n *hostNet) wrap(fd, family int, udp, nonblock bool) *socket {
 
 func (s *socket) v6() bool { return s.family == unix.AF_INET6 }
 
-// close gives back the guest port, and a forward's host port to its
-// reservation.
+// close gives back the guest port, the listener's expectation of it, and
+// a forward's host port to its reservation. The host close never waits:
+// the guest's SO_LINGER is not the host socket's.
 func (s *socket) close() {
 	n := s.net
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, a := range []netip.AddrPort{s.hostAddr, netip.AddrPortFrom(netpolicy.HostLoopback, s.hostAddr.Port())} {
-		if n.ours[a] == s {
-			delete(n.ours, a)
-		}
+	if a := netip.AddrPortFrom(netpolicy.HostLoopback, s.hostAddr.Port()); s.udp && n.ours[a] == s {
+		delete(n.ours, a)
 	}
-	s.hostStream.close() // first, so that a forward's port can be bound again
+	if l := s.expectedBy; l != nil && !s.reachedListener() {
+		delete(l.pending, s.hostAddr) // it never will
+	}
+	var fwd portKey
 	k := portKey{s.udp, s.local.Port()}
-	if !s.local.IsValid() || n.ports[k] != s {
-		return
-	}
-	delete(n.ports, k)
-	if s.forward.IsValid() {
-		if err := n.reserve(k); err != nil {
-			n.log.printf("port forward %s -> guest %s: cannot bind it again: %v", s.forward, k, err)
+	if s.local.IsValid() && n.ports[k] == s {
+		delete(n.ports, k)
+		if s.forward.IsValid() {
+			fwd = k
 		}
 	}
+	abort := s.linger.Onoff != 0 && s.linger.Linger == 0
+	n.mu.Unlock()
+	if abort {
+		unix.SetsockoptLinger(s.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
+	}
+	s.hostStream.close()
+	if fwd.port != 0 {
+		n.mu.Lock()
+		if err := n.reserve(fwd); err != nil {
+			n.log.printf("port forward %s -> guest %s: cannot bind it again: %v", s.forward, fwd, err)
+		}
+		n.mu.Unlock()
+	}
+}
+
+// reachedListener reports whether a TCP client's connection was made: it
+// then waits in its listener's queue, to be accepted as the guest's even
+// after the client closed. One never made (still SYN_SENT, or failed)
+// never arrives.
+func (s *socket) reachedListener() bool {
+	info, err := unix.GetsockoptTCPInfo(s.fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	return err == nil && info.State != tcpSynSent && info.State != tcpClose
 }
 
 // loopbackOf is the guest's loopback address in the family of a.
@@ -100,6 +154,12 @@ func (s *socket) localView() netip.AddrPort {
 		return netip.AddrPortFrom(netpolicy.HostLoopback, s.local.Port())
 	}
 	return s.local
+}
+
+// ipv6Only reports whether the socket speaks IPv6 only: by the guest's
+// IPV6_V6ONLY, or by being bound to an IPv6 address. Called with mu.
+func (s *socket) ipv6Only() bool {
+	return s.v6() && (s.v6only || s.local.Addr().Is6() && !s.local.Addr().IsUnspecified())
 }
 
 // bind gives the socket guest address ap: on its loopback, anywhere; on
@@ -124,6 +184,11 @@ func (s *socket) bind(ap netip.AddrPort) unix.Errno {
 		n.log.printf("bind %s: guest port %s is not forwarded (-p); answered EACCES", ap, k)
 		return unix.EACCES
 	}
+	sa, ok := sockaddrOf(fwd, s.v6())
+	if exposed && !ok {
+		n.log.printf("bind %s: forward %s is IPv6, the socket IPv4; answered EADDRNOTAVAIL", ap, fwd)
+		return unix.EADDRNOTAVAIL
+	}
 	port, e := n.claimPort(s, k)
 	if e != 0 {
 		return e
@@ -132,17 +197,15 @@ func (s *socket) bind(ap netip.AddrPort) unix.Errno {
 	if !exposed {
 		return 0
 	}
-	if fwd.Addr().Is6() && !s.v6() {
-		delete(n.ports, k)
-		s.local = netip.AddrPort{}
-		n.log.printf("bind %s: forward %s is IPv6, the socket IPv4; answered EADDRNOTAVAIL", ap, fwd)
-		return unix.EADDRNOTAVAIL
-	}
 	if fd, ok := n.reserved[k]; ok {
 		unix.Close(fd)
 		delete(n.reserved, k)
 	}
-	if err := unix.Bind(s.fd, sockaddrOf(fwd, s.v6())); err != nil {
+	err := reuseAddr(s.fd, k.udp)
+	if err == nil {
+		err = unix.Bind(s.fd, sa)
+	}
+	if err != nil {
 		delete(n.ports, k)
 		s.local = netip.AddrPort{}
 		if rerr := n.reserve(k); rerr != nil {
@@ -152,24 +215,44 @@ func (s *socket) bind(ap netip.AddrPort) unix.Errno {
 		return errnoOf(err)
 	}
 	s.forward, s.hostAddr = fwd, fwd
-	if fwd.Addr().IsLoopback() || fwd.Addr().IsUnspecified() {
+	if s.udp && (fwd.Addr().IsLoopback() || fwd.Addr().IsUnspecified()) {
 		n.ours[netip.AddrPortFrom(netpolicy.HostLoopback, fwd.Port())] = s
 	}
 	return 0
 }
 
-// bindHostLoopback binds the host socket on the host's loopback, where
-// the guest's sockets reach each other. Called with mu.
-func (s *socket) bindHostLoopback() unix.Errno {
-	if err := unix.Bind(s.fd, sockaddrOf(netip.AddrPortFrom(netpolicy.HostLoopback, 0), s.v6())); err != nil {
-		return errnoOf(err)
-	}
+// bindHost gives the host socket an address where the guest's sockets
+// reach each other: a TCP socket on the host's loopback (IPv6's, to reach
+// a peer there); a UDP socket there too if the guest bound it to its
+// loopback, else on the unspecified address, so that it can also send
+// beyond the guest (what arrives from there is filtered: guestView). A
+// UDP socket the host kernel already bound, by a send, keeps its
+// address. Called with mu.
+func (s *socket) bindHost(peer netip.Addr) unix.Errno {
 	sa, err := unix.Getsockname(s.fd)
 	if err != nil {
 		return errnoOf(err)
 	}
+	if a, _ := addrPortOf(sa); a.Port() == 0 {
+		at := netpolicy.HostLoopback
+		switch {
+		case s.udp && !s.local.Addr().IsLoopback():
+			at = netip.IPv4Unspecified()
+		case !s.udp && s.v6() && peer.Is6() && !peer.Is4In6():
+			at = netip.IPv6Loopback()
+		}
+		host, _ := sockaddrOf(netip.AddrPortFrom(at, 0), s.v6())
+		if err := unix.Bind(s.fd, host); err != nil {
+			return errnoOf(err)
+		}
+		if sa, err = unix.Getsockname(s.fd); err != nil {
+			return errnoOf(err)
+		}
+	}
 	s.hostAddr, _ = addrPortOf(sa)
-	s.net.ours[s.hostAddr] = s
+	if s.udp {
+		s.net.ours[netip.AddrPortFrom(netpolicy.HostLoopback, s.hostAddr.Port())] = s
+	}
 	return 0
 }
 
@@ -206,7 +289,7 @@ func (s *socket) listen(backlog int) unix.Errno {
 		s.local = netip.AddrPortFrom(unspecifiedOf(s.family), port)
 	}
 	if !s.hostAddr.IsValid() {
-		if e := s.bindHostLoopback(); e != 0 {
+		if e := s.bindHost(netip.Addr{}); e != 0 {
 			return e
 		}
 	}
@@ -224,39 +307,63 @@ func unspecifiedOf(family int) netip.Addr {
 	return netip.IPv4Unspecified()
 }
 
+// route resolves where the socket's traffic for guest address dst goes
+// on the host: a socket of the guest's own, which it binds itself for,
+// or a host address by the policy. For a connected stream it returns the
+// listener that must expect the connection. Called with mu.
+func (s *socket) route(dst netip.AddrPort) (host netip.AddrPort, tgt *socket, e unix.Errno) {
+	n := s.net
+	if s.ipv6Only() && dst.Addr().Unmap().Is4() {
+		return netip.AddrPort{}, nil, unix.ENETUNREACH
+	}
+	dst = unmap(dst)
+	if !isGuestLocal(dst.Addr()) {
+		if host = replyAddr(dst); s.udp && s.replies[host] {
+			return host, nil, 0 // a peer it talks with already
+		}
+		if host, e = n.outside(dst); e == 0 {
+			s.noteReply(host)
+		}
+		return host, nil, e
+	}
+	if tgt, host, e = n.target(s.udp, dst); e == 0 && !s.hostAddr.IsValid() {
+		e = s.bindHost(host.Addr())
+	}
+	if e == 0 {
+		e = s.ensureLocal(dst.Addr())
+	}
+	return host, tgt, e
+}
+
+// replyAddr is where a guest address beyond the guest is on the host,
+// whatever the policy says: the gateway is the host's loopback.
+func replyAddr(dst netip.AddrPort) netip.AddrPort {
+	if dst.Addr() == netpolicy.Gateway {
+		return netip.AddrPortFrom(netpolicy.HostLoopback, dst.Port())
+	}
+	return dst
+}
+
 // connect connects to dst: a socket of the guest's own, through the
 // host's loopback, or a host address by the policy. A blocking connect
 // waits for the outcome.
 func (s *socket) connect(t *thread, dst netip.AddrPort) unix.Errno {
 	n := s.net
 	n.mu.Lock()
-	if s.v6() && s.v6only && dst.Addr().Is4In6() {
-		n.mu.Unlock()
-		return unix.ENETUNREACH
-	}
-	dst = unmap(dst)
-	var host netip.AddrPort
-	var e unix.Errno
-	if isGuestLocal(dst.Addr()) {
-		var tgt *socket
-		if tgt, host, e = n.target(s.udp, dst); e == 0 && !s.hostAddr.IsValid() {
-			e = s.bindHostLoopback()
-		}
-		if e == 0 {
-			e = s.ensureLocal(dst.Addr())
-		}
-		if e == 0 && !s.udp {
-			tgt.expect(s.hostAddr, s.localView())
-		}
-	} else if host, e = n.outside(dst); e == 0 {
-		s.noteReply(host)
-	}
-	if e != 0 {
-		n.mu.Unlock()
-		return e
+	host, tgt, e := s.route(dst)
+	sa, ok := sockaddrOf(host, s.v6())
+	switch {
+	case e == 0 && !ok:
+		e = unix.ENETUNREACH // an IPv6 host address for an IPv4 socket
+	case e == 0 && tgt != nil && !s.udp:
+		tgt.pending = remember(tgt.pending, s.hostAddr, s.localView(), maxPending)
+		s.expectedBy = tgt
 	}
 	n.mu.Unlock()
-	err := unix.Connect(s.fd, sockaddrOf(host, s.v6()))
+	if e != 0 {
+		return e
+	}
+	err := unix.Connect(s.fd, sa)
 	if err == unix.EINPROGRESS && !s.nonblock.Load() {
 		if e := t.waitFor(s.fd, unix.POLLOUT); e != 0 {
 			return e
@@ -270,10 +377,16 @@ func (s *socket) connect(t *thread, dst netip.AddrPort) unix.Errno {
 			err = unix.Errno(soerr)
 		}
 	}
-	if err == nil || err == unix.EINPROGRESS {
-		n.mu.Lock()
-		s.peer = dst
-		n.mu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch err {
+	case nil, unix.EINPROGRESS, unix.EALREADY, unix.EISCONN:
+		s.peer = unmap(dst)
+	default:
+		if tgt != nil && s.expectedBy == tgt {
+			delete(tgt.pending, s.hostAddr) // it will never arrive
+			s.expectedBy = nil
+		}
 	}
 	return errnoOf(err)
 }
@@ -292,16 +405,12 @@ func (s *socket) disconnect() unix.Errno {
 	return err
 }
 
-// noteReply lets a UDP socket receive from host address a, which it sent
-// to. Called with mu.
+// noteReply lets a UDP socket exchange datagrams with host address a.
+// Called with mu.
 func (s *socket) noteReply(a netip.AddrPort) {
-	if !s.udp {
-		return
+	if s.udp {
+		s.replies = remember(s.replies, unmap(a), true, maxReplies)
 	}
-	if s.replies == nil || len(s.replies) >= maxReplies {
-		s.replies = map[netip.AddrPort]bool{}
-	}
-	s.replies[unmap(a)] = true
 }
 
 // accept takes the next connection; a listener on the guest's loopback
@@ -327,6 +436,9 @@ func (s *socket) accept(t *thread, nonblock bool) (*socket, unix.Errno) {
 			n.mu.Unlock()
 			unix.Close(fd)
 			n.log.printf("a host process (%s) connected to the guest's loopback listener %s: closed", from, s.local)
+			if t.interrupted() { // a flood of them must not hold the thread
+				return nil, unix.EINTR
+			}
 			continue
 		}
 		c := n.wrap(fd, s.family, false, nonblock)
@@ -348,19 +460,6 @@ func (s *socket) accept(t *thread, nonblock bool) (*socket, unix.Errno) {
 		n.mu.Unlock()
 		return c, 0
 	}
-}
-
-// maxPending bounds the connections a listener expects: beyond it, the
-// expectations so far are forgotten (connections it never accepted).
-const maxPending = 1 << 16
-
-// expect tells a listener that the guest socket at host address from,
-// whose guest address is guest, is connecting. Called with mu.
-func (s *socket) expect(from, guest netip.AddrPort) {
-	if s.pending == nil || len(s.pending) >= maxPending {
-		s.pending = map[netip.AddrPort]netip.AddrPort{}
-	}
-	s.pending[from] = guest
 }
 
 // name is the guest's view of the socket's own address (getsockname).
@@ -398,36 +497,24 @@ func (s *socket) peerName() (netip.AddrPort, unix.Errno) {
 	return s.peer, 0
 }
 
-// destination resolves where a UDP datagram for dst goes on the host,
-// binding the socket where the guest's sockets reach each other if it is
-// one of theirs. drop is true for a datagram to a guest port nobody
-// holds, which Linux also drops without a word.
-func (s *socket) destination(dst netip.AddrPort) (host netip.AddrPort, drop bool, e unix.Errno) {
-	n := s.net
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if s.v6() && s.v6only && dst.Addr().Is4In6() {
-		return netip.AddrPort{}, false, unix.ENETUNREACH
+// destination resolves where a UDP datagram for dst goes on the host.
+// drop is true for a datagram to a guest port nobody holds, which Linux
+// also drops without a word.
+func (s *socket) destination(dst netip.AddrPort) (to unix.Sockaddr, drop bool, e unix.Errno) {
+	s.net.mu.Lock()
+	defer s.net.mu.Unlock()
+	host, _, e := s.route(dst)
+	if e == unix.ECONNREFUSED && isGuestLocal(dst.Addr()) {
+		return nil, true, 0
 	}
-	dst = unmap(dst)
-	if !isGuestLocal(dst.Addr()) {
-		host, e = n.outside(dst)
-		if e == 0 {
-			s.noteReply(host)
-		}
-		return host, false, e
+	if e != 0 {
+		return nil, false, e
 	}
-	_, host, e = n.target(true, dst)
-	if e == unix.ECONNREFUSED {
-		return netip.AddrPort{}, true, 0
+	sa, ok := sockaddrOf(host, s.v6())
+	if !ok {
+		return nil, false, unix.ENETUNREACH
 	}
-	if e == 0 && !s.hostAddr.IsValid() {
-		e = s.bindHostLoopback()
-	}
-	if e == 0 {
-		e = s.ensureLocal(dst.Addr())
-	}
-	return host, false, e
+	return sa, false, 0
 }
 
 // send writes bufs, to dst for a UDP socket that names one. Blocking, it
@@ -435,14 +522,14 @@ func (s *socket) destination(dst netip.AddrPort) (host netip.AddrPort, drop bool
 func (s *socket) send(t *thread, bufs [][]byte, flags int, dst netip.AddrPort) (int, unix.Errno) {
 	var to unix.Sockaddr
 	if dst.IsValid() && s.udp {
-		host, drop, e := s.destination(dst)
+		sa, drop, e := s.destination(dst)
 		switch {
 		case e != 0:
 			return 0, e
 		case drop:
 			return iovLen(bufs), 0
 		}
-		to = sockaddrOf(host, s.v6())
+		to = sa
 	}
 	nonblock := s.nonblock.Load() || flags&unix.MSG_DONTWAIT != 0
 	total, done := iovLen(bufs), 0
@@ -483,7 +570,22 @@ func (s *socket) recv(t *thread, bufs [][]byte, flags int) (int, netip.AddrPort,
 	nonblock := s.nonblock.Load() || flags&unix.MSG_DONTWAIT != 0
 	total, done := iovLen(bufs), 0
 	for {
-		n, _, rflags, from, err := unix.RecvmsgBuffers(s.fd, skipIovecs(bufs, done), nil, flags|unix.MSG_DONTWAIT)
+		if s.udp {
+			n, from, rflags, e := s.recvDatagram(bufs, flags)
+			if e == unix.EAGAIN && !nonblock {
+				if e = t.waitReady(s.fd, unix.POLLIN); e == 0 {
+					continue
+				}
+			}
+			if e == unix.EAGAIN && from.IsValid() { // dropped one
+				if t.interrupted() {
+					return 0, netip.AddrPort{}, 0, unix.EINTR
+				}
+				continue
+			}
+			return n, from, rflags, e
+		}
+		n, _, rflags, _, err := unix.RecvmsgBuffers(s.fd, skipIovecs(bufs, done), nil, flags|unix.MSG_DONTWAIT)
 		if err == unix.EAGAIN && !nonblock {
 			if e := t.waitReady(s.fd, unix.POLLIN); e != 0 {
 				if done > 0 {
@@ -499,26 +601,41 @@ func (s *socket) recv(t *thread, bufs [][]byte, flags int) (int, netip.AddrPort,
 			}
 			return 0, netip.AddrPort{}, 0, errnoOf(err)
 		}
-		if !s.udp {
-			done += n
-			if flags&unix.MSG_WAITALL != 0 && !nonblock && n > 0 && done < total && flags&unix.MSG_PEEK == 0 {
-				continue
-			}
-			return done, netip.AddrPort{}, rflags, 0
+		done += n
+		if flags&unix.MSG_WAITALL != 0 && !nonblock && n > 0 && done < total && flags&unix.MSG_PEEK == 0 {
+			continue
 		}
-		if from == nil {
-			return n, netip.AddrPort{}, rflags, 0
-		}
-		src, _ := addrPortOf(from)
-		s.net.mu.Lock()
-		view, ok := s.net.guestView(s, src)
-		s.net.mu.Unlock()
-		if ok {
-			return n, view, rflags, 0
-		}
-		if flags&unix.MSG_PEEK != 0 { // consume what was only looked at
-			unix.Recvfrom(s.fd, nil, unix.MSG_DONTWAIT)
-		}
-		s.net.log.printf("a datagram from %s to a guest socket that did not send there: dropped", src)
+		return done, netip.AddrPort{}, rflags, 0
 	}
+}
+
+// recvDatagram takes one datagram without waiting. A datagram the socket
+// must not see is consumed and answered as EAGAIN with its sender (so
+// that the caller tries again); a forward's socket remembers who sent to
+// it, to answer them.
+func (s *socket) recvDatagram(bufs [][]byte, flags int) (int, netip.AddrPort, int, unix.Errno) {
+	s.recvMu.Lock()
+	defer s.recvMu.Unlock()
+	n, _, rflags, from, err := unix.RecvmsgBuffers(s.fd, bufs, nil, flags|unix.MSG_DONTWAIT)
+	if err != nil {
+		return 0, netip.AddrPort{}, 0, errnoOf(err)
+	}
+	if from == nil {
+		return n, netip.AddrPort{}, rflags, 0
+	}
+	src, _ := addrPortOf(from)
+	s.net.mu.Lock()
+	view, ok := s.net.guestView(s, src)
+	if ok && s.forward.IsValid() && s.net.ours[unmap(src)] == nil {
+		s.noteReply(src)
+	}
+	s.net.mu.Unlock()
+	if ok {
+		return n, view, rflags, 0
+	}
+	if flags&unix.MSG_PEEK != 0 { // consume what was only looked at: recvMu keeps it the same one
+		unix.Recvfrom(s.fd, nil, unix.MSG_DONTWAIT)
+	}
+	s.net.log.printf("a datagram from %s to a guest socket that did not send there: dropped", src)
+	return 0, src, 0, unix.EAGAIN
 }

@@ -40,9 +40,9 @@ type hostNet struct {
 	// ports is the guest's port space: the socket bound to each guest
 	// port.
 	ports map[portKey]*socket
-	// ours maps the host address of each host socket the monitor bound
-	// on the host's loopback for the guest to that socket, so that the
-	// guest's traffic with itself is told from the host's.
+	// ours maps the host's loopback address of each guest UDP socket (at
+	// its host port) to that socket, so that datagrams between guest
+	// sockets are told from the host's.
 	ours map[netip.AddrPort]*socket
 	// forwards are the guest ports the guest may bind beyond its
 	// loopback, with where each goes on the host; reserved holds a bound
@@ -110,7 +110,10 @@ func (n *hostNet) reserve(k portKey) error {
 	if err != nil {
 		return err
 	}
-	err = unix.Bind(fd, sockaddrOf(host, host.Addr().Is6()))
+	sa, _ := sockaddrOf(host, host.Addr().Is6())
+	if err = reuseAddr(fd, k.udp); err == nil {
+		err = unix.Bind(fd, sa)
+	}
 	if err == nil && !k.udp {
 		err = unix.Listen(fd, 1)
 	}
@@ -153,24 +156,30 @@ func hostSocket(v6, udp bool) (int, error) {
 			return -1, err
 		}
 	}
-	// A forward's TCP port is bound again as soon as the guest lets it
-	// go, its old connections in TIME_WAIT or not. (For UDP the option
-	// would let other sockets share the port.)
-	if !udp {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-			unix.Close(fd)
-			return -1, err
-		}
-	}
 	return fd, nil
 }
 
-// sockaddrOf is ap as a host socket of the given family takes it.
-func sockaddrOf(ap netip.AddrPort, v6 bool) unix.Sockaddr {
-	if v6 {
-		return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+// reuseAddr lets a forward's TCP port be bound again as soon as a socket
+// lets it go, its old connections in TIME_WAIT or not. Only forwards'
+// sockets have it: on others it would let a host process bind beside
+// them, and for UDP it would let one share the port.
+func reuseAddr(fd int, udp bool) error {
+	if udp {
+		return nil
 	}
-	return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().Unmap().As4()}
+	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+}
+
+// sockaddrOf is ap as a host socket of the given family takes it; ok is
+// false for an IPv6 address and an IPv4 socket.
+func sockaddrOf(ap netip.AddrPort, v6 bool) (sa unix.Sockaddr, ok bool) {
+	if v6 {
+		return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}, true
+	}
+	if a := ap.Addr().Unmap(); a.Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}, true
+	}
+	return nil, false
 }
 
 // addrPortOf is a host socket address, IPv4-mapped addresses as IPv4; ok
@@ -229,7 +238,7 @@ func (n *hostNet) target(udp bool, dst netip.AddrPort) (*socket, netip.AddrPort,
 		return nil, netip.AddrPort{}, unix.ECONNREFUSED // the other family's port
 	}
 	if !s.hostAddr.IsValid() {
-		if e := s.bindHostLoopback(); e != 0 {
+		if e := s.bindHost(netip.Addr{}); e != 0 {
 			return nil, netip.AddrPort{}, e
 		}
 	}

@@ -90,6 +90,8 @@ const (
 	statfsSize     = 120    // sizeof(struct statfs) (asm-generic/statfs.h)
 	atStatxSync    = 0x6000 // AT_STATX_SYNC_TYPE (linux/fcntl.h)
 	fionbio        = 0x5421 // FIONBIO (asm-generic/ioctls.h)
+	tcpSynSent     = 2      // TCP_SYN_SENT, a tcp_info state (netinet/tcp.h)
+	tcpClose       = 7      // TCP_CLOSE
 )
 
 // struct mmsghdr on x86-64: a struct msghdr, then msg_len (sys/socket.h;

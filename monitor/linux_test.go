@@ -53,9 +53,9 @@ func TestLinuxConstants(t *testing.T) {
 		"offsetof(struct mmsghdr, msg_len)": msgLenOff, "sizeof(struct msghdr)": msghdrSize,
 		"offsetof(struct msghdr, msg_namelen)": msgNamelenOff, "offsetof(struct msghdr, msg_controllen)": msgControllenOff,
 		"sizeof(struct sockaddr_in)": sockaddrInSize, "sizeof(struct sockaddr_in6)": sockaddrIn6Size,
-		"offsetof(struct sockaddr_in6, sin6_scope_id)": sockaddrIn6Min,
+		"offsetof(struct sockaddr_in6, sin6_scope_id)": sockaddrIn6Min, "TCP_SYN_SENT": tcpSynSent, "TCP_CLOSE": tcpClose,
 	}
-	check(t, []string{"#define _GNU_SOURCE", "sys/socket.h", "netinet/in.h"}, libc)
+	check(t, []string{"#define _GNU_SOURCE", "sys/socket.h", "netinet/in.h", "netinet/tcp.h"}, libc)
 }
 
 func check(t *testing.T, headers []string, want map[string]uint64) {

@@ -653,3 +653,180 @@ func TestSocketRaces(t *testing.T) {
 		t.Errorf("host descriptors left after the VM closed: %v", leaked)
 	}
 }
+
+// TestSocketReviewCases covers what an independent review found: short
+// addresses, families that cannot meet, SO_LINGER, datagrams from host
+// sockets that share a guest TCP socket's port, connections never made,
+// and replies from a forwarded UDP port under outbound=none.
+func TestSocketReviewCases(t *testing.T) {
+	udpPort := freePort(t, true)
+	fwd, err := netpolicy.ParseForward(strconv.Itoa(int(udpPort)) + ":53/udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newSockTest(t, HostNet{Outbound: netpolicy.OutboundNone, Forwards: []netpolicy.Forward{fwd}})
+	tcp, udp := st.socket(unix.AF_INET, unix.SOCK_STREAM), st.socket(unix.AF_INET, unix.SOCK_DGRAM)
+	good := st.buf(sin("127.0.0.1", 9))
+	runErrCases(t, st.testVM, []errCase{
+		{"bind length 2", unix.SYS_BIND, []uint64{tcp, good, 2}, unix.EINVAL},
+		{"connect length 3", unix.SYS_CONNECT, []uint64{tcp, good, 3}, unix.EINVAL},
+		{"sendto length 2", unix.SYS_SENDTO, []uint64{udp, good, 1, 0, good, 2}, unix.EINVAL},
+		{"sendmsg length 3", unix.SYS_SENDMSG, []uint64{udp, st.buf(msghdrBytes(good, 3, 0, 0, 0, 0)), 0}, unix.EINVAL},
+	})
+
+	// An IPv6 client bound to ::1 cannot reach an IPv4 listener.
+	ln := st.socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK)
+	st.mustCall(t, unix.SYS_BIND, ln, st.buf(sin("127.0.0.1", 0)), 16)
+	st.mustCall(t, unix.SYS_LISTEN, ln, 0)
+	port := st.name(ln, false).Port()
+	v6 := st.socket(unix.AF_INET6, unix.SOCK_STREAM)
+	st.mustCall(t, unix.SYS_BIND, v6, st.buf(sin6("::1", 0)), 28)
+	if _, e := st.call(t, unix.SYS_CONNECT, v6, st.buf(sin6("::ffff:127.0.0.1", port)), 28); e != unix.ENETUNREACH {
+		t.Errorf("IPv6-bound client to an IPv4 listener: %v", e)
+	}
+	u6 := st.socket(unix.AF_INET6, unix.SOCK_DGRAM)
+	st.mustCall(t, unix.SYS_BIND, u6, st.buf(sin6("::1", 0)), 28)
+	if _, e := st.call(t, unix.SYS_SENDTO, u6, good, 1, 0, st.buf(sin6("::ffff:127.0.0.1", 9)), 28); e != unix.ENETUNREACH {
+		t.Errorf("IPv6-bound UDP socket to an IPv4 address: %v", e)
+	}
+
+	// SO_LINGER is the guest's: close does not wait on a host socket
+	// with unsent data, and the value reads back.
+	cl := st.socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK)
+	st.call(t, unix.SYS_CONNECT, cl, st.buf(sin("127.0.0.1", port)), 16)
+	big := st.buf(make([]byte, 1<<20))
+	for i := 0; i < 64; i++ {
+		if _, e := st.call(t, unix.SYS_WRITE, cl, big, 1<<20); e != 0 {
+			break
+		}
+	}
+	linger := st.buf(u64s(1 | 0x7fffffff<<32)[:8])
+	st.mustCall(t, unix.SYS_SETSOCKOPT, cl, unix.SOL_SOCKET, unix.SO_LINGER, linger, 8)
+	val, vl := st.buf(make([]byte, 8)), st.buf(u32le(8))
+	st.mustCall(t, unix.SYS_GETSOCKOPT, cl, unix.SOL_SOCKET, unix.SO_LINGER, val, vl)
+	if got := st.bytes(t, val, 8); binary.LittleEndian.Uint32(got) != 1 || binary.LittleEndian.Uint32(got[4:]) != 0x7fffffff {
+		t.Errorf("SO_LINGER read back % x", got)
+	}
+	begin := time.Now()
+	st.mustCall(t, unix.SYS_CLOSE, cl)
+	if d := time.Since(begin); d > time.Second {
+		t.Errorf("close with SO_LINGER waited %v", d)
+	}
+
+	// Connections never made leave no expectation behind.
+	for i := 0; i < 4; i++ {
+		c := st.socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK)
+		st.call(t, unix.SYS_CONNECT, c, st.buf(sin("127.0.0.1", port)), 16)
+		st.mustCall(t, unix.SYS_CLOSE, c)
+	}
+	time.Sleep(50 * time.Millisecond)
+	lnFile := st.socketAt(ln)
+	for {
+		fd, e := st.call(t, unix.SYS_ACCEPT4, ln, 0, 0, unix.SOCK_NONBLOCK)
+		if e != 0 {
+			break
+		}
+		st.mustCall(t, unix.SYS_CLOSE, fd)
+	}
+	st.net.mu.Lock()
+	left := len(lnFile.pending)
+	st.net.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d expectations left for connections never made", left)
+	}
+
+	// A host UDP socket at a guest TCP socket's host port is no guest.
+	st.net.mu.Lock()
+	hostPort := lnFile.hostAddr.Port()
+	st.net.mu.Unlock()
+	spoof, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(int(hostPort)))
+	if err == nil {
+		rcv := st.socket(unix.AF_INET, unix.SOCK_DGRAM)
+		st.mustCall(t, unix.SYS_BIND, rcv, st.buf(sin("127.0.0.1", 7000)), 16)
+		st.net.mu.Lock()
+		to := st.net.ports[portKey{true, 7000}]
+		st.mustBindHost(to)
+		dst := net.UDPAddrFromAddrPort(to.hostAddr)
+		st.net.mu.Unlock()
+		spoof.WriteTo([]byte("spoof"), dst)
+		spoof.Close()
+		time.Sleep(50 * time.Millisecond)
+		if _, e := st.call(t, unix.SYS_RECVFROM, rcv, good, 8, unix.MSG_DONTWAIT, 0, 0); e != unix.EAGAIN {
+			t.Errorf("a datagram from a host socket at a guest TCP port reached the guest: %v", e)
+		}
+	}
+
+	// A forwarded UDP port answers its clients under outbound=none.
+	srv := st.socket(unix.AF_INET, unix.SOCK_DGRAM)
+	st.mustCall(t, unix.SYS_BIND, srv, st.buf(sin("0.0.0.0", 53)), 16)
+	c, err := net.Dial("udp", fwd.HostAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("query"))
+	from, fl := st.buf(make([]byte, 16)), st.buf(u32le(16))
+	rb := st.buf(make([]byte, 64))
+	st.mustCall(t, unix.SYS_RECVFROM, srv, rb, 64, 0, from, fl)
+	if _, e := st.call(t, unix.SYS_SENDTO, srv, st.buf([]byte("answer")), 6, 0, from, 16); e != 0 {
+		t.Fatalf("reply to a forward's client: %v", e)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 16)
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "answer" {
+		t.Errorf("the client read %q, %v", buf[:n], err)
+	}
+	if _, e := st.call(t, unix.SYS_SENDTO, srv, rb, 1, 0, st.buf(sin("192.0.2.1", 53)), 16); e != unix.EACCES {
+		t.Errorf("a forward's socket to an address that never wrote: %v", e)
+	}
+}
+
+// socketAt returns the socket behind guest fd.
+func (st *sockTest) socketAt(fd uint64) *socket {
+	f, ok := st.fds.acquire(fd)
+	if !ok {
+		st.t.Fatalf("no descriptor %d", fd)
+	}
+	defer f.release()
+	return f.file.(*socket)
+}
+
+// mustBindHost binds a guest socket's host socket. Called with mu.
+func (st *sockTest) mustBindHost(s *socket) {
+	if !s.hostAddr.IsValid() {
+		if e := s.bindHost(netip.Addr{}); e != 0 {
+			st.t.Fatal(e)
+		}
+	}
+}
+
+// TestSocketIPv6Host: host addresses an IPv4 socket cannot take — an
+// IPv6 resolver, an IPv6 forward — are refused, not a crash.
+func TestSocketIPv6Host(t *testing.T) {
+	fwdPort := freePort(t, false)
+	fwd, err := netpolicy.ParseForward("[::1]:" + strconv.Itoa(int(fwdPort)) + ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := net.Listen("tcp", fwd.HostAddr); err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	} else {
+		l.Close()
+	}
+	st := newSockTest(t, HostNet{Resolver: netip.MustParseAddrPort("[::1]:53"), Forwards: []netpolicy.Forward{fwd}})
+	q := st.socket(unix.AF_INET, unix.SOCK_DGRAM)
+	if _, e := st.call(t, unix.SYS_CONNECT, q, st.buf(sin("10.0.2.3", 53)), 16); e != unix.ENETUNREACH {
+		t.Errorf("IPv4 socket to an IPv6 resolver: %v", e)
+	}
+	if _, e := st.call(t, unix.SYS_BIND, st.socket(unix.AF_INET, unix.SOCK_STREAM), st.buf(sin("0.0.0.0", 80)), 16); e != unix.EADDRNOTAVAIL {
+		t.Errorf("IPv4 socket on an IPv6 forward: %v", e)
+	}
+	ln := st.socket(unix.AF_INET6, unix.SOCK_STREAM)
+	st.mustCall(t, unix.SYS_BIND, ln, st.buf(sin6("::", 80)), 28)
+	st.mustCall(t, unix.SYS_LISTEN, ln, 4)
+	if _, e := st.call(t, unix.SYS_CONNECT, st.socket(unix.AF_INET, unix.SOCK_STREAM), st.buf(sin("127.0.0.1", 80)), 16); e != unix.ENETUNREACH {
+		t.Errorf("IPv4 client to a listener on an IPv6 forward: %v", e)
+	}
+	c6 := st.socket(unix.AF_INET6, unix.SOCK_STREAM)
+	st.mustCall(t, unix.SYS_CONNECT, c6, st.buf(sin6("::1", 80)), 28)
+}

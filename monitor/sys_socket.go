@@ -67,30 +67,24 @@ func (t *thread) withSocket(fd uint64, op func(s *socket) (uint64, unix.Errno)) 
 // readSockaddr reads the guest's socket address for socket s. unspec
 // reports an AF_UNSPEC address, which dissolves a UDP association.
 func readSockaddr(t *thread, s *socket, addr, size uint64) (ap netip.AddrPort, unspec bool, e unix.Errno) {
-	if int32(size) < 0 || size > 128 {
-		return netip.AddrPort{}, false, unix.EINVAL
-	}
-	if size < 2 {
+	if int32(size) < 2 || size > 128 {
 		return netip.AddrPort{}, false, unix.EINVAL
 	}
 	b, ok := t.slice(addr, size)
 	if !ok {
 		return netip.AddrPort{}, false, unix.EFAULT
 	}
-	le, be := binary.LittleEndian, binary.BigEndian
-	family := int(le.Uint16(b))
-	port := be.Uint16(b[2:min(4, len(b))])
-	switch {
+	switch family := int(binary.LittleEndian.Uint16(b)); {
 	case family == unix.AF_UNSPEC:
 		return netip.AddrPort{}, true, 0
 	case family != s.family:
 		return netip.AddrPort{}, false, unix.EAFNOSUPPORT
-	case family == unix.AF_INET && size < sockaddrInSize, family == unix.AF_INET6 && size < sockaddrIn6Min:
-		return netip.AddrPort{}, false, unix.EINVAL
-	case family == unix.AF_INET:
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[4:8])), port), false, 0
+	case family == unix.AF_INET && len(b) >= sockaddrInSize:
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[4:8])), binary.BigEndian.Uint16(b[2:])), false, 0
+	case family == unix.AF_INET6 && len(b) >= sockaddrIn6Min:
+		return netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[8:24])), binary.BigEndian.Uint16(b[2:])), false, 0
 	}
-	return netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[8:24])), port), false, 0
+	return netip.AddrPort{}, false, unix.EINVAL // too short for its family
 }
 
 // sockaddrBytes encodes ap as the guest's struct sockaddr_in or
@@ -101,8 +95,10 @@ func sockaddrBytes(ap netip.AddrPort, family int) []byte {
 		b := make([]byte, sockaddrInSize)
 		le.PutUint16(b, unix.AF_INET)
 		be.PutUint16(b[2:], ap.Port())
-		a := ap.Addr().Unmap().As4()
-		copy(b[4:], a[:])
+		if a := ap.Addr().Unmap(); a.Is4() { // else 0.0.0.0: no IPv6 address reaches an IPv4 socket
+			a4 := a.As4()
+			copy(b[4:], a4[:])
+		}
 		return b
 	}
 	b := make([]byte, sockaddrIn6Size)
@@ -444,10 +440,11 @@ type sockopt struct{ level, name int }
 
 // sockopts is the allow-list; anything else is ENOPROTOOPT, logged. The
 // emulated ones are answered from the socket: the host socket's own
-// IPV6_V6ONLY stays off and its SO_REUSEADDR on (hostnet.go).
+// IPV6_V6ONLY stays off, its SO_REUSEADDR is the monitor's (hostnet.go),
+// and its SO_LINGER must never make a close wait (file_socket.go).
 var sockopts = map[sockopt]bool{
 	{unix.SOL_SOCKET, unix.SO_KEEPALIVE}: true, {unix.SOL_SOCKET, unix.SO_BROADCAST}: true,
-	{unix.SOL_SOCKET, unix.SO_LINGER}: true, {unix.SOL_SOCKET, unix.SO_RCVBUF}: true,
+	{unix.SOL_SOCKET, unix.SO_LINGER}: false, {unix.SOL_SOCKET, unix.SO_RCVBUF}: true,
 	{unix.SOL_SOCKET, unix.SO_SNDBUF}: true, {unix.SOL_SOCKET, unix.SO_OOBINLINE}: true,
 	{unix.SOL_SOCKET, unix.SO_RCVLOWAT}: true, {unix.SOL_SOCKET, unix.SO_ERROR}: true,
 	{unix.SOL_SOCKET, unix.SO_TYPE}: true, {unix.SOL_SOCKET, unix.SO_DOMAIN}: true,
@@ -498,10 +495,11 @@ func sysSetsockopt(t *thread, a sysArgs) (uint64, unix.Errno) {
 		if host {
 			return 0, hostSetsockopt(s.fd, level, name, val)
 		}
-		if len(val) < 4 {
+		if len(val) < 4 || name == unix.SO_LINGER && len(val) < 8 {
 			return 0, unix.EINVAL
 		}
-		on := binary.LittleEndian.Uint32(val) != 0
+		le := binary.LittleEndian
+		on := le.Uint32(val) != 0
 		s.net.mu.Lock()
 		defer s.net.mu.Unlock()
 		switch name {
@@ -514,6 +512,8 @@ func sysSetsockopt(t *thread, a sysArgs) (uint64, unix.Errno) {
 			s.reuseAddr = on
 		case unix.SO_REUSEPORT:
 			s.reusePort = on
+		case unix.SO_LINGER:
+			s.linger = unix.Linger{Onoff: int32(le.Uint32(val)), Linger: int32(le.Uint32(val[4:]))}
 		}
 		return 0, 0
 	})
@@ -542,14 +542,7 @@ func sysGetsockopt(t *thread, a sysArgs) (uint64, unix.Errno) {
 				return 0, e
 			}
 		} else {
-			s.net.mu.Lock()
-			on := map[int]bool{unix.IPV6_V6ONLY: s.v6only, unix.SO_REUSEADDR: s.reuseAddr, unix.SO_REUSEPORT: s.reusePort}[name]
-			s.net.mu.Unlock()
-			var v [4]byte
-			if on {
-				v[0] = 1
-			}
-			n = copy(buf, v[:])
+			n = copy(buf, s.emulatedOpt(name))
 		}
 		if n > 0 {
 			dst, ok := t.slice(a[3], uint64(n))
@@ -561,6 +554,22 @@ func sysGetsockopt(t *thread, a sysArgs) (uint64, unix.Errno) {
 		binary.LittleEndian.PutUint32(lb, uint32(n))
 		return 0, 0
 	})
+}
+
+// emulatedOpt is the value of an option the monitor keeps for the guest.
+func (s *socket) emulatedOpt(name int) []byte {
+	s.net.mu.Lock()
+	defer s.net.mu.Unlock()
+	le := binary.LittleEndian
+	if name == unix.SO_LINGER {
+		return le.AppendUint32(le.AppendUint32(nil, uint32(s.linger.Onoff)), uint32(s.linger.Linger))
+	}
+	on := map[int]bool{unix.IPV6_V6ONLY: s.v6only, unix.SO_REUSEADDR: s.reuseAddr, unix.SO_REUSEPORT: s.reusePort}[name]
+	v := uint32(0)
+	if on {
+		v = 1
+	}
+	return le.AppendUint32(nil, v)
 }
 
 // socketIoctl answers the ioctls of sockets: bytes waiting to be read
