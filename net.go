@@ -82,11 +82,15 @@ func stackOn(fd uintptr, name string) (Network, error) {
 		// Non-blocking, so that Go's poller drives the device.
 		err = syscall.SetNonblock(int(fd), true)
 	}
-	f := os.NewFile(fd, "net:"+name)
 	if err != nil {
-		f.Close()
+		syscall.Close(int(fd))
 		return nil, err
 	}
+	// The frame rings when atoll offers them, system calls otherwise.
+	if dev, err := netstack.NewRingDevice(fd, "net:"+name); err == nil {
+		return netstack.New(dev, cfg)
+	}
+	f := os.NewFile(fd, "net:"+name)
 	dev, err := netstack.NewFileDevice(f)
 	if err != nil {
 		f.Close()

@@ -32,6 +32,9 @@ func (v *VM) writeSystemArea() error {
 		return err
 	}
 	copy(img, vdso.Image())
+	if err := v.mem.MapMMIO(doorbellAddr, v.mem.MMIOBase()); err != nil {
+		return err
+	}
 	return writeHardwareTables(v.mem)
 }
 

@@ -32,6 +32,9 @@ type machine interface {
 	// start runs thread t on its vCPU, in a goroutine of its own, until
 	// the thread ends or the VM stops.
 	start(t *thread)
+	// doorbell makes a 4-byte guest write to guest-physical gpa signal
+	// eventfd fd without an exit (a KVM ioeventfd).
+	doorbell(gpa uint64, fd int) error
 	// retire takes back the vCPU of a thread that has ended.
 	retire(c cpu)
 	// close releases the vCPUs and the VM.

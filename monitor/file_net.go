@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -12,8 +13,15 @@ import (
 
 // netDevice is an attached network device (docs/abi.md, devices): a tap
 // descriptor or one end of a SOCK_SEQPACKET socket pair, one Ethernet frame
-// per read or write, non-blocking on the host (hostStream).
-type netDevice struct{ *hostStream }
+// per read or write, non-blocking on the host (hostStream). Once the
+// guest maps its frame rings (net_ring.go), frames move through them
+// only, and the descriptor's readiness is the rings' notification.
+type netDevice struct {
+	*hostStream
+	name    string
+	noRings bool // Device.NoRings
+	ring    atomic.Pointer[netRing]
+}
 
 var (
 	_ reader   = (*netDevice)(nil)
@@ -30,11 +38,47 @@ func attachNet(d Device, h int) (file, error) {
 	if err := unix.SetNonblock(h, true); err != nil {
 		return nil, fmt.Errorf("net device %s: %w", d.Name, err)
 	}
-	return &netDevice{newHostStream(h, true)}, nil
+	return &netDevice{hostStream: newHostStream(h, true), name: d.Name, noRings: d.NoRings}, nil
+}
+
+// errRingMode answers the frame calls on a device whose rings are mapped.
+const errRingMode = unix.EBUSY
+
+func (n *netDevice) readv(t *thread, iov [][]byte) (int, unix.Errno) {
+	if n.ring.Load() != nil {
+		return 0, errRingMode
+	}
+	return n.hostStream.readv(t, iov)
+}
+
+func (n *netDevice) writev(t *thread, iov [][]byte) (int, unix.Errno) {
+	if n.ring.Load() != nil {
+		return 0, errRingMode
+	}
+	return n.hostStream.writev(t, iov)
+}
+
+// pollFD is the rings' notification once they are mapped.
+func (n *netDevice) pollFD() int {
+	if r := n.ring.Load(); r != nil {
+		return r.note
+	}
+	return n.fd
+}
+
+func (n *netDevice) close() {
+	if r := n.ring.Load(); r != nil {
+		r.stop()
+		unix.Close(r.note)
+	}
+	n.hostStream.close()
 }
 
 // mmsg moves several frames in one host recvmmsg or sendmmsg (nr).
 func (n *netDevice) mmsg(nr uintptr, hdrs []unix.Mmsghdr, flags uint64) (int, unix.Errno) {
+	if n.ring.Load() != nil {
+		return 0, errRingMode
+	}
 	return hostMmsg(n.fd, nr, hdrs, flags)
 }
 

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"atoll.dev/atoll/abi"
+	"atoll.dev/atoll/framering"
 	"atoll.dev/atoll/manifest"
 	"atoll.dev/atoll/netpolicy"
 )
@@ -161,5 +162,8 @@ func fuzzSeeds() [][]byte {
 			call(unix.SYS_RT_SIGRETURN)),
 		seq(call(unix.SYS_CLONE, raw(cloneThreadFlags), small(0), ptr(0)), call(unix.SYS_FUTEX, ptr(0), small(0), small(0), small(0))),
 		seq([]byte{255}, raw(0x400500)[1:], []byte{vecPF}, raw(4)[1:], raw(0x10)[1:]),
+		seq(call(unix.SYS_MMAP, small(0), raw(framering.Size), small(3), small(unix.MAP_SHARED), small(4)),
+			call(unix.SYS_EPOLL_CREATE1, small(0)), call(unix.SYS_EPOLL_CTL, small(5), small(1), small(4), ptr(0)),
+			call(unix.SYS_READ, small(4), ptr(0), small(64)), call(unix.SYS_CLOSE, small(4))),
 	}
 }

@@ -73,7 +73,11 @@ func (m *fakeMachine) start(t *thread) {
 }
 
 func (m *fakeMachine) retire(cpu) {}
-func (m *fakeMachine) close()     {}
+
+// doorbell records nothing: a test rings a doorbell by writing its
+// eventfd.
+func (m *fakeMachine) doorbell(uint64, int) error { return nil }
+func (m *fakeMachine) close()                     {}
 
 // noSlots accepts guest memory without a hypervisor.
 type noSlots struct{}

@@ -91,7 +91,8 @@ func protectSystemArea(mem *guestmem.Memory) error {
 		{sigTableAddr, guestmem.PageSize, guestmem.SystemKernelWrite},
 		{gdtAddr, guestmem.PageSize, guestmem.SystemKernel},
 		{idtAddr, guestmem.PageSize, guestmem.SystemKernel},
-		{idtAddr + guestmem.PageSize, uint64(tssBase - idtAddr - guestmem.PageSize), guestmem.SystemNone},
+		{idtAddr + guestmem.PageSize, uint64(doorbellAddr - idtAddr - guestmem.PageSize), guestmem.SystemNone},
+		{doorbellAddr + guestmem.PageSize, uint64(tssBase - doorbellAddr - guestmem.PageSize), guestmem.SystemNone},
 		{tssBase, uint64(maxVCPUs * tssStride), guestmem.SystemKernelWrite},
 	} {
 		if err := mem.ProtectSystem(p.a, p.n, p.acc); err != nil {

@@ -91,6 +91,8 @@ func (m *kvmMachine) createCPU() (*kvmCPU, error) {
 	return c, nil
 }
 
+func (m *kvmMachine) doorbell(gpa uint64, fd int) error { return m.vm.IOEventFD(gpa, 4, fd) }
+
 func (m *kvmMachine) retire(c cpu) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -3,14 +3,15 @@ package monitor
 import (
 	"golang.org/x/sys/unix"
 
+	"atoll.dev/atoll/framering"
 	"atoll.dev/atoll/monitor/guestmem"
 )
 
 // System calls about the address space (package guestmem keeps it).
 
-// sysMmap implements mmap of anonymous memory, and of files as a copy
+// sysMmap implements mmap of anonymous memory, of files as a copy
 // (MAP_PRIVATE, or MAP_SHARED without PROT_WRITE, where a copy cannot be
-// told apart).
+// told apart), and of a network device's frame rings.
 func sysMmap(t *thread, a sysArgs) (uint64, unix.Errno) {
 	flags := a[3]
 	var src *vfsFile
@@ -20,6 +21,9 @@ func sysMmap(t *thread, a sysArgs) (uint64, unix.Errno) {
 			return 0, unix.EBADF
 		}
 		defer f.release()
+		if n, ok := f.file.(*netDevice); ok {
+			return mmapRing(t, n, a)
+		}
 		vf, ok := f.file.(*vfsFile)
 		switch {
 		case !ok:
@@ -60,6 +64,21 @@ func sysMmap(t *thread, a sysArgs) (uint64, unix.Errno) {
 		off += n
 	}
 	return uint64(addr), 0
+}
+
+// mmapRing maps device n's frame rings: MAP_SHARED, read and write, at
+// offset 0, the whole region, anywhere (docs/abi.md).
+func mmapRing(t *thread, n *netDevice, a sysArgs) (uint64, unix.Errno) {
+	const rw = unix.PROT_READ | unix.PROT_WRITE
+	switch {
+	case a[0] != 0 || a[3]&(unix.MAP_FIXED|unix.MAP_FIXED_NOREPLACE) != 0:
+		return t.unsupported("a frame-ring mapping at a chosen address", unix.EINVAL)
+	case a[3]&unix.MAP_SHARED == 0 || a[2] != rw || a[5] != 0 || a[1] != framering.Size:
+		return 0, unix.EINVAL
+	case n.noRings:
+		return 0, unix.ENODEV
+	}
+	return t.vm.mapRing(n)
 }
 
 func sysMunmap(t *thread, a sysArgs) (uint64, unix.Errno) {

@@ -65,6 +65,10 @@ type Config struct {
 type Device struct {
 	manifest.Device
 	File *os.File
+	// NoRings keeps a network device to its system calls: the guest's
+	// mmap of its frame rings fails with ENODEV, as on a monitor
+	// without them.
+	NoRings bool
 }
 
 // deviceKinds makes the guest's file for an attached device from a host
@@ -120,6 +124,10 @@ type VM struct {
 	life       lifecycle
 	stats      exitCounts
 	log        *onceLog
+
+	// ringsMu guards rings, the network devices' mapped frame rings.
+	ringsMu sync.Mutex
+	rings   []*netRing
 }
 
 // lifecycle is how a VM ends.
@@ -371,7 +379,7 @@ func (v *VM) run(ctx context.Context) (Result, error) {
 		v.exit(-1)
 		stopped = v.life.exitCode == -1
 	}
-	return Result{ExitCode: v.life.exitCode, Stopped: stopped, Stats: v.stats.snapshot()}, nil
+	return Result{ExitCode: v.life.exitCode, Stopped: stopped, Stats: v.snapshot()}, nil
 }
 
 // exit ends the VM with code; later calls are ignored.
@@ -393,11 +401,24 @@ func (v *VM) exiting() bool {
 	}
 }
 
-// Stats counts VM exits by cause.
+// Stats counts VM exits by cause, and what moved through frame rings
+// without an exit.
 type Stats struct {
 	Total    uint64
 	Syscalls map[string]uint64 // by system call name
 	Other    map[string]uint64 // faults, interruptions, ...
+	Rings    []RingStats
+}
+
+// snapshot returns the VM's counts so far.
+func (v *VM) snapshot() Stats {
+	s := v.stats.snapshot()
+	v.ringsMu.Lock()
+	for _, r := range v.rings {
+		s.Rings = append(s.Rings, r.stats())
+	}
+	v.ringsMu.Unlock()
+	return s
 }
 
 // String formats the counts, largest first.
@@ -417,6 +438,10 @@ func (s Stats) String() string {
 		for _, e := range l {
 			fmt.Fprintf(&b, "  %-20s %d\n", e.k, e.v)
 		}
+	}
+	for _, r := range s.Rings {
+		fmt.Fprintf(&b, "ring %s: %d frames out, %d in, %d dropped, %d out and %d in still in the rings; %d doorbells, %d guest wake-ups\n",
+			r.Device, r.TXFrames, r.RXFrames, r.Dropped, r.TXPending, r.RXPending, r.Doorbells, r.Wakeups)
 	}
 	return b.String()
 }

@@ -292,6 +292,17 @@ func (st *Stack) Close() error {
 	return err
 }
 
+// FrameCounts reports the frames the stack's device has received (in)
+// and sent (out), when it is driven through frame rings (ok).
+func (st *Stack) FrameCounts() (in, out uint64, ok bool) {
+	d, ok := st.link.dev.(*ringDevice)
+	if !ok {
+		return 0, 0, false
+	}
+	in, out = d.FrameCounts()
+	return in, out, true
+}
+
 // Addr is the stack's address.
 func (st *Stack) Addr() netip.Addr { return netip.AddrFrom4(st.addr.As4()) }
 

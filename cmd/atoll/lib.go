@@ -170,8 +170,8 @@ func isLibFile(p string) bool {
 		return true
 	}
 	dir, file := path.Split(p)
-	return (dir == "" || dir == "abi/" || dir == "netstack/") &&
-		strings.HasSuffix(file, ".go") && !strings.HasSuffix(file, "_test.go")
+	return (dir == "" || dir == "abi/" || dir == "framering/" || dir == "netstack/") &&
+		(strings.HasSuffix(file, ".go") && !strings.HasSuffix(file, "_test.go") || strings.HasSuffix(file, ".s"))
 }
 
 func libID(files map[string][]byte) string {

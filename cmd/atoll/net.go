@@ -49,7 +49,7 @@ func (f *netFlags) Set(s string) error {
 
 func (netKind) flags(fs *flag.FlagSet) kindFlags {
 	f := &netFlags{ports: new(portList)}
-	fs.Var(f, "net", "attach the declared network device NAME to a backend: user (the default), host (the guest's own sockets, served by the host) or tap:IFACE, with options ip=ADDR/PREFIX or ip=dhcp, gw=ADDR (user, tap), outbound=all|noloopback|none (user, host); a plain executable takes host[,OPTION]... (`NAME=BACKEND[,OPTION]...`; repeatable)")
+	fs.Var(f, "net", "attach the declared network device NAME to a backend: user (the default), host (the guest's own sockets, served by the host) or tap:IFACE, with options ip=ADDR/PREFIX or ip=dhcp, gw=ADDR (user, tap), outbound=all|noloopback|none (user, host), rings=on|off (user, tap: shared-memory frame rings, on by default); a plain executable takes host[,OPTION]... (`NAME=BACKEND[,OPTION]...`; repeatable)")
 	fs.Var(f.ports, "p", "forward a host port to the guest, on the user or host backend (a plain executable gets the host backend); HOSTIP defaults to 127.0.0.1 (`[HOSTIP:]HOSTPORT:GUESTPORT[/udp]`; repeatable)")
 	f.dns = fs.String("dns", "", "the resolver the guest's resolver address (10.0.2.3) forwards to, `IP[:PORT]` (default: the host's first nameserver)")
 	return f
@@ -118,18 +118,46 @@ func (f *netFlags) attach(_ *manifest.Manifest, d manifest.Device, spec string, 
 		a.env = append(a.env, abi.NetEnv(d.Name)+"="+abi.HostNet)
 		return nil
 	}
-	o, err := f.options(spec)
+	spec, rings, err := cutRings(spec)
+	var o netback.Options
+	if err == nil {
+		o, err = f.options(spec)
+	}
 	if err == nil {
 		var b *netback.Backend
 		if b, err = netback.Open(strings.Split(spec, ",")[0], o); err == nil {
 			a.closers = append(a.closers, b)
-			a.devs = append(a.devs, monitor.Device{Device: d, File: b.Guest})
+			a.devs = append(a.devs, monitor.Device{Device: d, File: b.Guest, NoRings: !rings})
 			a.env = append(a.env, abi.NetEnv(d.Name)+"="+b.GuestConfig())
 			a.resolver()
 			return nil
 		}
 	}
 	return fmt.Errorf("net device %s (--net %s=%s): %w", d.Name, d.Name, spec, err)
+}
+
+// cutRings takes the rings=on|off option out of a device's spec: whether
+// the guest may drive the device through shared-memory frame rings
+// (docs/abi.md, section 5), on by default; off leaves it the system
+// calls, to compare or to rule the rings out.
+func cutRings(spec string) (string, bool, error) {
+	parts := strings.Split(spec, ",")
+	rings := true
+	kept := parts[:1]
+	for _, p := range parts[1:] {
+		v, ok := strings.CutPrefix(p, "rings=")
+		switch {
+		case !ok:
+			kept = append(kept, p)
+		case v == "on":
+			rings = true
+		case v == "off":
+			rings = false
+		default:
+			return spec, false, fmt.Errorf("rings=%s: want rings=on or rings=off", v)
+		}
+	}
+	return strings.Join(kept, ","), rings, nil
 }
 
 // attachHost gives the guest the host backend from host[,OPTIONS].
@@ -175,7 +203,7 @@ func (f *netFlags) options(spec string) (netback.Options, error) {
 		case "outbound":
 			o.Outbound, err = netpolicy.ParseOutbound(v)
 		default:
-			err = fmt.Errorf("unknown option %q (want ip=ADDR/PREFIX, ip=dhcp, gw=ADDR or outbound=all|noloopback|none)", opt)
+			err = fmt.Errorf("unknown option %q (want ip=ADDR/PREFIX, ip=dhcp, gw=ADDR outbound=all|noloopback|none or rings=on|off)", opt)
 		}
 		if err != nil {
 			return o, err

@@ -76,6 +76,28 @@ func (m *Memory) ProtectSystem(a GuestAddr, n uint64, acc SystemAccess) error {
 	return nil
 }
 
+// MMIOBase is the lowest guest-physical address above every memory slot
+// this address space may ever have (the low region, then the heap region
+// at its 1 GiB-aligned place): the start of a window for doorbells, which
+// must be addresses no memory backs.
+func (m *Memory) MMIOBase() uint64 {
+	return alignUp(alignUp(uint64(m.low.end()), 1<<30)+m.heapSize(), 1<<30)
+}
+
+// MapMMIO maps the system-area page at a to guest-physical page gpa,
+// which must lie at or above MMIOBase, open to the guest program: a write
+// there leaves the guest (or signals an ioeventfd). Like ProtectSystem,
+// it must be called before the vCPUs run.
+func (m *Memory) MapMMIO(a GuestAddr, gpa uint64) error {
+	if a < SystemBase || a%PageSize != 0 || a >= SystemBase+SystemSize || gpa%PageSize != 0 || gpa < m.MMIOBase() {
+		return fmt.Errorf("MapMMIO %#x to %#x: want a system-area page and a physical page from %#x", a, gpa, m.MMIOBase())
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.putPTE(m.systemPT, (uint64(a)>>12)&511, gpa|ptePresent|pteWrite|pteUser)
+	return nil
+}
+
 // mapRange maps virtual [lo, hi) to guest-physical memory from phys on,
 // with 2 MiB pages. All three must be 2 MiB aligned. Called with mu held
 // (or before the guest runs).

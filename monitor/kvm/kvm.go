@@ -36,6 +36,7 @@ const (
 	ioctlSetXsave            = 0x5000aea5
 	ioctlEnableCap           = 0x4068aea3
 	ioctlGetTSCKHz           = 0xaea3
+	ioctlIOEventFD           = 0x4040ae79
 )
 
 // Capabilities queried with CheckExtension.

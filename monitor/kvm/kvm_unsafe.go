@@ -65,6 +65,28 @@ type userspaceMemoryRegion struct {
 	UserspaceAddr uint64
 }
 
+// ioEventFD mirrors struct kvm_ioeventfd.
+type ioEventFD struct {
+	Datamatch uint64
+	Addr      uint64
+	Len       uint32
+	FD        int32
+	Flags     uint32
+	_         [36]byte
+}
+
+// IOEventFD makes a guest write of n bytes (1, 2, 4 or 8) to
+// guest-physical address gpa, which no memory slot may back, signal the
+// eventfd fd inside the host kernel: the vCPU goes on without an exit to
+// the monitor (a doorbell).
+func (vm *VM) IOEventFD(gpa uint64, n uint32, fd int) error {
+	e := ioEventFD{Addr: gpa, Len: n, FD: int32(fd)}
+	if _, err := ioctl(vm.f.Fd(), ioctlIOEventFD, uintptr(unsafe.Pointer(&e))); err != nil {
+		return fmt.Errorf("KVM_IOEVENTFD at %#x: %w", gpa, err)
+	}
+	return nil
+}
+
 // SetMemory maps host memory mem at guest-physical address gpa in slot.
 func (vm *VM) SetMemory(slot uint32, gpa uint64, mem []byte) error {
 	r := userspaceMemoryRegion{
