@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"atoll.dev/atoll/abi"
+	"atoll.dev/atoll/netstack"
 )
 
 // netDevice is an attached network device (docs/abi.md, devices): a tap
@@ -19,7 +20,8 @@ import (
 type netDevice struct {
 	*hostStream
 	name    string
-	noRings bool // Device.NoRings
+	noRings bool                       // Device.NoRings
+	frames  func(netstack.BatchDevice) // Device.Frames
 	ring    atomic.Pointer[netRing]
 }
 
@@ -38,7 +40,7 @@ func attachNet(d Device, h int) (file, error) {
 	if err := unix.SetNonblock(h, true); err != nil {
 		return nil, fmt.Errorf("net device %s: %w", d.Name, err)
 	}
-	return &netDevice{hostStream: newHostStream(h, true), name: d.Name, noRings: d.NoRings}, nil
+	return &netDevice{hostStream: newHostStream(h, true), name: d.Name, noRings: d.NoRings, frames: d.Frames}, nil
 }
 
 // errRingMode answers the frame calls on a device whose rings are mapped.
@@ -58,7 +60,9 @@ func (n *netDevice) writev(t *thread, iov [][]byte) (int, unix.Errno) {
 	return n.hostStream.writev(t, iov)
 }
 
-// pollFD is the rings' notification once they are mapped.
+// pollFD is the rings' notification once they are mapped. (It is read
+// while the guest holds a reference to the device, so the device is not
+// closing and note is open.)
 func (n *netDevice) pollFD() int {
 	if r := n.ring.Load(); r != nil {
 		return r.note
@@ -69,7 +73,6 @@ func (n *netDevice) pollFD() int {
 func (n *netDevice) close() {
 	if r := n.ring.Load(); r != nil {
 		r.stop()
-		unix.Close(r.note)
 	}
 	n.hostStream.close()
 }

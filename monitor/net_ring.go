@@ -2,8 +2,8 @@ package monitor
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -17,13 +17,15 @@ import (
 
 // A network device's frame rings (docs/abi.md, section 5; package
 // framering): the guest maps them with mmap on the device, and from then
-// on two goroutines of the monitor move frames between the rings and the
-// backend's descriptor, with no exit while both sides are busy. The guest
-// wakes a sleeping pump with a doorbell — a 4-byte write to a page of the
-// system area that is mapped to no memory, which KVM turns into an
-// eventfd signal (an ioeventfd) without leaving the host kernel — and
-// the monitor wakes the guest through the device descriptor's readiness,
-// an eventfd the guest's epoll watches.
+// on its frames move with no exit while both sides are busy. On the
+// monitor's side the rings are a frame device (netRing): the user
+// network's NAT reads and writes it itself (Device.Frames); for a tap,
+// two relays move frames between it and the tap. The guest wakes a
+// sleeping reader or writer with a doorbell — a 4-byte write to a page of
+// the system area that is mapped to no memory, which KVM turns into an
+// eventfd signal (an ioeventfd) without leaving the host kernel — and the
+// monitor wakes the guest through the device descriptor's readiness, an
+// eventfd the guest's epoll watches.
 
 const (
 	// doorbellAddr is the system-area page of doorbells: ring i's TX
@@ -32,27 +34,37 @@ const (
 	doorbellAddr = guestmem.SystemBase + 0x6000
 	// maxRings is how many rings the doorbell page has room for.
 	maxRings = guestmem.PageSize / 16
-	// ringBatch is how many frames a pump moves per backend call.
-	ringBatch = 32
 )
 
-// netRing is a device's mapped rings and the pumps that serve them.
+// netRing is a device's mapped rings, as a frame device for the
+// monitor's side: ReadFrames takes the guest's frames from the TX ring,
+// WriteFrames puts frames in the RX ring, each sleeping when there is
+// nothing to do until the guest rings the doorbell.
 type netRing struct {
 	name   string
 	addr   guestmem.GuestAddr // where the region is
 	region *framering.Region
-	dev    netstack.BatchDevice // the backend's descriptor (a dup)
-	// note is the eventfd behind the guest descriptor's readiness.
-	note int
+	tx     *framering.Consumer
+	rx     *framering.Producer
 	// txKick and rxKick are the doorbells' eventfds.
 	txKick, rxKick *os.File
 	log            *onceLog
-	wg             sync.WaitGroup
-	stopOnce       sync.Once
+	// backend is the backend's descriptor (a dup) when the monitor
+	// relays the frames to and from it; relays are the two relays.
+	backend netstack.BatchDevice
+	relays  sync.WaitGroup
+	closed  atomic.Bool
+	// noteMu guards note, the eventfd behind the guest descriptor's
+	// readiness: a backend may still wake the guest while the device
+	// closes, and must never write to a reused descriptor number.
+	noteMu sync.RWMutex
+	note   int
 
 	// Counters for --stats.
 	txFrames, rxFrames, dropped, doorbells, wakeups atomic.Uint64
 }
+
+var _ netstack.BatchDevice = (*netRing)(nil)
 
 // RingStats counts what moved through one device's rings.
 type RingStats struct {
@@ -90,10 +102,11 @@ func (v *VM) mapRing(n *netDevice) (uint64, unix.Errno) {
 	if n.ring.Load() != nil {
 		return 0, unix.EBUSY
 	}
-	i := len(v.rings)
+	i := v.doorbells
 	if i >= maxRings {
 		return 0, unix.ENOMEM
 	}
+	v.doorbells++ // registered doorbells stay taken, even by a ring that fails
 	addr, e := v.mem.Mmap(0, framering.Size, unix.PROT_READ|unix.PROT_WRITE, 0)
 	if e != 0 {
 		return 0, e
@@ -104,9 +117,15 @@ func (v *VM) mapRing(n *netDevice) (uint64, unix.Errno) {
 		v.log.printf("net device %s: cannot map its rings: %v", n.name, err)
 		return 0, unix.ENODEV
 	}
-	v.rings = append(v.rings, r)
 	n.ring.Store(r)
-	r.start()
+	if err := r.start(n); err != nil {
+		n.ring.Store(nil)
+		r.closeFiles()
+		v.mem.Munmap(addr, framering.Size)
+		v.log.printf("net device %s: cannot start its rings: %v", n.name, err)
+		return 0, unix.ENODEV
+	}
+	v.rings = append(v.rings, r)
 	return uint64(addr), 0
 }
 
@@ -121,7 +140,7 @@ func (v *VM) newRing(n *netDevice, addr guestmem.GuestAddr, i int) (*netRing, er
 	if err != nil {
 		return nil, err
 	}
-	r := &netRing{name: n.name, addr: addr, region: region, log: v.log, note: -1}
+	r := &netRing{name: n.name, addr: addr, region: region, tx: region.TX.Consumer(), rx: region.RX.Producer(), log: v.log, note: -1}
 	ok := false
 	defer func() {
 		if !ok {
@@ -142,126 +161,137 @@ func (v *VM) newRing(n *netDevice, addr guestmem.GuestAddr, i int) (*netRing, er
 			return nil, err
 		}
 	}
-	h, err := unix.FcntlInt(uintptr(n.fd), unix.F_DUPFD_CLOEXEC, 3)
-	if err != nil {
-		return nil, err
-	}
-	dev, err := netstack.NewFileDevice(os.NewFile(uintptr(h), "net:"+n.name))
-	if err != nil {
-		unix.Close(h)
-		return nil, err
-	}
-	r.dev = dev.(netstack.BatchDevice)
 	ok = true
 	return r, nil
 }
 
-func (r *netRing) start() {
-	r.wg.Add(2)
-	go r.transmit()
-	go r.receive()
+// start has the frames flow: handed to the backend itself when it takes
+// them (Device.Frames), else relayed to and from the backend's
+// descriptor.
+func (r *netRing) start(n *netDevice) error {
+	if n.frames != nil {
+		n.frames(r)
+		return nil
+	}
+	h, err := unix.FcntlInt(uintptr(n.fd), unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		return err
+	}
+	dev, err := netstack.NewFileDevice(os.NewFile(uintptr(h), "net:"+n.name))
+	if err != nil {
+		unix.Close(h)
+		return err
+	}
+	r.backend = dev.(netstack.BatchDevice)
+	r.relays.Add(2)
+	go func() { defer r.relays.Done(); netstack.Relay(r, r.backend); r.Close() }()
+	go func() { defer r.relays.Done(); netstack.Relay(r.backend, r); r.Close() }()
+	return nil
 }
 
-// transmit moves the guest's frames from the TX ring to the backend.
-func (r *netRing) transmit() {
-	defer r.wg.Done()
-	c := r.region.TX.Consumer()
-	frames := make([][]byte, 0, ringBatch)
+// ReadFrames implements netstack.BatchDevice: it copies the guest's
+// frames out of the TX ring, waiting for the doorbell while there are
+// none. A length that is no frame drops the frame.
+func (r *netRing) ReadFrames(bufs [][]byte, sizes []int) (int, error) {
 	for {
-		n, err := c.Avail()
+		if r.closed.Load() {
+			return 0, net.ErrClosed
+		}
+		n, err := r.tx.Avail()
 		if err != nil {
-			r.fail(err)
-			return
+			return 0, r.fail(err)
 		}
 		if n == 0 {
-			ready, err := c.Sleep()
+			ready, err := r.tx.Sleep()
 			if err != nil {
-				r.fail(err)
-				return
+				return 0, r.fail(err)
 			}
 			if !ready {
-				if !r.waitKick(r.txKick) {
-					return
+				if err := r.waitKick(r.txKick); err != nil {
+					return 0, err
 				}
-				c.Wake()
+				r.tx.Wake()
 			}
 			continue
 		}
-		n = min(n, ringBatch)
-		frames = frames[:0]
+		n = min(n, len(bufs))
+		got := 0
 		for i := 0; i < n; i++ {
-			if f := c.Frame(i); f != nil {
-				frames = append(frames, f)
+			if f := r.tx.Frame(i); f != nil && len(f) <= len(bufs[got]) {
+				sizes[got] = copy(bufs[got], f)
+				got++
 			} else {
 				r.dropped.Add(1)
 			}
 		}
-		if len(frames) > 0 {
-			// The frames are read straight from guest memory.
-			if _, err := r.dev.WriteFrames(frames); err != nil && errors.Is(err, os.ErrClosed) {
-				return
-			}
-			r.txFrames.Add(uint64(len(frames)))
-		}
-		if c.Release(n) {
+		if r.tx.Release(n) {
 			r.wake()
+		}
+		r.txFrames.Add(uint64(got))
+		if got > 0 {
+			return got, nil
 		}
 	}
 }
 
-// receive moves the backend's frames into the RX ring.
-func (r *netRing) receive() {
-	defer r.wg.Done()
-	p := r.region.RX.Producer()
-	bufs := make([][]byte, ringBatch)
-	sizes := make([]int, ringBatch)
-	for {
-		space, err := p.Space()
+// WriteFrames implements netstack.BatchDevice: it copies frames into the
+// RX ring, waiting for the doorbell while it is full, and wakes the guest
+// if it sleeps. A frame larger than a slot is dropped, as on a wire.
+func (r *netRing) WriteFrames(frames [][]byte) (int, error) {
+	sent := 0
+	for sent < len(frames) {
+		if r.closed.Load() {
+			return sent, net.ErrClosed
+		}
+		space, err := r.rx.Space()
 		if err != nil {
-			r.fail(err)
-			return
+			return sent, r.fail(err)
 		}
 		if space == 0 {
-			ready, err := p.Wait()
+			ready, err := r.rx.Wait()
 			if err != nil {
-				r.fail(err)
-				return
+				return sent, r.fail(err)
 			}
-			if !ready && !r.waitKick(r.rxKick) {
-				return
+			if !ready {
+				if err := r.waitKick(r.rxKick); err != nil {
+					return sent, err
+				}
 			}
 			continue
 		}
-		n := min(space, ringBatch)
-		for i := range n {
-			bufs[i] = p.Slot(i) // frames land straight in guest memory
-		}
-		got, err := r.dev.ReadFrames(bufs[:n], sizes[:n])
-		if err != nil {
-			return
-		}
-		for i := 0; i < got; i++ {
-			if sizes[i] == 0 {
-				return // the backend closed its end
+		k, put := min(space, len(frames)-sent), 0
+		for _, f := range frames[sent : sent+k] {
+			if len(f) >= framering.MinFrame && len(f) <= framering.SlotSize {
+				r.rx.SetLen(put, copy(r.rx.Slot(put), f))
+				put++
+			} else {
+				r.dropped.Add(1)
 			}
-			p.SetLen(i, sizes[i])
 		}
-		r.rxFrames.Add(uint64(got))
-		if p.Publish(got) {
+		sent += k
+		r.rxFrames.Add(uint64(put))
+		if put > 0 && r.rx.Publish(put) {
 			r.wake()
 		}
 	}
+	return sent, nil
 }
 
+// Read implements netstack.Device.
+func (r *netRing) Read(b []byte) (int, error) { return netstack.ReadFrame(r, b) }
+
+// Write implements netstack.Device.
+func (r *netRing) Write(b []byte) (int, error) { return netstack.WriteFrame(r, b) }
+
 // waitKick blocks until the guest rings doorbell f, counting the rings;
-// it reports false once the ring is stopping.
-func (r *netRing) waitKick(f *os.File) bool {
+// it fails once the ring is closed.
+func (r *netRing) waitKick(f *os.File) error {
 	var b [8]byte
 	if _, err := f.Read(b[:]); err != nil {
-		return false
+		return net.ErrClosed
 	}
 	r.doorbells.Add(binary.LittleEndian.Uint64(b[:]))
-	return true
+	return nil
 }
 
 // wake makes the guest descriptor readable and writable again: an edge
@@ -269,27 +299,52 @@ func (r *netRing) waitKick(f *os.File) bool {
 func (r *netRing) wake() {
 	var one [8]byte
 	one[0] = 1
-	unix.Write(r.note, one[:])
+	r.noteMu.RLock()
+	if r.note >= 0 {
+		unix.Write(r.note, one[:])
+	}
+	r.noteMu.RUnlock()
 	r.wakeups.Add(1)
 }
 
-// fail stops a ring whose guest corrupted it. The device stays silent
-// from then on; nothing outside the ring is touched.
-func (r *netRing) fail(err error) {
+// fail stops a ring whose guest corrupted it and returns err. The device
+// stays silent from then on; nothing outside the ring is touched.
+func (r *netRing) fail(err error) error {
 	r.log.printf("net device %s: %v: the device stops", r.name, err)
-	go r.stop()
+	r.Close()
+	return err
 }
 
-// stop ends the pumps and releases the doorbells and the backend's
-// descriptor. The notification stays open for the guest descriptor's
-// readiness until the device closes; the region stays guest memory.
-func (r *netRing) stop() {
-	r.stopOnce.Do(func() {
+// Close implements netstack.Device: the frames stop, and every wait ends
+// (the doorbells and the backend's descriptor close). The notification
+// stays open for the guest descriptor's readiness until the device
+// closes (closeNote); the region stays guest memory.
+func (r *netRing) Close() error {
+	if !r.closed.Swap(true) {
 		r.txKick.Close()
 		r.rxKick.Close()
-		r.dev.Close()
-		r.wg.Wait()
-	})
+		if r.backend != nil {
+			r.backend.Close()
+		}
+	}
+	return nil
+}
+
+// stop closes the ring, waits for its relays to end and closes the
+// notification: the device is closing.
+func (r *netRing) stop() {
+	r.Close()
+	r.relays.Wait()
+	r.closeNote()
+}
+
+func (r *netRing) closeNote() {
+	r.noteMu.Lock()
+	defer r.noteMu.Unlock()
+	if r.note >= 0 {
+		unix.Close(r.note)
+		r.note = -1
+	}
 }
 
 // closeFiles releases what a half-made ring holds.
@@ -299,7 +354,5 @@ func (r *netRing) closeFiles() {
 			f.Close()
 		}
 	}
-	if r.note >= 0 {
-		unix.Close(r.note)
-	}
+	r.closeNote()
 }

@@ -28,6 +28,7 @@ import (
 	"atoll.dev/atoll/monitor/kvm"
 	"atoll.dev/atoll/monitor/vdso"
 	"atoll.dev/atoll/monitor/vfs"
+	"atoll.dev/atoll/netstack"
 )
 
 // Config describes one run of a unikernel.
@@ -69,6 +70,11 @@ type Device struct {
 	// mmap of its frame rings fails with ENODEV, as on a monitor
 	// without them.
 	NoRings bool
+	// Frames, when set, takes a network device's frames once the guest
+	// maps its rings: it is handed the rings as a frame device, and the
+	// monitor moves nothing between them and File (the user backend's
+	// NAT reads and writes the rings itself).
+	Frames func(netstack.BatchDevice)
 }
 
 // deviceKinds makes the guest's file for an attached device from a host
@@ -125,9 +131,11 @@ type VM struct {
 	stats      exitCounts
 	log        *onceLog
 
-	// ringsMu guards rings, the network devices' mapped frame rings.
-	ringsMu sync.Mutex
-	rings   []*netRing
+	// ringsMu guards rings, the network devices' mapped frame rings,
+	// and doorbells, how many doorbell pairs are taken.
+	ringsMu   sync.Mutex
+	rings     []*netRing
+	doorbells int
 }
 
 // lifecycle is how a VM ends.

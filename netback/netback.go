@@ -46,7 +46,12 @@ type Backend struct {
 	Guest   *os.File
 	Addr    netip.Prefix // invalid when the guest uses DHCP
 	Gateway netip.Addr
-	closer  io.Closer
+	// Frames, when not nil, takes the device's frames from the guest's
+	// frame rings once it maps them (monitor.Device.Frames): the user
+	// network then reads and writes the rings itself, and its socket
+	// pair goes quiet.
+	Frames func(netstack.BatchDevice)
+	closer io.Closer
 }
 
 // GuestConfig is the guest's addressing in the form abi.NetEnv carries:
@@ -133,12 +138,13 @@ func openUser(arg string, o Options) (*Backend, error) {
 		host.Close()
 		return nil, err
 	}
-	nat, err := usernet.Start(dev, usernet.Config{Guest: addr, Gateway: gw, Forwards: o.Forwards, Outbound: o.Outbound, Resolver: o.Resolver})
+	link := netstack.NewHandover(dev.(netstack.BatchDevice))
+	nat, err := usernet.Start(link, usernet.Config{Guest: addr, Gateway: gw, Forwards: o.Forwards, Outbound: o.Outbound, Resolver: o.Resolver})
 	if err != nil {
 		guest.Close()
 		return nil, err
 	}
-	b := &Backend{Guest: guest, Addr: addr, Gateway: gw, closer: nat}
+	b := &Backend{Guest: guest, Addr: addr, Gateway: gw, Frames: link.To, closer: nat}
 	if o.DHCP {
 		b.Addr, b.Gateway = netip.Prefix{}, netip.Addr{}
 	}

@@ -9,20 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// batchFrames is how many frames one batched call moves at most.
-const batchFrames = 32
-
-// BatchDevice is a Device that can move several frames per call, which
-// under atoll means several frames per VM exit.
-type BatchDevice interface {
-	Device
-	// ReadFrames fills bufs with up to len(bufs) waiting frames, blocking
-	// until there is at least one, and returns how many and their sizes.
-	ReadFrames(bufs [][]byte, sizes []int) (int, error)
-	// WriteFrames sends frames, returning how many went out.
-	WriteFrames(frames [][]byte) (int, error)
-}
-
 // fileDevice is a frame device on a descriptor that Go's poller drives. On
 // a socket (the atoll user network's SOCK_SEQPACKET pair) it batches with
 // recvmmsg and sendmmsg; elsewhere (a tap) it falls back to one frame per

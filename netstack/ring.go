@@ -141,22 +141,11 @@ func (d *ringDevice) WriteFrames(frames [][]byte) (int, error) {
 // the TX ring (out) so far.
 func (d *ringDevice) FrameCounts() (in, out uint64) { return d.in.Load(), d.out.Load() }
 
-// Read implements Device, one frame at a time.
-func (d *ringDevice) Read(b []byte) (int, error) {
-	var size [1]int
-	if _, err := d.ReadFrames([][]byte{b}, size[:]); err != nil {
-		return 0, err
-	}
-	return size[0], nil
-}
+// Read implements Device.
+func (d *ringDevice) Read(b []byte) (int, error) { return ReadFrame(d, b) }
 
-// Write implements Device, one frame at a time.
-func (d *ringDevice) Write(b []byte) (int, error) {
-	if _, err := d.WriteFrames([][]byte{b}); err != nil {
-		return 0, err
-	}
-	return len(b), nil
-}
+// Write implements Device.
+func (d *ringDevice) Write(b []byte) (int, error) { return WriteFrame(d, b) }
 
 // Close implements Device: it closes the descriptor, which stops the
 // monitor's side. The rings stay mapped, since a reader or writer may

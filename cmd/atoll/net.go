@@ -127,7 +127,7 @@ func (f *netFlags) attach(_ *manifest.Manifest, d manifest.Device, spec string, 
 		var b *netback.Backend
 		if b, err = netback.Open(strings.Split(spec, ",")[0], o); err == nil {
 			a.closers = append(a.closers, b)
-			a.devs = append(a.devs, monitor.Device{Device: d, File: b.Guest, NoRings: !rings})
+			a.devs = append(a.devs, monitor.Device{Device: d, File: b.Guest, NoRings: !rings, Frames: b.Frames})
 			a.env = append(a.env, abi.NetEnv(d.Name)+"="+b.GuestConfig())
 			a.resolver()
 			return nil
