@@ -86,7 +86,7 @@ var syscallTable = []sysEntry{
 	full(unix.SYS_EXIT_GROUP, "exit_group", subjThreads, sysExitGroup, "Ends the VM with the status's low 8 bits."),
 	partial(unix.SYS_FUTEX, "futex", subjThreads, sysFutex, "`FUTEX_WAIT` and `FUTEX_WAKE`, private or shared, on the host futex of the guest word; other operations are `ENOSYS`."),
 	full(unix.SYS_GETTID, "gettid", subjThreads, sysGettid, "The first thread is 1; later ones count up."),
-	partial(unix.SYS_ARCH_PRCTL, "arch_prctl", subjThreads, sysArchPrctl, "`ARCH_SET_FS` and `ARCH_GET_FS`; others are `EINVAL`."),
+	partial(unix.SYS_ARCH_PRCTL, "arch_prctl", subjThreads, sysArchPrctl, "`ARCH_SET_FS` and `ARCH_GET_FS`; others are `EINVAL`. The vDSO's `__vdso_getrandom` answers most reads without it (section 1)."),
 	full(unix.SYS_SCHED_GETAFFINITY, "sched_getaffinity", subjThreads, sysSchedGetaffinity, "A mask of `--cpus` CPUs (8 bytes); a length below 8 is `EINVAL`."),
 	full(unix.SYS_SCHED_YIELD, "sched_yield", subjThreads, sysSchedYield, ""),
 
