@@ -2,6 +2,7 @@ package vdso
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"math/bits"
@@ -127,7 +128,7 @@ func (s state) generation() uint64 {
 
 // newState returns a state of the current generation holding key and an
 // empty batch, as after a reseed, at the start of a fresh page.
-func newState(t *testing.T, v *nativeVDSO, key []byte) state {
+func newState(t testing.TB, v *nativeVDSO, key []byte) state {
 	s := state(mapPages(t, 4096, unix.PROT_READ|unix.PROT_WRITE))
 	copy(s.key(), key)
 	binary.LittleEndian.PutUint64(s[stateGeneration:], v.random.gen)
@@ -299,4 +300,24 @@ func TestGetrandomArguments(t *testing.T) {
 	if !bytes.Equal(buf[limit:], make([]byte, 4096)) || bytes.Equal(buf[limit-64:limit], make([]byte, 64)) {
 		t.Errorf("huge length: wrong extent written")
 	}
+}
+
+// BenchmarkGetrandom compares the vDSO's getrandom, run natively, with the
+// host's (crypto/rand, through the host kernel's vDSO where it has one), 16
+// bytes a call.
+func BenchmarkGetrandom(b *testing.B) {
+	b.Run("vdso", func(b *testing.B) {
+		v := mapVDSO(b)
+		s := newState(b, v, make([]byte, 32))
+		buf := mapPages(b, 4096, unix.PROT_READ|unix.PROT_WRITE)
+		for b.Loop() {
+			v.getrandom(addr(buf), 16, 0, addr(s), stateSize)
+		}
+	})
+	b.Run("host", func(b *testing.B) {
+		var buf [16]byte
+		for b.Loop() {
+			rand.Read(buf[:])
+		}
+	})
 }

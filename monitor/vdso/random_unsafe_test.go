@@ -18,7 +18,7 @@ type nativeVDSO struct {
 }
 
 // mapVDSO maps the image and seeds its parameters page (generation 1).
-func mapVDSO(t *testing.T) *nativeVDSO {
+func mapVDSO(t testing.TB) *nativeVDSO {
 	t.Helper()
 	mem := mapPages(t, 2*Size, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC)
 	copy(mem[Size:], Image())
@@ -30,7 +30,7 @@ func mapVDSO(t *testing.T) *nativeVDSO {
 }
 
 // mapPages maps n bytes of anonymous memory, unmapped when the test ends.
-func mapPages(t *testing.T, n, prot int) []byte {
+func mapPages(t testing.TB, n, prot int) []byte {
 	t.Helper()
 	b, err := unix.Mmap(-1, 0, n, prot, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
