@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"math/bits"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -223,6 +224,47 @@ func TestGetrandomReseed(t *testing.T) {
 	copy(m.batch[:], s.batch())
 	if !bytes.Equal(v.read(t, s, 200, 0), m.read(200)) {
 		t.Fatal("after the reseed the output does not follow the state")
+	}
+}
+
+// TestGetrandomConcurrentReseed reads while another goroutine bumps the
+// generation as fast as it can, so that calls see it move midway (and
+// start again, or give up to the system call, which may return fewer
+// bytes when the test process is signalled): every read returns bytes, and
+// leaves the state free and of a generation that was published (or 0,
+// forgotten).
+func TestGetrandomConcurrentReseed(t *testing.T) {
+	v := mapVDSO(t)
+	s := newState(t, v, make([]byte, 32))
+	buf := mapPages(t, 1<<16, unix.PROT_READ|unix.PROT_WRITE)
+	done, bumped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(bumped)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				v.random.Reseed()
+			}
+		}
+	}()
+	var once sync.Once
+	stop := func() { once.Do(func() { close(done); <-bumped }) }
+	t.Cleanup(stop) // before the memory is unmapped, should the test fail
+
+	for i := 0; i < 2000; i++ {
+		n := uint64(1 + i*31%len(buf))
+		if r := v.getrandom(addr(buf), n, 0, addr(s), stateSize); r <= 0 || r > int64(n) {
+			t.Fatalf("read %d of %d bytes = %d", i, n, r)
+		}
+		if s[stateInUse] != 0 {
+			t.Fatalf("read %d left the state in use", i)
+		}
+	}
+	stop()
+	if g := s.generation(); g > v.random.gen {
+		t.Errorf("state generation %d, past the published %d", g, v.random.gen)
 	}
 }
 
