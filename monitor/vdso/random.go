@@ -6,7 +6,7 @@ import (
 )
 
 // vdsoGetrandom is the machine code of __vdso_getrandom(buf, len, flags,
-// state, state_len), assembled from testdata/getrandom.s (vdso_test.go
+// state, state_len), assembled from testdata/getrandom.s (random_test.go
 // checks that they match). It follows Linux 6.11's lib/vdso/getrandom.c:
 // the parameters query (buf NULL, len 0, flags 0, state_len ~0) describes
 // the state the caller must map; each state holds a ChaCha20 key from the
