@@ -363,3 +363,41 @@ func BenchmarkGetrandom(b *testing.B) {
 		}
 	})
 }
+
+// guarded maps n bytes (at most a page) that end where an inaccessible
+// page begins, so that a write past them faults the test.
+func guarded(t testing.TB, n int) []byte {
+	b := mapPages(t, 2*4096, unix.PROT_READ|unix.PROT_WRITE)
+	if err := unix.Mprotect(b[4096:], unix.PROT_NONE); err != nil {
+		t.Fatal(err)
+	}
+	return b[4096-n : 4096]
+}
+
+// FuzzGetrandom calls the vDSO with any state contents, length, flags and
+// state size: it returns no more than asked, writes nothing past what it
+// returns (the buffer and the state end at an inaccessible page), and
+// leaves the state free.
+func FuzzGetrandom(f *testing.F) {
+	f.Add(make([]byte, stateSize), uint16(16), uint32(0), uint64(stateSize))
+	f.Add(bytes.Repeat([]byte{0xff}, stateSize), uint16(4096), uint32(unix.GRND_NONBLOCK), uint64(stateSize))
+	f.Add(make([]byte, stateSize), uint16(0), uint32(0), ^uint64(0))
+	f.Fuzz(func(t *testing.T, contents []byte, n uint16, flags uint32, stateLen uint64) {
+		v := mapVDSO(t)
+		s := state(guarded(t, stateSize))
+		copy(s, contents)
+		s[stateInUse] = 0
+		buf := guarded(t, 4096)
+		n %= 4097
+		r := v.getrandom(addr(buf), uint64(n), flags, addr(s), stateLen)
+		if r > int64(n) {
+			t.Fatalf("getrandom(%d) = %d", n, r)
+		}
+		if w := max(r, 0); !bytes.Equal(buf[w:], make([]byte, 4096-w)) {
+			t.Errorf("wrote past the %d bytes it returned", r)
+		}
+		if s[stateInUse] != 0 {
+			t.Errorf("left the state in use")
+		}
+	})
+}
