@@ -86,7 +86,7 @@ var syscallTable = []sysEntry{
 	full(unix.SYS_EXIT_GROUP, "exit_group", subjThreads, sysExitGroup, "Ends the VM with the status's low 8 bits."),
 	partial(unix.SYS_FUTEX, "futex", subjThreads, sysFutex, "`FUTEX_WAIT` and `FUTEX_WAKE`, private or shared, on the host futex of the guest word; other operations are `ENOSYS`."),
 	full(unix.SYS_GETTID, "gettid", subjThreads, sysGettid, "The first thread is 1; later ones count up."),
-	partial(unix.SYS_ARCH_PRCTL, "arch_prctl", subjThreads, sysArchPrctl, "`ARCH_SET_FS` and `ARCH_GET_FS`; others are `EINVAL`. The vDSO's `__vdso_getrandom` answers most reads without it (section 1)."),
+	partial(unix.SYS_ARCH_PRCTL, "arch_prctl", subjThreads, sysArchPrctl, "`ARCH_SET_FS` and `ARCH_GET_FS`; others are `EINVAL`."),
 	full(unix.SYS_SCHED_GETAFFINITY, "sched_getaffinity", subjThreads, sysSchedGetaffinity, "A mask of `--cpus` CPUs (8 bytes); a length below 8 is `EINVAL`."),
 	full(unix.SYS_SCHED_YIELD, "sched_yield", subjThreads, sysSchedYield, ""),
 
@@ -141,7 +141,7 @@ var syscallTable = []sysEntry{
 	full(unix.SYS_GETEUID, "geteuid", subjProcess, sysZero, "0."),
 	full(unix.SYS_GETGID, "getgid", subjProcess, sysZero, "0."),
 	full(unix.SYS_GETEGID, "getegid", subjProcess, sysZero, "0."),
-	full(unix.SYS_GETRANDOM, "getrandom", subjProcess, sysGetrandom, "Host entropy, at most 32 MiB per call; unknown flags, or `GRND_INSECURE` with `GRND_RANDOM`, are `EINVAL`."),
+	full(unix.SYS_GETRANDOM, "getrandom", subjProcess, sysGetrandom, "Host entropy, at most 32 MiB per call; unknown flags, or `GRND_INSECURE` with `GRND_RANDOM`, are `EINVAL`. The vDSO's `__vdso_getrandom` answers most reads without it (section 1)."),
 	partial(unix.SYS_PRLIMIT64, "prlimit64", subjProcess, sysPrlimit64, "Readable and settable for process 1, but they bind nothing: the descriptor table always holds 4096, and a hard `RLIMIT_NOFILE` above that is `EINVAL`."),
 	full(unix.SYS_GETRLIMIT, "getrlimit", subjProcess, sysGetrlimit, "As `prlimit64`."),
 	partial(unix.SYS_UNAME, "uname", subjProcess, sysUname, "`Linux`, node name the unikernel's, release `6.1.0-atoll`."),
