@@ -14,7 +14,7 @@ import (
 // The system area holds monitor-owned guest pages at fixed offsets.
 const (
 	trampolineAddr = guestmem.SystemBase          // SYSCALL lands here (MSR_LSTAR)
-	vvarAddr       = guestmem.SystemBase + 0x1000 // clock parameters (package vdso)
+	vvarAddr       = guestmem.SystemBase + 0x1000 // vDSO parameters: clock, random generation (package vdso)
 	vdsoAddr       = guestmem.SystemBase + 0x2000 // the vDSO image, just above them
 )
 
@@ -38,9 +38,10 @@ func (v *VM) writeSystemArea() error {
 	return writeHardwareTables(v.mem)
 }
 
-// startClock anchors the guest clock on vCPU c, before it first runs, and
-// keeps it anchored until the VM ends.
-func (v *VM) startClock(c *kvm.VCPU) error {
+// startVDSO anchors the guest clock on vCPU c and seeds the vDSO's random
+// generation, before c first runs, and keeps both until the VM ends: the
+// clock re-anchored, the generation bumped every reseed period.
+func (v *VM) startVDSO(c *kvm.VCPU) error {
 	khz, err := c.TSCKHz()
 	if err != nil {
 		return err
@@ -56,12 +57,17 @@ func (v *VM) startClock(c *kvm.VCPU) error {
 		return err
 	}
 	v.clock = vdso.NewClock(page, khz, int64(g-(h1/2+h2/2)))
-	// The clock writes guest memory until the VM ends; the memory is
-	// released only after it has stopped.
-	v.life.running.Add(1)
+	random := vdso.NewRandom(page)
+	// Both write guest memory until the VM ends; the memory is released
+	// only after they have stopped.
+	v.life.running.Add(2)
 	go func() {
 		defer v.life.running.Done()
 		v.clock.Run(v.life.done)
+	}()
+	go func() {
+		defer v.life.running.Done()
+		random.Run(v.life.done)
 	}()
 	return nil
 }

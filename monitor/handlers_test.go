@@ -60,6 +60,13 @@ func TestMemoryCalls(t *testing.T) {
 		t.Errorf("MAP_FIXED at %#x gave %#x", a, got)
 	}
 	tv.mustCall(t, unix.SYS_MUNMAP, a, 1<<20)
+	// MAP_DROPPABLE, which the vDSO asks getrandom states to be mapped
+	// with, is private memory that is never dropped.
+	d := tv.mustCall(t, unix.SYS_MMAP, 0, 4096, rw, unix.MAP_DROPPABLE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	tv.put(t, d, []byte("state"))
+	if got := tv.bytes(t, d, 5); string(got) != "state" {
+		t.Errorf("MAP_DROPPABLE memory holds %q", got)
+	}
 	runErrCases(t, tv, []errCase{
 		{"mmap of a pipe", unix.SYS_MMAP, []uint64{0, 4096, rw, unix.MAP_PRIVATE, 0, 0}, unix.ENODEV},
 		{"mmap of a bad descriptor", unix.SYS_MMAP, []uint64{0, 4096, rw, unix.MAP_PRIVATE, 99, 0}, unix.EBADF},
@@ -217,8 +224,11 @@ func TestProcessCalls(t *testing.T) {
 			t.Errorf("%s = %d, want %d", syscallName(nr), got, want)
 		}
 	}
-	if n := tv.mustCall(t, unix.SYS_GETRANDOM, tv.at(0), 64, 0); n != 64 || bytes.Equal(tv.bytes(t, tv.at(0), 64), make([]byte, 64)) {
-		t.Errorf("getrandom = %d", n)
+	for _, flags := range []uint64{0, unix.GRND_NONBLOCK, unix.GRND_RANDOM, unix.GRND_INSECURE} {
+		tv.put(t, tv.at(0), make([]byte, 64))
+		if n := tv.mustCall(t, unix.SYS_GETRANDOM, tv.at(0), 64, flags); n != 64 || bytes.Equal(tv.bytes(t, tv.at(0), 64), make([]byte, 64)) {
+			t.Errorf("getrandom(flags %#x) = %d", flags, n)
+		}
 	}
 	tv.mustCall(t, unix.SYS_UNAME, tv.at(0))
 	u := tv.bytes(t, tv.at(0), 6*utsFieldSize)
@@ -248,6 +258,8 @@ func TestProcessCalls(t *testing.T) {
 	tv.put(t, tv.at(4096), long)
 	runErrCases(t, tv, []errCase{
 		{"getrandom wild", unix.SYS_GETRANDOM, []uint64{wild, 16, 0}, unix.EFAULT},
+		{"getrandom unknown flag", unix.SYS_GETRANDOM, []uint64{tv.at(0), 16, 8}, unix.EINVAL},
+		{"getrandom insecure and random", unix.SYS_GETRANDOM, []uint64{tv.at(0), 16, unix.GRND_INSECURE | unix.GRND_RANDOM}, unix.EINVAL},
 		{"uname wild", unix.SYS_UNAME, []uint64{wild}, unix.EFAULT},
 		{"getcwd short", unix.SYS_GETCWD, []uint64{tv.at(0), 1}, unix.ERANGE},
 		{"getcwd wild", unix.SYS_GETCWD, []uint64{wild, 64}, unix.EFAULT},

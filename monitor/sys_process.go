@@ -16,8 +16,15 @@ func sysGetpid(*thread, sysArgs) (uint64, unix.Errno) { return guestPID, 0 }
 func sysZero(*thread, sysArgs) (uint64, unix.Errno) { return 0, 0 }
 
 // sysGetrandom fills the buffer from the host's entropy, at most 32 MiB
-// per call.
+// per call. Flags are checked as Linux does: unknown ones, or GRND_INSECURE
+// with GRND_RANDOM, are EINVAL. The host's generator is seeded, so
+// GRND_INSECURE asks for nothing less. It is also how the vDSO's getrandom
+// states take their keys (package vdso).
 func sysGetrandom(t *thread, a sysArgs) (uint64, unix.Errno) {
+	const insecureRandom = unix.GRND_INSECURE | unix.GRND_RANDOM
+	if a[2]&^(unix.GRND_NONBLOCK|insecureRandom) != 0 || a[2]&insecureRandom == insecureRandom {
+		return 0, unix.EINVAL
+	}
 	n := min(a[1], 1<<25)
 	b, ok := t.slice(a[0], n)
 	if !ok {

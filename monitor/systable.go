@@ -75,7 +75,7 @@ func fails(nr uint64, name, subject string, errno unix.Errno, fn handler, note s
 // answered ENOSYS and logged with -v.
 var syscallTable = []sysEntry{
 	// Memory (sys_memory.go).
-	partial(unix.SYS_MMAP, "mmap", subjMemory, sysMmap, "Anonymous memory, and files as a copy: `MAP_PRIVATE`, or `MAP_SHARED` without `PROT_WRITE`; a shared writable file mapping, or a descriptor that is no file, is `ENODEV`; a network device maps its frame rings (section 5). A free hint is honoured; the first hinted mapping of 64 MiB or more creates the heap region there. `MAP_FIXED` replaces and zeroes; `MAP_FIXED_NOREPLACE` is `EEXIST` on overlap. Mappings past `--mem` are `ENOMEM`."),
+	partial(unix.SYS_MMAP, "mmap", subjMemory, sysMmap, "Anonymous memory (`MAP_DROPPABLE` is private memory that is never dropped), and files as a copy: `MAP_PRIVATE`, or `MAP_SHARED` without `PROT_WRITE`; a shared writable file mapping, or a descriptor that is no file, is `ENODEV`; a network device maps its frame rings (section 5). A free hint is honoured; the first hinted mapping of 64 MiB or more creates the heap region there. `MAP_FIXED` replaces and zeroes; `MAP_FIXED_NOREPLACE` is `EEXIST` on overlap. Mappings past `--mem` are `ENOMEM`."),
 	full(unix.SYS_MUNMAP, "munmap", subjMemory, sysMunmap, ""),
 	partial(unix.SYS_MPROTECT, "mprotect", subjMemory, sysMprotect, "Bookkeeping only: every mapped page stays readable, writable and executable; protections count against `--mem`."),
 	partial(unix.SYS_MADVISE, "madvise", subjMemory, sysMadvise, "`MADV_DONTNEED`, `MADV_FREE` and `MADV_REMOVE` zero the range; other advice is accepted and ignored."),
@@ -141,7 +141,7 @@ var syscallTable = []sysEntry{
 	full(unix.SYS_GETEUID, "geteuid", subjProcess, sysZero, "0."),
 	full(unix.SYS_GETGID, "getgid", subjProcess, sysZero, "0."),
 	full(unix.SYS_GETEGID, "getegid", subjProcess, sysZero, "0."),
-	full(unix.SYS_GETRANDOM, "getrandom", subjProcess, sysGetrandom, "Host entropy, at most 32 MiB per call."),
+	full(unix.SYS_GETRANDOM, "getrandom", subjProcess, sysGetrandom, "Host entropy, at most 32 MiB per call; unknown flags, or `GRND_INSECURE` with `GRND_RANDOM`, are `EINVAL`. The vDSO's `__vdso_getrandom` answers most reads without it (section 1)."),
 	partial(unix.SYS_PRLIMIT64, "prlimit64", subjProcess, sysPrlimit64, "Readable and settable for process 1, but they bind nothing: the descriptor table always holds 4096, and a hard `RLIMIT_NOFILE` above that is `EINVAL`."),
 	full(unix.SYS_GETRLIMIT, "getrlimit", subjProcess, sysGetrlimit, "As `prlimit64`."),
 	partial(unix.SYS_UNAME, "uname", subjProcess, sysUname, "`Linux`, node name the unikernel's, release `6.1.0-atoll`."),

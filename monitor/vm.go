@@ -140,7 +140,7 @@ type VM struct {
 
 // lifecycle is how a VM ends.
 type lifecycle struct {
-	running  sync.WaitGroup // one per thread loop, and the clock
+	running  sync.WaitGroup // one per thread loop, and the vDSO's clock and generation
 	exitOnce sync.Once
 	exitCode int
 	done     chan struct{} // closed when the VM ends
@@ -375,7 +375,7 @@ func (v *VM) run(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if err := v.startClock(t.cpu.(*kvmCPU).VCPU); err != nil {
+	if err := v.startVDSO(t.cpu.(*kvmCPU).VCPU); err != nil {
 		v.exitThread(t, 0)
 		return Result{}, err
 	}

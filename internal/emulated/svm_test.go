@@ -59,7 +59,7 @@ func TestEmulatedSVM(t *testing.T) {
 	}
 	goBuild(t, filepath.Join(root, "atoll"), "./cmd/atoll")
 	guests := []string{"hello", "goroutines", "args", "exitcode", "nilrecover", "nilpanic", "preempt", "sigaction",
-		"timenow", "clock", "crash", "hostile", "privileged", "getpid"}
+		"timenow", "clock", "crash", "hostile", "privileged", "getpid", "random"}
 	for _, g := range guests {
 		goBuild(t, filepath.Join(root, "g", g), "./internal/testguests/"+g)
 	}
@@ -151,6 +151,21 @@ func svmCases() []svmCase {
 	hello := same("hello")
 	hello.cmd = "/atoll run -v /g/hello"
 	hello.check = contains("stderr", "exit path: hardware KVM")
+	// crypto/rand through the vDSO: a getrandom exit per thread, its key.
+	random := same("random")
+	random.cmd = "/atoll run --stats /g/random"
+	random.check = func(t *testing.T, r result) {
+		count := func(call string) int {
+			n := 0
+			if m := regexp.MustCompile(call + ` +(\d+)`).FindStringSubmatch(r.stderr); m != nil {
+				fmt.Sscan(m[1], &n)
+			}
+			return n
+		}
+		if n, threads := count("getrandom"), count("clone")+1; n == 0 || n > threads {
+			t.Errorf("%d getrandom exits for 40,000 reads on %d threads:\n%s", n, threads, r.stderr)
+		}
+	}
 	nilpanic := same("nilpanic")
 	nilpanic.check = contains("stderr", "invalid memory address or nil pointer dereference")
 	return []svmCase{
@@ -164,6 +179,7 @@ func svmCases() []svmCase {
 		same("sigaction"),
 		same("timenow"),
 		same("privileged"),
+		random,
 		{name: "clock", cmd: "/atoll run /g/clock", check: func(t *testing.T, r result) {
 			if r.code != 0 || !strings.Contains(r.stdout, "monotonic ok: true") {
 				t.Errorf("exit %d, stdout %q", r.code, r.stdout)

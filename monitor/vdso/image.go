@@ -1,14 +1,18 @@
-// Package vdso is the guest's clock: a minimal vDSO image the monitor
-// places in the guest's system area and announces with AT_SYSINFO_EHDR,
-// and the Clock that keeps its parameters page. It uses nothing of the VM:
-// the monitor hands it the two pages of guest memory.
+// Package vdso is the guest's clock and random generator: a minimal vDSO
+// image the monitor places in the guest's system area and announces with
+// AT_SYSINFO_EHDR, and the Clock and Random that keep its parameters page.
+// It uses nothing of the VM: the monitor hands it the two pages of guest
+// memory.
 //
-// The image is an ELF shared object that exports one function,
-// __vdso_clock_gettime (version LINUX_2.6), which computes CLOCK_MONOTONIC
-// and CLOCK_REALTIME from the TSC and the parameters page the monitor keeps
+// The image is an ELF shared object that exports two functions at version
+// LINUX_2.6. __vdso_clock_gettime computes CLOCK_MONOTONIC and
+// CLOCK_REALTIME from the TSC and the parameters page the monitor keeps
 // (clock.go) without leaving the guest; other clocks fall back to the
 // system call. Without it, reading the clock was the most frequent exit.
-// The parameters page MUST sit immediately below the image.
+// __vdso_getrandom is Linux 6.11's, a ChaCha20 generator per caller-owned
+// state, keyed by the getrandom system call and rekeyed when the monitor
+// bumps a generation count (random.go). The parameters page MUST sit
+// immediately below the image.
 package vdso
 
 import (
@@ -20,10 +24,11 @@ import (
 //
 //	0x000 ELF header, 0x040 program headers (PT_LOAD, PT_DYNAMIC)
 //	0x100 dynamic section   0x200 DT_HASH   0x300 symbols   0x380 strings
-//	0x400 version definitions   0x480 symbol versions   0x800 code
+//	0x400 version definitions   0x480 symbol versions
+//	0x800 __vdso_clock_gettime   0x880 __vdso_getrandom (to 0xc08)
 //
 // The parameters page sits just below the image; the code addresses it
-// RIP-relative (code - 0x1800).
+// RIP-relative (the function's address - 0x1000 - its offset).
 const (
 	vdsoDynOff    = 0x100
 	vdsoHashOff   = 0x200
@@ -31,7 +36,8 @@ const (
 	vdsoStrOff    = 0x380
 	vdsoVerdefOff = 0x400
 	vdsoVersymOff = 0x480
-	vdsoCodeOff   = 0x800
+	vdsoClockOff  = 0x800
+	vdsoRandomOff = 0x880
 )
 
 // Size is the size of the image, and of the parameters page below it.
@@ -55,14 +61,15 @@ var vdsoClockGettime = []byte{
 	0x00, 0x0f, 0x05, 0xc3,
 }
 
-// Parameters page layout, shared with the code above and with Clock.
+// Parameters page layout, shared with the code and with Clock and Random.
 const (
-	vvarSeq      = 0  // u32, odd while being written
-	vvarTSCBase  = 8  // u64, TSC at the anchor
-	vvarMonoBase = 16 // u64, CLOCK_MONOTONIC ns at the anchor
-	vvarRealOff  = 24 // u64, CLOCK_REALTIME - CLOCK_MONOTONIC, ns
-	vvarMult     = 32 // u32
-	vvarShift    = 36 // u32
+	vvarSeq        = 0  // u32, odd while being written
+	vvarTSCBase    = 8  // u64, TSC at the anchor
+	vvarMonoBase   = 16 // u64, CLOCK_MONOTONIC ns at the anchor
+	vvarRealOff    = 24 // u64, CLOCK_REALTIME - CLOCK_MONOTONIC, ns
+	vvarMult       = 32 // u32
+	vvarShift      = 36 // u32
+	vvarGeneration = 64 // u64, bumped to rekey every getrandom state; 0: not seeded
 )
 
 // ELF constants (include/uapi/linux/elf.h).
@@ -101,8 +108,8 @@ func Image() []byte {
 	b := make([]byte, Size)
 	le := binary.LittleEndian
 	// Strings.
-	strs := "\x00__vdso_clock_gettime\x00LINUX_2.6\x00atoll\x00"
-	const nameFn, nameVer, nameBase = 1, 22, 32
+	strs := "\x00__vdso_clock_gettime\x00__vdso_getrandom\x00LINUX_2.6\x00atoll\x00"
+	const nameClock, nameRandom, nameVer, nameBase = 1, 22, 39, 49
 	copy(b[vdsoStrOff:], strs)
 	// ELF header.
 	copy(b, "\x7fELF\x02\x01\x01")
@@ -136,17 +143,25 @@ func Image() []byte {
 		le.PutUint64(b[vdsoDynOff+16*i:], kv[0])
 		le.PutUint64(b[vdsoDynOff+16*i+8:], kv[1])
 	}
-	// DT_HASH: one bucket holding symbol 1.
-	for i, v := range []uint32{1, 2, 1, 0, 0} {
+	// DT_HASH: one bucket, whose chain runs symbol 2, symbol 1.
+	for i, v := range []uint32{1, 3, 2, 0, 0, 1} {
 		le.PutUint32(b[vdsoHashOff+4*i:], v)
 	}
-	// Symbol 1: the function.
-	s := b[vdsoSymOff+24:]
-	le.PutUint32(s, nameFn)
-	s[4] = 1<<4 | 2 // STB_GLOBAL, STT_FUNC
-	le.PutUint16(s[6:], 1)
-	le.PutUint64(s[8:], vdsoCodeOff)
-	le.PutUint64(s[16:], uint64(len(vdsoClockGettime)))
+	// Symbols 1 and 2: the functions.
+	for i, fn := range []struct {
+		name uint32
+		off  uint64
+		code []byte
+	}{{nameClock, vdsoClockOff, vdsoClockGettime}, {nameRandom, vdsoRandomOff, vdsoGetrandom}} {
+		s := b[vdsoSymOff+24*(i+1):]
+		le.PutUint32(s, fn.name)
+		s[4] = 1<<4 | 2 // STB_GLOBAL, STT_FUNC
+		le.PutUint16(s[6:], 1)
+		le.PutUint64(s[8:], fn.off)
+		le.PutUint64(s[16:], uint64(len(fn.code)))
+		le.PutUint16(b[vdsoVersymOff+2*(i+1):], 2)
+		copy(b[fn.off:], fn.code)
+	}
 	// Version definitions: the base, then LINUX_2.6 (index 2).
 	verdef := func(off int, flags, ndx uint16, name uint32, next uint32) {
 		le.PutUint16(b[off:], 1)
@@ -160,7 +175,5 @@ func Image() []byte {
 	}
 	verdef(vdsoVerdefOff, verFlgBase, 1, nameBase, 28)
 	verdef(vdsoVerdefOff+28, 0, 2, nameVer, 0)
-	le.PutUint16(b[vdsoVersymOff+2:], 2)
-	copy(b[vdsoCodeOff:], vdsoClockGettime)
 	return b
 }

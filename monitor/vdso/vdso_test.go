@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
+	"fmt"
 	"testing"
 	"time"
 
@@ -13,14 +14,13 @@ import (
 )
 
 // TestVDSOImage checks the image is an ELF object that exports
-// __vdso_clock_gettime at version LINUX_2.6, with the hashes the Go
-// runtime looks symbols up by (runtime/vdso_linux_amd64.go).
+// __vdso_clock_gettime and __vdso_getrandom at version LINUX_2.6, with the
+// hashes the Go runtime looks symbols up by (runtime/vdso_linux_amd64.go).
 func TestVDSOImage(t *testing.T) {
-	if h := elfHash("__vdso_clock_gettime"); h != 0xd35ec75 {
-		t.Errorf("elfHash(__vdso_clock_gettime) = %#x, want 0xd35ec75", h)
-	}
-	if h := elfHash("LINUX_2.6"); h != 0x3ae75f6 {
-		t.Errorf("elfHash(LINUX_2.6) = %#x, want 0x3ae75f6", h)
+	for name, want := range map[string]uint32{"__vdso_clock_gettime": 0xd35ec75, "__vdso_getrandom": 0x25425d, "LINUX_2.6": 0x3ae75f6} {
+		if h := elfHash(name); h != want {
+			t.Errorf("elfHash(%s) = %#x, want %#x", name, h, want)
+		}
 	}
 	f, err := elf.NewFile(bytes.NewReader(Image()))
 	if err != nil {
@@ -32,9 +32,20 @@ func TestVDSOImage(t *testing.T) {
 	if len(f.Progs) != 2 || f.Progs[0].Type != elf.PT_LOAD || f.Progs[1].Type != elf.PT_DYNAMIC {
 		t.Fatalf("program headers %+v", f.Progs)
 	}
-	// Follow the lookup path of runtime/vdso_linux.go by hand: DT_HASH
-	// bucket, symbol, name, version index, version definition.
-	img := Image()
+	for name, want := range map[string]uint64{"__vdso_clock_gettime": vdsoClockOff, "__vdso_getrandom": vdsoRandomOff} {
+		if v, err := lookup(Image(), name); err != nil || v != want {
+			t.Errorf("%s at %#x (%v), want %#x", name, v, err, want)
+		}
+	}
+	if _, err := lookup(Image(), "__vdso_gettimeofday"); err == nil {
+		t.Errorf("found __vdso_gettimeofday, which the image does not have")
+	}
+}
+
+// lookup follows the lookup path of runtime/vdso_linux.go by hand: DT_HASH
+// bucket and chain, symbol, name, version index, version definition; and
+// returns the value of the function name at version LINUX_2.6.
+func lookup(img []byte, name string) (uint64, error) {
 	le := binary.LittleEndian
 	dyn := map[uint64]uint64{}
 	for off := vdsoDynOff; ; off += 16 {
@@ -46,31 +57,30 @@ func TestVDSOImage(t *testing.T) {
 	}
 	hash, symtab, strtab := dyn[dtHash], dyn[dtSymtab], dyn[dtStrtab]
 	nbucket := le.Uint32(img[hash:])
-	idx := le.Uint32(img[hash+8+4*uint64(elfHash("__vdso_clock_gettime")%nbucket):])
-	sym := img[symtab+24*uint64(idx):]
+	chain := img[hash+8+4*uint64(nbucket):]
 	cstr := func(off uint64) string { return string(img[off : off+uint64(bytes.IndexByte(img[off:], 0))]) }
-	if name := cstr(strtab + uint64(le.Uint32(sym))); name != "__vdso_clock_gettime" {
-		t.Fatalf("hash lookup found %q", name)
-	}
-	if v := le.Uint64(sym[8:]); v != vdsoCodeOff || sym[4] != 0x12 {
-		t.Fatalf("symbol value %#x info %#x", v, sym[4])
-	}
-	ver := le.Uint16(img[dyn[dtVersym]+2*uint64(idx):])
-	found := false
-	for off := dyn[dtVerdef]; ; {
-		d := img[off:]
-		aux := d[le.Uint32(d[12:]):]
-		if le.Uint16(d[4:]) == ver && cstr(strtab+uint64(le.Uint32(aux))) == "LINUX_2.6" && le.Uint32(d[8:]) == 0x3ae75f6 {
-			found = true
+	for idx := le.Uint32(img[hash+8+4*uint64(elfHash(name)%nbucket):]); idx != 0; idx = le.Uint32(chain[4*idx:]) {
+		sym := img[symtab+24*uint64(idx):]
+		if cstr(strtab+uint64(le.Uint32(sym))) != name {
+			continue
 		}
-		if le.Uint32(d[16:]) == 0 {
-			break
+		if sym[4] != 0x12 {
+			return 0, fmt.Errorf("symbol info %#x, want a global function", sym[4])
 		}
-		off += uint64(le.Uint32(d[16:]))
+		ver := le.Uint16(img[dyn[dtVersym]+2*uint64(idx):])
+		for off := dyn[dtVerdef]; ; {
+			d := img[off:]
+			aux := d[le.Uint32(d[12:]):]
+			if le.Uint16(d[4:]) == ver && cstr(strtab+uint64(le.Uint32(aux))) == "LINUX_2.6" && le.Uint32(d[8:]) == 0x3ae75f6 {
+				return le.Uint64(sym[8:]), nil
+			}
+			if le.Uint32(d[16:]) == 0 {
+				return 0, fmt.Errorf("symbol version %d is not LINUX_2.6", ver)
+			}
+			off += uint64(le.Uint32(d[16:]))
+		}
 	}
-	if !found {
-		t.Fatalf("symbol version %d is not LINUX_2.6", ver)
-	}
+	return 0, fmt.Errorf("no %s", name)
 }
 
 // TestVDSOCodeMatchesSource reassembles testdata/clock_gettime.s.
