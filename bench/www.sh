@@ -37,10 +37,14 @@ trap cleanup EXIT
 go build -o "$tmp/atoll" ./cmd/atoll
 "$tmp/atoll" build -o "$tmp/www.img" ./examples/www 2>/dev/null
 
-in_ns() { if [ -n "$ns" ]; then ip netns exec "$ns" "$@"; else "$@"; fi; }
+# nsexec prefixes a command to run it in the namespace; a server started
+# with it in the background has the server's own process ID ($!).
+nsexec=()
+in_ns() { "${nsexec[@]}" "$@"; }
 if [ "$(id -u)" = 0 ] && command -v ip >/dev/null; then
 	ns=atoll-bench-$$
 	ip netns add "$ns"
+	nsexec=(ip netns exec "$ns")
 	in_ns ip link set lo up
 	for i in 0 1; do
 		in_ns ip tuntap add "tap$i" mode tap
@@ -50,15 +54,15 @@ if [ "$(id -u)" = 0 ] && command -v ip >/dev/null; then
 fi
 
 peers=(native:127.0.0.1:18081)
-in_ns "$tmp/www.img" -addr 127.0.0.1:18081 2>/dev/null & pids+=($!)
+"${nsexec[@]}" "$tmp/www.img" -addr 127.0.0.1:18081 2>/dev/null & pids+=($!)
 if [ -n "$ns" ]; then
 	peers+=(native-tap:10.90.0.2:80 rings-tap:10.91.0.2:80)
-	in_ns env ATOLL_TAP_SERVICE=tap0 ATOLL_NET_SERVICE="10.90.0.2/24 10.90.0.1" "$tmp/www.img" 2>/dev/null & pids+=($!)
-	in_ns "$tmp/atoll" run --stats --net service=tap:tap1,ip=10.91.0.2/24,gw=10.91.0.1 "$tmp/www.img" 2>"$tmp/rings-tap.err" & pids+=($!)
+	"${nsexec[@]}" env ATOLL_TAP_SERVICE=tap0 ATOLL_NET_SERVICE="10.90.0.2/24 10.90.0.1" "$tmp/www.img" 2>/dev/null & pids+=($!)
+	"${nsexec[@]}" "$tmp/atoll" run --stats --net service=tap:tap1,ip=10.91.0.2/24,gw=10.91.0.1 "$tmp/www.img" 2>"$tmp/rings-tap.err" & pids+=($!)
 fi
 peers+=(rings:127.0.0.1:18082 syscalls:127.0.0.1:18083)
-in_ns "$tmp/atoll" run --stats -p 18082:80 "$tmp/www.img" 2>"$tmp/rings.err" & pids+=($!)
-in_ns "$tmp/atoll" run --stats --net service=user,rings=off -p 18083:80 "$tmp/www.img" 2>"$tmp/syscalls.err" & pids+=($!)
+"${nsexec[@]}" "$tmp/atoll" run --stats -p 18082:80 "$tmp/www.img" 2>"$tmp/rings.err" & pids+=($!)
+"${nsexec[@]}" "$tmp/atoll" run --stats --net service=user,rings=off -p 18083:80 "$tmp/www.img" 2>"$tmp/syscalls.err" & pids+=($!)
 
 for p in "${peers[@]}"; do
 	addr=${p#*:}
@@ -87,6 +91,6 @@ for err in "$tmp"/*.err; do
 		n=$(awk '/requests in/ {print $1}' "$f"); reqs=$((reqs + n))
 	done
 	echo "== atoll ($name) VM exits: $total for $reqs requests (boot included), $(awk -v e="$total" -v r="$reqs" 'BEGIN {printf "%.3f", e/r}') per request"
-	grep -A8 '^exits:' "$err"
+	grep -A8 '^exits:' "$err" || cat "$err"
 	grep '^ring' "$err" || true
 done
