@@ -335,8 +335,8 @@ func TestSignalCalls(t *testing.T) {
 	if signo := tv.u32(t, r.RSI); signo != uint32(unix.SIGUSR1) {
 		t.Errorf("siginfo signo %d", signo)
 	}
-	if tv.main.sigmask != sigbit(unix.SIGUSR1)|sigbit(unix.SIGUSR2) {
-		t.Errorf("mask in the handler %#x", tv.main.sigmask)
+	if tv.main.sigmask() != sigbit(unix.SIGUSR1)|sigbit(unix.SIGUSR2) {
+		t.Errorf("mask in the handler %#x", tv.main.sigmask())
 	}
 	// sigaltstack on the alternate stack reports SS_ONSTACK and refuses a change.
 	tv.mustCall(t, unix.SYS_SIGALTSTACK, 0, tv.at(224))
@@ -351,8 +351,8 @@ func TestSignalCalls(t *testing.T) {
 	if _, _, ok := tv.sys(tv.main, unix.SYS_RT_SIGRETURN); !ok {
 		t.Fatal("rt_sigreturn stopped the thread")
 	}
-	if r.RIP != 0x401000 || r.RAX != 0 || r.RSP != before.RSP || tv.main.sigmask != 0 {
-		t.Errorf("after rt_sigreturn: %+v, mask %#x", r, tv.main.sigmask)
+	if r.RIP != 0x401000 || r.RAX != 0 || r.RSP != before.RSP || tv.main.sigmask() != 0 {
+		t.Errorf("after rt_sigreturn: %+v, mask %#x", r, tv.main.sigmask())
 	}
 
 	// Another thread's signal is queued and the thread kicked.

@@ -49,7 +49,7 @@ func (m *kvmMachine) probe() (exitPath, error) {
 	}
 	defer func() { m.idle = append(m.idle, c) }()
 	m.path = pathParavirtual // no descriptor tables: the probe needs none
-	if err := m.setup(c, &kvm.Regs{RIP: uint64(probeAddr), RAX: unix.SYS_GETPID, RFLAGS: 2}, 0); err != nil {
+	if err := m.setup(c, &kvm.Regs{RIP: uint64(probeAddr), RAX: unix.SYS_GETPID, RFLAGS: 2}, 0, 0); err != nil {
 		return 0, err
 	}
 	for {
