@@ -75,10 +75,10 @@ func fails(nr uint64, name, subject string, errno unix.Errno, fn handler, note s
 // answered ENOSYS and logged with -v.
 var syscallTable = []sysEntry{
 	// Memory (sys_memory.go).
-	partial(unix.SYS_MMAP, "mmap", subjMemory, sysMmap, "Anonymous memory, and files as a copy: `MAP_PRIVATE`, or `MAP_SHARED` without `PROT_WRITE`; a shared writable file mapping, or a descriptor that is no file, is `ENODEV`. A free hint is honoured; the first hinted mapping of 64 MiB or more creates the heap region there. `MAP_FIXED` replaces and zeroes; `MAP_FIXED_NOREPLACE` is `EEXIST` on overlap. Mappings past `--mem` are `ENOMEM`."),
+	partial(unix.SYS_MMAP, "mmap", subjMemory, sysMmap, "Anonymous memory, and files as a copy: `MAP_PRIVATE`, or `MAP_SHARED` without `PROT_WRITE`; a shared writable file mapping, or a descriptor that is no file, is `ENODEV`. A free hint is honoured; the first hinted mapping of 64 MiB or more creates the heap region there. `MAP_FIXED` replaces and zeroes; `MAP_FIXED_NOREPLACE` is `EEXIST` on overlap. Mappings past `--mem` are `ENOMEM`. A `PROT_NONE` private anonymous reservation with no address is answered inside the guest (trampoline), from 1.25 GiB of address space kept for them."),
 	full(unix.SYS_MUNMAP, "munmap", subjMemory, sysMunmap, ""),
 	partial(unix.SYS_MPROTECT, "mprotect", subjMemory, sysMprotect, "Bookkeeping only: every mapped page stays readable, writable and executable; protections count against `--mem`."),
-	partial(unix.SYS_MADVISE, "madvise", subjMemory, sysMadvise, "`MADV_DONTNEED`, `MADV_FREE` and `MADV_REMOVE` zero the range; other advice is accepted and ignored."),
+	partial(unix.SYS_MADVISE, "madvise", subjMemory, sysMadvise, "`MADV_DONTNEED`, `MADV_FREE` and `MADV_REMOVE` zero the range; other advice is accepted and ignored, inside the guest (trampoline)."),
 
 	// Threads (sys_threads.go).
 	partial(unix.SYS_CLONE, "clone", subjThreads, sysClone, "Threads only (`CLONE_VM|CLONE_THREAD|CLONE_SIGHAND`, optional `CLONE_SETTLS`, `CLONE_PARENT_SETTID`; other flags are ignored); a new process is `ENOSYS`, `CLONE_CHILD_SETTID` and `CLONE_CHILD_CLEARTID` are `EINVAL`. At most 1024 threads (`EAGAIN`)."),

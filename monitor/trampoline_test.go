@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"atoll.dev/atoll/internal/testenv"
 	"atoll.dev/atoll/monitor/guestmem"
 )
@@ -38,7 +40,7 @@ func TestTrampolineMatchesSource(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]uint64{
-		"H": uint64(sigTableAddr), "TID": tbTID, "MASK": tbMask, "PEND": tbPending,
+		"H": uint64(sigTableAddr), "ZCUR": uint64(zoneCursorAddr), "ZEND": uint64(zoneEndAddr), "TID": tbTID, "MASK": tbMask, "PEND": tbPending,
 		"ALTSP": tbAltSP, "ALTFL": tbAltFl, "ALTSZ": tbAltSize, "CPUS": tbCPUs,
 		"LOW": uint64(guestmem.SystemBase + guestmem.SystemSize), "KEEP": ^unblockable,
 		"SS_DISABLE": ssDisable, "MINSIGSTKSZ": minSigstksz,
@@ -49,5 +51,29 @@ func TestTrampolineMatchesSource(t *testing.T) {
 	}
 	if uint64(threadBlocksEnd) > uint64(tssBase) || threadBlocks < idtAddr+guestmem.PageSize {
 		t.Errorf("the thread blocks [%#x, %#x) overlap the system area's other pages", uint64(threadBlocks), uint64(threadBlocksEnd))
+	}
+}
+
+// TestReservationZone plays the mmap fast path: the guest advances the
+// zone's cursor itself, and the monitor's next change to the address
+// space sees those pages mapped (guestmem/zone.go has the rest).
+func TestReservationZone(t *testing.T) {
+	tv := newTestVM(t, vmOptions{mem: 64 << 20})
+	lo, hi := tv.mem.Zone()
+	if tv.word(t, uint64(zoneCursorAddr)) != uint64(lo) || tv.word(t, uint64(zoneEndAddr)) != uint64(hi) || hi-lo != zoneSize {
+		t.Fatalf("zone words %#x %#x, zone [%#x, %#x)", tv.word(t, uint64(zoneCursorAddr)), tv.word(t, uint64(zoneEndAddr)), uint64(lo), uint64(hi))
+	}
+	if _, e := tv.call(t, unix.SYS_MPROTECT, uint64(lo), 1<<20, unix.PROT_READ|unix.PROT_WRITE); e != unix.ENOMEM {
+		t.Errorf("mprotect of an untaken reservation: %v, want ENOMEM", e)
+	}
+	tv.put(t, uint64(zoneCursorAddr), u64s(uint64(lo)+1<<20)) // the fast path took 1 MiB
+	committed := tv.mem.Committed()
+	tv.mustCall(t, unix.SYS_MPROTECT, uint64(lo), 1<<20, unix.PROT_READ|unix.PROT_WRITE)
+	if got := tv.mem.Committed() - committed; got != 1<<20 {
+		t.Errorf("mprotect of the reservation committed %d bytes, want 1 MiB", got)
+	}
+	// The monitor's own reservations, larger than the limit, come next.
+	if a := tv.mustCall(t, unix.SYS_MMAP, 0, 512<<20, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0); a != uint64(lo)+1<<20 {
+		t.Errorf("the monitor's reservation at %#x, want %#x", a, uint64(lo)+1<<20)
 	}
 }

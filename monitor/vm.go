@@ -89,10 +89,10 @@ type Result struct {
 const (
 	guestPID  = 1
 	stackSize = 8 << 20
-	// arenaBase is the address space for unhinted mmaps on top of the
-	// limit: the Go runtime reserves about 1.1 GiB of PROT_NONE space for
-	// its page allocator at start-up.
-	arenaBase = 5 << 28 // 1.25 GiB
+	// zoneSize is the address space the guest takes its PROT_NONE
+	// reservations from itself (trampoline.go): the Go runtime reserves
+	// about 1.1 GiB for its page allocator at start-up.
+	zoneSize = 5 << 28 // 1.25 GiB
 	// runtimeStartup is the memory the Go runtime maps read-write before
 	// main runs, beyond the image and stack: its 32 MiB heap-arena index,
 	// the first heap arena's pages, stacks and GC metadata. Measured with
@@ -259,7 +259,9 @@ func newVM(cfg Config, img *elfimage.Image, mach machine, slots guestmem.Slots) 
 		ImageStart: guestmem.GuestAddr(img.Start),
 		ImageEnd:   guestmem.GuestAddr(img.End),
 		StackSize:  stackSize,
-		ArenaSize:  arenaBase + cfg.MemBytes,
+		ZoneSize:   zoneSize,
+		ZoneWords:  zoneCursorAddr,
+		ArenaSize:  cfg.MemBytes,
 	}, cfg.MemBytes)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,8 @@
 //	[2 MiB, 4 MiB)      system area: monitor-owned code and data pages
 //	[image start, end)  the executable's segments
 //	stack               the initial thread's stack
+//	reservation zone    PROT_NONE reservations the guest takes itself
+//	                    (Zone), without the monitor
 //	mmap arena          anonymous mappings without a usable hint
 //	heap region         created at the Go runtime's first large hinted
 //	                    mmap, so its arena hints succeed at once
@@ -99,13 +101,20 @@ type Memory struct {
 	systemPT  uint64 // the system area's 4 KiB page table (guest-physical)
 	heap      *region
 	low       *region
+	zone      zone
 }
 
 // Layout describes the low region.
 type Layout struct {
 	ImageStart, ImageEnd GuestAddr // page-aligned extent of the executable
 	StackSize            uint64
-	ArenaSize            uint64 // address space for unhinted mmaps
+	// ZoneSize is address space the guest hands out itself for PROT_NONE
+	// reservations (zone.go), whose cursor and end are the two words at
+	// ZoneWords, in the system area; ArenaSize is the space for unhinted
+	// mmaps above it.
+	ZoneSize  uint64
+	ZoneWords GuestAddr
+	ArenaSize uint64
 }
 
 // stackTop is the top of the initial stack: a 2 MiB gap of unallocated
@@ -128,7 +137,8 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 		return nil, 0, fmt.Errorf("image starts at %#x, inside the monitor's area below %#x", l.ImageStart, SystemBase+SystemSize)
 	}
 	stackTop := l.stackTop()
-	arenaStart := stackTop
+	zoneEnd := stackTop + alignUp(l.ZoneSize, LargePage)
+	arenaStart := zoneEnd
 	end := arenaStart + alignUp(l.ArenaSize, LargePage)
 	if end > maxUserAddr {
 		return nil, 0, fmt.Errorf("address space too large: %#x", end)
@@ -139,7 +149,7 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 		return nil, 0, err
 	}
 	m.low = low
-	low.arena = arenaStart / PageSize
+	low.arena = stackTop / PageSize
 	// Physical-only pages are allocated so mmap never hands them out.
 	low.alloc.set(0, uint64(SystemBase)/PageSize)
 	m.regions.Store(&[]*region{low})
@@ -162,6 +172,9 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 	low.alloc.set(uint64(SystemBase+SystemSize)/PageSize, uint64(l.ImageStart)/PageSize)
 	if m.committed > limit {
 		return nil, 0, fmt.Errorf("memory limit %d MiB is smaller than the image and stack (%d MiB)", limit>>20, m.committed>>20)
+	}
+	if err := m.initZone(GuestAddr(stackTop), GuestAddr(zoneEnd), l.ZoneWords); err != nil {
+		return nil, 0, err
 	}
 	return m, GuestAddr(stackTop), nil
 }

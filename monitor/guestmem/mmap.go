@@ -25,6 +25,7 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (
 	length = alignUp(length, PageSize)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.claim()
 
 	var r *region
 	var at GuestAddr
@@ -38,7 +39,7 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (
 		}
 		at = hint
 	case hint != 0 && hint%PageSize == 0:
-		if r = m.mappable(hint, length); r != nil && r.alloc.count(r.page(hint), r.page(hint)+length/PageSize) == 0 {
+		if r = m.mappable(hint, length); r != nil && r.alloc.count(r.page(hint), r.page(hint)+length/PageSize) == 0 && !m.unclaimed(hint, length) {
 			at = hint
 		} else if m.heap == nil && length >= heapHintMin && length <= m.heapSize() {
 			if err := m.createHeap(hint, length); err == nil {
@@ -46,9 +47,14 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (
 			}
 		}
 	}
+	if at == 0 && prot == unix.PROT_NONE {
+		if a, ok := m.reserve(length); ok {
+			return a, 0
+		}
+	}
 	if at == 0 {
 		r = m.low
-		i, ok := r.alloc.findFree(r.arena, uint64(len(r.host))/PageSize, length/PageSize)
+		i, ok := r.alloc.findFree(r.page(m.zone.hi), uint64(len(r.host))/PageSize, length/PageSize)
 		if !ok {
 			return 0, unix.ENOMEM
 		}
@@ -78,6 +84,7 @@ func (m *Memory) Munmap(a GuestAddr, length uint64) unix.Errno {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.claim()
 	r, lo, hi, e := m.pages(a, length, unix.EINVAL)
 	if e != 0 {
 		return e
@@ -94,6 +101,7 @@ func (m *Memory) Munmap(a GuestAddr, length uint64) unix.Errno {
 func (m *Memory) Mprotect(a GuestAddr, length uint64, prot int) unix.Errno {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.claim()
 	r, lo, hi, e := m.pages(a, length, unix.ENOMEM)
 	if e != 0 {
 		return e
@@ -117,6 +125,7 @@ func (m *Memory) Mprotect(a GuestAddr, length uint64, prot int) unix.Errno {
 func (m *Memory) Discard(a GuestAddr, length uint64) unix.Errno {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.claim()
 	r, lo, hi, e := m.pages(a, length, unix.ENOMEM)
 	if e != 0 {
 		return e

@@ -1,6 +1,7 @@
 # Source of the syscall trampoline (monitor/trampoline.go); trampoline_test.go
 # reassembles it with GNU as and checks the bytes match. H must equal
-# sigTableAddr, and the thread-block offsets threadblock.go's. It runs in
+# sigTableAddr, ZCUR zoneCursorAddr, and the thread-block offsets
+# threadblock.go's. It runs in
 # user mode on paravirtual KVM and at CPL 0 on hardware KVM (SYSCALL
 # changes privilege there): the fast paths return with popfq/jmp from user
 # mode and with sysretq from CPL 0. They may clobber only rax, rcx and r11,
@@ -12,6 +13,8 @@
 .equ F, H+0x208
 .equ R, H+0x410
 .equ M, H+0x618
+.equ ZCUR, 0x203820
+.equ ZEND, 0x203828
 .equ TID, 0x0
 .equ MASK, 0x08
 .equ PEND, 0x10
@@ -36,6 +39,10 @@ entry:
 	je gettid
 	cmp rax, 204
 	je affinity
+	cmp rax, 9
+	je mmap
+	cmp rax, 28
+	je madvise
 	jmp slow
 
 # rt_sigaction(sig=rdi, act=rsi, oldact=rdx, sigsetsize=r10)
@@ -196,6 +203,42 @@ affinity:
 	mov eax, 8
 	jmp done
 
+# mmap(addr=rdi, len=rsi, prot=rdx, flags=r10, fd=r8, off=r9): a
+# PROT_NONE, private, anonymous reservation anywhere takes the next pages
+# of the reservation zone; the monitor records them at its next change to
+# the address space (guestmem.Memory.Claim).
+mmap:
+	test rdi, rdi
+	jnz slow_mmap
+	test rdx, rdx
+	jnz slow_mmap
+	cmp r10, 0x22
+	jne slow_mmap
+	test r9, r9
+	jnz slow_mmap
+	lea rax, [rsi-1]
+	cmp rax, 0x7fffffff
+	jae slow_mmap
+	lea rax, [rsi+0xfff]
+	and rax, -0x1000
+	lock xadd [ZCUR], rax
+	add rax, rsi
+	cmp rax, [ZEND]
+	ja slow_mmap
+	sub rax, rsi
+	jmp done
+
+# madvise(addr=rdi, len=rsi, advice=rdx): advice that frees nothing is a
+# hint the monitor ignores too.
+madvise:
+	cmp rdx, 4
+	je slow_madvise
+	cmp rdx, 8
+	je slow_madvise
+	cmp rdx, 9
+	je slow_madvise
+	jmp ok
+
 ok:	xor eax, eax
 # The result is in rax. A signal the thread does not block is pending:
 # leave through deliver, so that the monitor delivers it now.
@@ -225,6 +268,12 @@ slow_sigaltstack:
 	jmp slow
 slow_affinity:
 	mov eax, 204
+	jmp slow
+slow_mmap:
+	mov eax, 9
+	jmp slow
+slow_madvise:
+	mov eax, 28
 	jmp slow
 deliver:
 	hlt

@@ -1,6 +1,7 @@
 // Command fastpath checks, with raw system calls, the calls Atoll's
 // trampoline answers inside the guest — rt_sigprocmask, sigaltstack,
-// gettid and sched_getaffinity — and the requests it leaves to the
+// gettid, sched_getaffinity, PROT_NONE reservations by mmap and madvise
+// hints — and the requests it leaves to the
 // monitor: ordinary use, bad arguments and bad pointers, and a queued
 // signal that an unblocking rt_sigprocmask delivers at once. Its output
 // is the same natively and under Atoll.
@@ -163,4 +164,29 @@ func main() {
 		_, _, e := syscall.RawSyscall(syscall.SYS_SCHED_GETAFFINITY, c.pid, c.len, c.addr)
 		fmt.Printf("%s: %v\n", c.name, e)
 	}
+
+	fmt.Println("== mmap reservations, madvise")
+	const anon = syscall.MAP_PRIVATE | syscall.MAP_ANON
+	mmap := func(addr, n, prot, flags uintptr) (uintptr, syscall.Errno) {
+		a, _, e := syscall.RawSyscall6(syscall.SYS_MMAP, addr, n, prot, flags, ^uintptr(0), 0)
+		return a, e
+	}
+	a, e1 := mmap(0, 3<<20+5, syscall.PROT_NONE, anon)
+	b, e2 := mmap(0, 1<<20, syscall.PROT_NONE, anon)
+	fmt.Println("reserve:", e1, e2, "aligned:", a%4096 == 0 && b%4096 == 0, "disjoint:", b >= a+3<<20+4096 || a >= b+1<<20)
+	_, _, e = syscall.RawSyscall(syscall.SYS_MPROTECT, a, 3<<20+4096, syscall.PROT_READ|syscall.PROT_WRITE)
+	p := unsafe.Slice(*(**byte)(unsafe.Pointer(&a)), 3<<20+4096) // a is memory the runtime does not manage
+	p[0], p[len(p)-1] = 1, 2
+	fmt.Println("mprotect and use:", e, p[0]+p[len(p)-1] == 3)
+	_, _, e = syscall.RawSyscall(syscall.SYS_MADVISE, a, 4096, 15) // MADV_NOHUGEPAGE
+	fmt.Println("madvise hint:", e, "kept:", p[0] == 1)
+	_, _, e = syscall.RawSyscall(syscall.SYS_MADVISE, a, 4096, syscall.MADV_DONTNEED)
+	fmt.Println("madvise dontneed:", e, "zeroed:", p[0] == 0)
+	_, e = mmap(0, 0, syscall.PROT_NONE, anon)
+	fmt.Println("length 0:", e)
+	_, e = mmap(0, 1<<47, syscall.PROT_NONE, anon)
+	fmt.Println("too long:", e)
+	_, _, e1 = syscall.RawSyscall(syscall.SYS_MUNMAP, a, 3<<20+4096, 0)
+	_, _, e2 = syscall.RawSyscall(syscall.SYS_MUNMAP, b, 1<<20, 0)
+	fmt.Println("munmap:", e1, e2)
 }
