@@ -166,25 +166,20 @@ func (m *Memory) mappable(a GuestAddr, length uint64) *region {
 // arenas, plus one.
 func (m *Memory) heapSize() uint64 { return alignUp(m.limit, heapHintMin) + heapHintMin }
 
-// createHeap adds the heap region at base, sized for the memory limit.
-// On failure nothing of it remains.
+// createHeap places the heap region at base: its memory, registered by
+// New, is mapped there. On failure nothing of it is mapped.
 func (m *Memory) createHeap(base GuestAddr, length uint64) error {
-	size := m.heapSize()
+	r := m.heapMem
+	size := uint64(len(r.host))
 	if length > size || base%LargePage != 0 || base < m.low.end() || base >= maxUserAddr || uint64(base)+size > maxUserAddr {
 		return unix.EINVAL
 	}
-	phys := alignUp(uint64(m.low.end()), 1<<30)
-	r, err := m.newRegion(base, phys, size)
-	if err != nil {
-		return err
-	}
 	ptNext := m.ptNext
-	if err := m.mapRange(base, base+GuestAddr(size), phys); err != nil {
+	if err := m.mapRange(base, base+GuestAddr(size), r.phys); err != nil {
 		m.unmapRange(base, base+GuestAddr(size), ptNext)
-		m.vm.SetMemory(uint32(len(*m.regions.Load())), phys, nil)
-		unix.Munmap(r.host)
 		return err
 	}
+	r.base = base
 	m.heap = r
 	rs := append(append([]*region(nil), *m.regions.Load()...), r)
 	m.regions.Store(&rs)
