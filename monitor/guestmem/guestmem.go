@@ -95,17 +95,17 @@ type Memory struct {
 
 	// mu guards the fields below and the regions' bitmaps.
 	mu        sync.Mutex
-	limit     uint64 // bytes
-	committed uint64 // bytes
-	ptNext    uint64 // next free page-table page (guest-physical)
-	systemPT  uint64 // the system area's 4 KiB page table (guest-physical)
+	limit     uint64  // bytes
+	committed uint64  // bytes
+	ptNext    uint64  // next free page-table page (guest-physical)
+	systemPT  uint64  // the system area's 4 KiB page table (guest-physical)
 	heap      *region // nil until placed at the runtime's hint
 	low       *region
 	// heapMem is the heap region's memory, registered with KVM by New
 	// (a memory slot added while vCPUs run costs milliseconds on
 	// kvm_pvm) but mapped only when the runtime names its address.
 	heapMem *region
-	zone      zone
+	zone    zone
 }
 
 // Layout describes the low region.
