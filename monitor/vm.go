@@ -222,6 +222,7 @@ func newKVMVM(cfg Config) (*VM, error) {
 		}
 	}
 	v.log.printf("exit path: %v", m.path)
+	m.makeSpares()
 	return v, nil
 }
 
