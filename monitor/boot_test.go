@@ -291,6 +291,15 @@ func TestBootExits(t *testing.T) {
 	if res.Stats.Total > 1000 {
 		t.Errorf("hello took %d exits to boot:\n%v", res.Stats.Total, res.Stats)
 	}
+	// The timeline's stages come in order; the VM is released before
+	// Run returns unless that took over a second.
+	tl := res.Timeline
+	if tl.VM <= 0 || tl.Guest < tl.VM || tl.FirstOutput < tl.Guest || tl.Exit < tl.FirstOutput || tl.Closed != 0 && tl.Closed < tl.Exit {
+		t.Errorf("timeline out of order: %+v", tl)
+	}
+	if s := tl.String(); !strings.HasPrefix(s, "timeline (ms from monitor.Run): vm ") || !strings.Contains(s, " first-output ") {
+		t.Errorf("timeline reads %q", s)
+	}
 }
 
 // TestMonitorPagesAttacked has a guest jump into the monitor's CPL-0 stub,

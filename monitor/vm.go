@@ -84,6 +84,7 @@ type Result struct {
 	ExitCode int  // the guest's exit status; -1 when stopped
 	Stopped  bool // the context ended the run before the guest exited
 	Stats    Stats
+	Timeline Timeline
 }
 
 const (
@@ -119,6 +120,7 @@ type VM struct {
 	rlimits    rlimits
 	life       lifecycle
 	stats      exitCounts
+	timeline   *timeline
 	log        *onceLog
 }
 
@@ -144,10 +146,13 @@ func MinMemory(img *elfimage.Image) uint64 {
 // Run boots cfg.Image and returns when the guest exits, or when ctx ends:
 // then the guest is stopped where it is (Result.Stopped).
 func Run(ctx context.Context, cfg Config) (Result, error) {
+	tl := &timeline{start: time.Now()}
 	v, err := newKVMVM(cfg)
 	if err != nil {
 		return Result{}, err
 	}
+	v.timeline = tl
+	tl.mark(stageVM)
 	res, err := v.run(ctx)
 	// Kicked threads leave at once, and threads blocked in the host
 	// notice the end within waitChunk; the VM's resources (host files,
@@ -157,12 +162,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	go func() {
 		v.life.running.Wait()
 		v.close()
+		tl.mark(stageClosed)
 		close(left)
 	}()
 	select {
 	case <-left:
 	case <-time.After(2 * waitChunk):
 	}
+	res.Timeline = tl.snapshot()
 	return res, err
 }
 
@@ -252,9 +259,10 @@ func newVM(cfg Config, img *elfimage.Image, mach machine, slots guestmem.Slots) 
 	}
 	cfg.Log = &lockedWriter{w: cfg.Log}
 	v := &VM{cfg: cfg, img: img, mach: mach,
-		threads: threadTable{m: map[int]*thread{}, nextTID: guestPID},
-		life:    lifecycle{done: make(chan struct{})},
-		log:     &onceLog{w: cfg.Log, verbose: cfg.Verbose}}
+		threads:  threadTable{m: map[int]*thread{}, nextTID: guestPID},
+		life:     lifecycle{done: make(chan struct{})},
+		timeline: &timeline{start: time.Now()},
+		log:      &onceLog{w: cfg.Log, verbose: cfg.Verbose}}
 	var err error
 	v.mem, v.stackTop, err = guestmem.New(slots, guestmem.Layout{
 		ImageStart: guestmem.GuestAddr(img.Start),
@@ -366,6 +374,7 @@ func (v *VM) run(ctx context.Context) (Result, error) {
 		v.exitThread(t, 0)
 		return Result{}, err
 	}
+	v.timeline.mark(stageGuest)
 	v.mach.start(t)
 	stopped := false
 	select {
@@ -380,6 +389,7 @@ func (v *VM) run(ctx context.Context) (Result, error) {
 // exit ends the VM with code; later calls are ignored.
 func (v *VM) exit(code int) {
 	v.life.exitOnce.Do(func() {
+		v.timeline.mark(stageExit)
 		v.life.exitCode = code
 		close(v.life.done)
 		v.kickAll()
