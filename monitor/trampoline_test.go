@@ -40,7 +40,7 @@ func TestTrampolineMatchesSource(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]uint64{
-		"H": uint64(sigTableAddr), "ZCUR": uint64(zoneCursorAddr), "ZEND": uint64(zoneEndAddr), "TID": tbTID, "MASK": tbMask, "PEND": tbPending,
+		"H": uint64(sigTableAddr), "ZCUR": uint64(zoneCursorAddr), "ZEND": uint64(zoneEndAddr), "FDS": uint64(fdCacheAddr), "TID": tbTID, "MASK": tbMask, "PEND": tbPending,
 		"ALTSP": tbAltSP, "ALTFL": tbAltFl, "ALTSZ": tbAltSize, "CPUS": tbCPUs,
 		"LOW": uint64(guestmem.SystemBase + guestmem.SystemSize), "KEEP": ^unblockable,
 		"SS_DISABLE": ssDisable, "MINSIGSTKSZ": minSigstksz,

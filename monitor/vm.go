@@ -277,10 +277,15 @@ func newVM(cfg Config, img *elfimage.Image, mach machine, slots guestmem.Slots) 
 	}
 	v.sigs.mem = v.mem
 	v.fds.init()
+	if v.fds.cache, err = v.mem.Slice(fdCacheAddr, 8*fdCached); err != nil {
+		v.releaseMemory()
+		return nil, err
+	}
 	if err := openConsole(&v.fds, cfg.Stdin, cfg.Stdout, cfg.Stderr); err != nil {
 		v.releaseMemory()
 		return nil, err
 	}
+	v.fds.publishAll()
 	if err := v.attach(cfg.Devices); err != nil {
 		v.releaseMemory()
 		return nil, err

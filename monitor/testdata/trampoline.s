@@ -15,6 +15,7 @@
 .equ M, H+0x618
 .equ ZCUR, 0x203820
 .equ ZEND, 0x203828
+.equ FDS, 0x203830
 .equ TID, 0x0
 .equ MASK, 0x08
 .equ PEND, 0x10
@@ -43,6 +44,8 @@ entry:
 	je mmap
 	cmp rax, 28
 	je madvise
+	cmp rax, 72
+	je fcntl
 	jmp slow
 
 # rt_sigaction(sig=rdi, act=rsi, oldact=rdx, sigsetsize=r10)
@@ -239,6 +242,25 @@ madvise:
 	je slow_madvise
 	jmp ok
 
+# fcntl(fd=rdi, cmd=rsi): F_GETFD and F_GETFL of descriptors 0-2, from
+# the words the monitor keeps valid (bit 63) while they hold (fdcache.go).
+fcntl:
+	cmp rdi, 3
+	jae slow_fcntl
+	cmp rsi, 1
+	je 1f
+	cmp rsi, 3
+	jne slow_fcntl
+	mov rax, [rdi*8+FDS]
+	test rax, rax
+	jns slow_fcntl
+	mov eax, eax
+	jmp done
+1:	mov rax, [rdi*8+FDS]
+	test rax, rax
+	jns slow_fcntl
+	jmp ok
+
 ok:	xor eax, eax
 # The result is in rax. A signal the thread does not block is pending:
 # leave through deliver, so that the monitor delivers it now.
@@ -274,6 +296,9 @@ slow_mmap:
 	jmp slow
 slow_madvise:
 	mov eax, 28
+	jmp slow
+slow_fcntl:
+	mov eax, 72
 	jmp slow
 deliver:
 	hlt

@@ -1,7 +1,8 @@
 // Command fastpath checks, with raw system calls, the calls Atoll's
 // trampoline answers inside the guest — rt_sigprocmask, sigaltstack,
-// gettid, sched_getaffinity, PROT_NONE reservations by mmap and madvise
-// hints — and the requests it leaves to the
+// gettid, sched_getaffinity, PROT_NONE reservations by mmap, madvise
+// hints, and fcntl's F_GETFD and F_GETFL of descriptors 0–2 — and the
+// requests it leaves to the
 // monitor: ordinary use, bad arguments and bad pointers, and a queued
 // signal that an unblocking rt_sigprocmask delivers at once. Its output
 // is the same natively and under Atoll.
@@ -189,4 +190,35 @@ func main() {
 	_, _, e1 = syscall.RawSyscall(syscall.SYS_MUNMAP, a, 3<<20+4096, 0)
 	_, _, e2 = syscall.RawSyscall(syscall.SYS_MUNMAP, b, 1<<20, 0)
 	fmt.Println("munmap:", e1, e2)
+
+	fmt.Println("== fcntl of descriptors 0-2")
+	fcntl := func(fd, cmd, arg uintptr) (uintptr, syscall.Errno) {
+		v, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, fd, cmd, arg)
+		return v, e
+	}
+	getfl := func(fd uintptr) string {
+		v, e := fcntl(fd, syscall.F_GETFL, 0)
+		if e != 0 {
+			return e.Error()
+		}
+		return fmt.Sprintf("writable %v nonblock %v", v&syscall.O_ACCMODE != syscall.O_RDONLY, v&syscall.O_NONBLOCK != 0)
+	}
+	_, e = fcntl(1, syscall.F_GETFD, 0)
+	fmt.Println("F_GETFD 1:", e, "F_GETFL 1:", getfl(1))
+	dup, _, _ := syscall.RawSyscall(syscall.SYS_DUP, 1, 0, 0)
+	fl, _ := fcntl(dup, syscall.F_GETFL, 0)
+	fcntl(dup, syscall.F_SETFL, fl|syscall.O_NONBLOCK)
+	fmt.Println("O_NONBLOCK set on a dup, F_GETFL 1:", getfl(1))
+	fcntl(dup, syscall.F_SETFL, fl)
+	fmt.Println("and cleared:", getfl(1))
+	syscall.RawSyscall(syscall.SYS_CLOSE, dup, 0, 0)
+	syscall.RawSyscall(syscall.SYS_CLOSE, 0, 0, 0)
+	_, e = fcntl(0, syscall.F_GETFD, 0)
+	fmt.Println("0 closed: F_GETFD", e, "F_GETFL", getfl(0))
+	var p2 [2]int32
+	syscall.RawSyscall(syscall.SYS_PIPE2, uintptr(unsafe.Pointer(&p2)), 0, 0)
+	_, e = fcntl(0, syscall.F_GETFD, 0)
+	fmt.Println("a pipe at 0:", p2[0] == 0, "F_GETFD", e, "F_GETFL", getfl(0))
+	_, e = fcntl(1000, syscall.F_GETFD, 0)
+	fmt.Println("F_GETFD of a closed descriptor:", e)
 }
