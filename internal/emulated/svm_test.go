@@ -197,7 +197,7 @@ func svmCases() []svmCase {
 		}},
 		// The thread blocks the fast paths write at CPL 0 are closed
 		// to the program.
-		{name: "thread block", cmd: "/atoll run /g/privileged -- block", check: func(t *testing.T, r result) {
+		{name: "threadblock", cmd: "/atoll run /g/privileged -- block", check: func(t *testing.T, r result) {
 			if r.code != 0 || r.stdout != "block: recovered true\n" {
 				t.Errorf("exit %d, stdout %q: the thread blocks were writable", r.code, r.stdout)
 			}
