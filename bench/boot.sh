@@ -2,6 +2,10 @@
 # boot.sh: measure boot latency of the hello guest, native vs under atoll.
 #
 # Usage: bench/boot.sh [N]   (N iterations per series, default 25)
+#        BASELINE=/path/to/atoll bench/boot.sh [N]
+#
+# With BASELINE, a third series boots hello under that atoll binary (an
+# older build, say), alternating with the others in the same run.
 #
 # Builds atoll and the hello guest into a temp dir, then alternates native
 # and atoll runs in one process, timing exec -> first stdout byte and
@@ -141,8 +145,8 @@ func breakdown(s *series) {
 }
 
 func main() {
-	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: timer N ATOLL GUEST")
+	if len(os.Args) != 4 && len(os.Args) != 5 {
+		fmt.Fprintln(os.Stderr, "usage: timer N ATOLL GUEST [BASELINE-ATOLL]")
 		os.Exit(2)
 	}
 	n, err := strconv.Atoi(os.Args[1])
@@ -154,6 +158,9 @@ func main() {
 	all := []*series{
 		{name: "native", argv: []string{guest}},
 		{name: "atoll", argv: []string{atoll, "run", "--stats", guest}},
+	}
+	if len(os.Args) == 5 {
+		all = append(all, &series{name: "baseline", argv: []string{os.Args[4], "run", "--stats", guest}})
 	}
 	for i := 0; i < n; i++ {
 		for _, s := range all {
@@ -179,7 +186,7 @@ func main() {
 GO
 (cd "$TMP/timer" && go build -o "$TMP/timer/timer" .)
 
-"$TMP/timer/timer" "$N" "$TMP/atoll" "$TMP/hello"
+"$TMP/timer/timer" "$N" "$TMP/atoll" "$TMP/hello" ${BASELINE:+"$BASELINE"}
 
 echo
 echo "exit breakdown: atoll run --stats hello"
