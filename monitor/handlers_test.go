@@ -230,7 +230,7 @@ func TestProcessCalls(t *testing.T) {
 	}
 	// Limits: read the default, lower it, read it back.
 	tv.mustCall(t, unix.SYS_PRLIMIT64, 0, unix.RLIMIT_NOFILE, 0, tv.at(0))
-	if soft, hard := tv.word(t, tv.at(0)), tv.word(t, tv.at(8)); soft != 1024 || hard != maxFDs {
+	if soft, hard := tv.word(t, tv.at(0)), tv.word(t, tv.at(8)); soft != maxFDs || hard != maxFDs {
 		t.Errorf("RLIMIT_NOFILE %d/%d", soft, hard)
 	}
 	tv.put(t, tv.at(16), u64s(100, 200))

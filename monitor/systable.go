@@ -142,7 +142,7 @@ var syscallTable = []sysEntry{
 	full(unix.SYS_GETGID, "getgid", subjProcess, sysZero, "0."),
 	full(unix.SYS_GETEGID, "getegid", subjProcess, sysZero, "0."),
 	full(unix.SYS_GETRANDOM, "getrandom", subjProcess, sysGetrandom, "Host entropy, at most 32 MiB per call."),
-	partial(unix.SYS_PRLIMIT64, "prlimit64", subjProcess, sysPrlimit64, "Readable and settable for process 1, but they bind nothing: the descriptor table always holds 4096, and a hard `RLIMIT_NOFILE` above that is `EINVAL`."),
+	partial(unix.SYS_PRLIMIT64, "prlimit64", subjProcess, sysPrlimit64, "Readable and settable for process 1, but they bind nothing: the descriptor table always holds 4096, which is also `RLIMIT_NOFILE`'s soft and hard limit at start, and a hard `RLIMIT_NOFILE` above that is `EINVAL`."),
 	full(unix.SYS_GETRLIMIT, "getrlimit", subjProcess, sysGetrlimit, "As `prlimit64`."),
 	partial(unix.SYS_UNAME, "uname", subjProcess, sysUname, "`Linux`, node name the unikernel's, release `6.1.0-atoll`."),
 
