@@ -2,11 +2,17 @@
 # boot.sh: measure boot latency of the hello guest, native vs under atoll.
 #
 # Usage: bench/boot.sh [N]   (N iterations per series, default 25)
+#        BASELINE=/path/to/atoll bench/boot.sh [N]
+#
+# With BASELINE, a third series boots hello under that atoll binary (an
+# older build, say), alternating with the others in the same run.
 #
 # Builds atoll and the hello guest into a temp dir, then alternates native
 # and atoll runs in one process, timing exec -> first stdout byte and
-# exec -> exit. Prints median and p90 (ms) per series, then the VM exit
-# breakdown of one `atoll run --stats` boot.
+# exec -> exit. Prints median and p90 (ms) per series; then, from the
+# timeline each `atoll run --stats` reports, the median of where an atoll
+# boot's time goes and of its VM exits; then the exit breakdown of one
+# more boot.
 set -euo pipefail
 
 N="${1:-25}"
@@ -29,6 +35,7 @@ cat > "$TMP/timer/main.go" <<'GO'
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -43,11 +50,12 @@ type series struct {
 	name        string
 	argv        []string
 	first, exit []time.Duration
+	stats       []string // stderr of each run, for atoll's --stats
 }
 
-func once(argv []string) (first, exit time.Duration, err error) {
+func once(argv []string, stderr io.Writer) (first, exit time.Duration, err error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return 0, 0, err
@@ -90,9 +98,55 @@ func quantile(ds []time.Duration, q float64) float64 {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
+// field returns the number after key in an atoll --stats report.
+func field(report, key string) float64 {
+	i := strings.Index(report, key)
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(report[i+len(key):])
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// breakdown prints the median of each stage of an atoll boot, from the
+// runs' timelines (ms from monitor.Run) and the timer's own exec times.
+func breakdown(s *series) {
+	stages := []string{"exec to atoll's start", "atoll's start to monitor.Run", "monitor.Run to VM made",
+		"VM made to guest's first instruction", "guest's first instruction to first output",
+		"first output to exit", "exit to VM released", "VM released to process gone", "VM exits"}
+	vals := make([][]float64, len(stages))
+	for i, r := range s.stats {
+		toRun := field(r, "atoll start to monitor.Run:")
+		vm, guest := field(r, " vm "), field(r, " guest ")
+		out, exit, closed := field(r, " first-output "), field(r, " exit "), field(r, " closed ")
+		execToStart := ms(s.first[i]) - toRun - out
+		for j, v := range []float64{execToStart, toRun, vm, guest - vm, out - guest, exit - out, closed - exit,
+			ms(s.exit[i]) - execToStart - toRun - closed, field(r, "exits:")} {
+			vals[j] = append(vals[j], v)
+		}
+	}
+	fmt.Printf("\natoll boot breakdown, median of %d runs (ms; exec times are the timer's, the rest atoll --stats's):\n", len(s.stats))
+	for j, name := range stages {
+		fmt.Printf("  %-44s %8.3f\n", name, median(vals[j]))
+	}
+}
+
 func main() {
-	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: timer N ATOLL GUEST")
+	if len(os.Args) != 4 && len(os.Args) != 5 {
+		fmt.Fprintln(os.Stderr, "usage: timer N ATOLL GUEST [BASELINE-ATOLL]")
 		os.Exit(2)
 	}
 	n, err := strconv.Atoi(os.Args[1])
@@ -103,17 +157,22 @@ func main() {
 	atoll, guest := os.Args[2], os.Args[3]
 	all := []*series{
 		{name: "native", argv: []string{guest}},
-		{name: "atoll", argv: []string{atoll, "run", guest}},
+		{name: "atoll", argv: []string{atoll, "run", "--stats", guest}},
+	}
+	if len(os.Args) == 5 {
+		all = append(all, &series{name: "baseline", argv: []string{os.Args[4], "run", "--stats", guest}})
 	}
 	for i := 0; i < n; i++ {
 		for _, s := range all {
-			f, e, err := once(s.argv)
+			var stderr bytes.Buffer
+			f, e, err := once(s.argv, &stderr)
 			if err != nil {
-				fmt.Fprintln(os.Stderr, "timer:", err)
+				fmt.Fprintf(os.Stderr, "timer: %v\n%s", err, stderr.Bytes())
 				os.Exit(1)
 			}
 			s.first = append(s.first, f)
 			s.exit = append(s.exit, e)
+			s.stats = append(s.stats, stderr.String())
 		}
 	}
 	fmt.Printf("N=%d runs per series, alternating native/atoll (ms)\n", n)
@@ -122,11 +181,12 @@ func main() {
 		fmt.Printf("%-22s %10.3f %10.3f\n", s.name+" first-output", quantile(s.first, 0.5), quantile(s.first, 0.9))
 		fmt.Printf("%-22s %10.3f %10.3f\n", s.name+" exit", quantile(s.exit, 0.5), quantile(s.exit, 0.9))
 	}
+	breakdown(all[1])
 }
 GO
 (cd "$TMP/timer" && go build -o "$TMP/timer/timer" .)
 
-"$TMP/timer/timer" "$N" "$TMP/atoll" "$TMP/hello"
+"$TMP/timer/timer" "$N" "$TMP/atoll" "$TMP/hello" ${BASELINE:+"$BASELINE"}
 
 echo
 echo "exit breakdown: atoll run --stats hello"

@@ -113,6 +113,7 @@ func TestGuestsMatchNative(t *testing.T) {
 		{name: "nilpanic", wantOut: "about to crash\n", wantCode: 2, stderrHas: "invalid memory address or nil pointer dereference", onlyStatus: true},
 		{name: "preempt", wantOut: "main goroutine ran again: true\n"},
 		{name: "sigaction", wantOut: "read: errno 0\nset: errno 0 true\nread back: true\nsame buffer: errno 0 true\nrestored: true\nsignal 0: invalid argument\nsignal 65: invalid argument\nSIGKILL: invalid argument\nsigsetsize 4: invalid argument\n"},
+		{name: "fastpath", wantOut: "held while blocked\ndelivered once unblocked\n"},
 		{name: "timenow", wantOut: "slept at least 200ms: true\nslept under 2s: true\nwall clock advanced: true\nyear plausible: true\n"},
 		{name: "files", wantOut: "big: 8388608 bytes, same: true\n", args: nil},
 		{name: "privileged", wantOut: "hlt: recovered true\ncli: recovered true\nlgdt: recovered true\nmov ss: recovered true\nout: recovered true\nrdmsr: recovered true\n"},
@@ -298,12 +299,23 @@ func TestBootExits(t *testing.T) {
 	if res.Stats.Total == 0 || res.Stats.Syscalls["write"] == 0 {
 		t.Fatalf("implausible statistics: %v", res.Stats)
 	}
-	// The trampoline answers rt_sigaction in the guest.
-	if n := res.Stats.Syscalls["rt_sigaction"]; n != 0 {
-		t.Errorf("%d rt_sigaction exits: the trampoline's fast path is not taken", n)
+	// The trampoline answers these in the guest.
+	for _, call := range []string{"rt_sigaction", "rt_sigprocmask", "sigaltstack", "gettid", "sched_getaffinity"} {
+		if n := res.Stats.Syscalls[call]; n != 0 {
+			t.Errorf("%d %s exits: the trampoline's fast path is not taken", n, call)
+		}
 	}
 	if res.Stats.Total > 1000 {
 		t.Errorf("hello took %d exits to boot:\n%v", res.Stats.Total, res.Stats)
+	}
+	// The timeline's stages come in order; the VM is released before
+	// Run returns unless that took over a second.
+	tl := res.Timeline
+	if tl.VM <= 0 || tl.Guest < tl.VM || tl.FirstOutput < tl.Guest || tl.Exit < tl.FirstOutput || tl.Closed != 0 && tl.Closed < tl.Exit {
+		t.Errorf("timeline out of order: %+v", tl)
+	}
+	if s := tl.String(); !strings.HasPrefix(s, "timeline (ms from monitor.Run): vm ") || !strings.Contains(s, " first-output ") {
+		t.Errorf("timeline reads %q", s)
 	}
 }
 

@@ -27,8 +27,8 @@ type cpu interface {
 // the handler tests.
 type machine interface {
 	// newCPU returns a vCPU set up to run regs in 64-bit user mode with
-	// FS base fs.
-	newCPU(regs *kvm.Regs, fs uint64) (cpu, error)
+	// FS base fs and GS base gs.
+	newCPU(regs *kvm.Regs, fs, gs uint64) (cpu, error)
 	// start runs thread t on its vCPU, in a goroutine of its own, until
 	// the thread ends or the VM stops.
 	start(t *thread)

@@ -32,12 +32,12 @@ func (t *thread) fault() bool {
 	return t.exception(int(ev.Exception.Nr), uint64(ev.Exception.ErrorCode), s.CR2, true)
 }
 
-// inFastPath reports whether pc is in the trampoline's fast path, before
-// its trapping hlt, where a fault is a bad pointer the guest passed. Its
+// inFastPath reports whether pc is in the trampoline's fast paths, before
+// its trapping hlts, where a fault is a bad pointer the guest passed. Their
 // sysretq is not: a fault there (a return address that is not canonical)
 // is the program's own.
 func inFastPath(pc uint64) bool {
-	return pc >= uint64(trampolineAddr) && pc < uint64(trampolineAddr)+trampolineHlt && pc != uint64(trampolineAddr)+trampolineSysret
+	return pc >= uint64(trampolineAddr) && pc < uint64(trampolineAddr)+trampolineDeliver && pc != uint64(trampolineAddr)+trampolineSysret
 }
 
 // exception turns CPU exception vec, with its error code and CR2, into the

@@ -101,6 +101,11 @@ func (h *hostFD) setNonblock(on bool) unix.Errno {
 type fdTable struct {
 	mu  sync.Mutex
 	fds map[int]*openFile // guest fd → open file
+	// cache is the fcntl fast path's view of descriptors 0–2 in guest
+	// memory (fdcache.go), nil in a table without one; gen counts the
+	// changes that cleared it.
+	cache []byte
+	gen   uint64
 }
 
 // openFile is a file open in the guest, shared by every guest descriptor
@@ -181,6 +186,9 @@ func (ft *fdTable) installFile(f *openFile, min int) (int, unix.Errno) {
 	for fd := max(min, 0); fd < maxFDs; fd++ {
 		if _, used := ft.fds[fd]; !used {
 			ft.fds[fd] = f
+			if fd < fdCached {
+				ft.forget()
+			}
 			ft.mu.Unlock()
 			return fd, 0
 		}
@@ -196,6 +204,9 @@ func (ft *fdTable) installAt(f *openFile, fd int) {
 	ft.mu.Lock()
 	old, had := ft.fds[fd]
 	ft.fds[fd] = f
+	if fd < fdCached {
+		ft.forget()
+	}
 	ft.mu.Unlock()
 	if had {
 		old.release()
@@ -210,6 +221,9 @@ func (ft *fdTable) close(fd uint64) unix.Errno {
 	ft.mu.Lock()
 	f, ok := ft.fds[int(fd)]
 	delete(ft.fds, int(fd))
+	if fd < fdCached {
+		ft.forget()
+	}
 	ft.mu.Unlock()
 	if !ok {
 		return unix.EBADF
@@ -226,6 +240,9 @@ func (ft *fdTable) closeIf(fd int, f *openFile) {
 	cur, ok := ft.fds[fd]
 	if ok && cur == f {
 		delete(ft.fds, fd)
+		if fd < fdCached {
+			ft.forget()
+		}
 	}
 	ft.mu.Unlock()
 	if ok && cur == f {
@@ -233,12 +250,15 @@ func (ft *fdTable) closeIf(fd int, f *openFile) {
 	}
 }
 
-// closeAll empties the table. Files still in use by a call are closed
-// when that call ends.
+// closeAll empties the table, and stops using the fd cache in guest
+// memory, which is released next. Files still in use by a call are
+// closed when that call ends.
 func (ft *fdTable) closeAll() {
 	ft.mu.Lock()
 	old := ft.fds
 	ft.fds = map[int]*openFile{}
+	ft.forget()
+	ft.cache = nil // guest memory goes next
 	ft.mu.Unlock()
 	for _, f := range old {
 		f.release()

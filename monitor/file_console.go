@@ -117,6 +117,7 @@ func (c *console) writev(t *thread, iov [][]byte) (int, unix.Errno) {
 			b = b[n:]
 		}
 	}
+	t.vm.timeline.mark(stageFirstOutput)
 	return done, 0
 }
 

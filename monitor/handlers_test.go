@@ -240,7 +240,7 @@ func TestProcessCalls(t *testing.T) {
 	}
 	// Limits: read the default, lower it, read it back.
 	tv.mustCall(t, unix.SYS_PRLIMIT64, 0, unix.RLIMIT_NOFILE, 0, tv.at(0))
-	if soft, hard := tv.word(t, tv.at(0)), tv.word(t, tv.at(8)); soft != 1024 || hard != maxFDs {
+	if soft, hard := tv.word(t, tv.at(0)), tv.word(t, tv.at(8)); soft != maxFDs || hard != maxFDs {
 		t.Errorf("RLIMIT_NOFILE %d/%d", soft, hard)
 	}
 	tv.put(t, tv.at(16), u64s(100, 200))
@@ -347,8 +347,8 @@ func TestSignalCalls(t *testing.T) {
 	if signo := tv.u32(t, r.RSI); signo != uint32(unix.SIGUSR1) {
 		t.Errorf("siginfo signo %d", signo)
 	}
-	if tv.main.sigmask != sigbit(unix.SIGUSR1)|sigbit(unix.SIGUSR2) {
-		t.Errorf("mask in the handler %#x", tv.main.sigmask)
+	if tv.main.sigmask() != sigbit(unix.SIGUSR1)|sigbit(unix.SIGUSR2) {
+		t.Errorf("mask in the handler %#x", tv.main.sigmask())
 	}
 	// sigaltstack on the alternate stack reports SS_ONSTACK and refuses a change.
 	tv.mustCall(t, unix.SYS_SIGALTSTACK, 0, tv.at(224))
@@ -363,8 +363,8 @@ func TestSignalCalls(t *testing.T) {
 	if _, _, ok := tv.sys(tv.main, unix.SYS_RT_SIGRETURN); !ok {
 		t.Fatal("rt_sigreturn stopped the thread")
 	}
-	if r.RIP != 0x401000 || r.RAX != 0 || r.RSP != before.RSP || tv.main.sigmask != 0 {
-		t.Errorf("after rt_sigreturn: %+v, mask %#x", r, tv.main.sigmask)
+	if r.RIP != 0x401000 || r.RAX != 0 || r.RSP != before.RSP || tv.main.sigmask() != 0 {
+		t.Errorf("after rt_sigreturn: %+v, mask %#x", r, tv.main.sigmask())
 	}
 
 	// Another thread's signal is queued and the thread kicked.

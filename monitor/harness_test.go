@@ -62,8 +62,10 @@ type fakeMachine struct {
 	started []*thread
 }
 
-func (m *fakeMachine) newCPU(regs *kvm.Regs, fs uint64) (cpu, error) {
-	return &fakeCPU{regs: *regs, msrs: map[uint32]uint64{kvm.MSRFSBase: fs}}, nil
+func (m *fakeMachine) newCPU(regs *kvm.Regs, fs, gs uint64) (cpu, error) {
+	c := &fakeCPU{regs: *regs, msrs: map[uint32]uint64{kvm.MSRFSBase: fs}}
+	c.sregs.GS.Base = gs
+	return c, nil
 }
 
 func (m *fakeMachine) start(t *thread) {

@@ -21,13 +21,13 @@ import (
 //
 // Layout in the system area:
 //
-//	trampolineAddr+0x200  32 vector entries of 8 bytes, then iretq, then the probe's syscall
+//	trampolineAddr+0x800  32 vector entries of 8 bytes, then iretq, then the probe's syscall
 //	gdtAddr               the GDT (Linux's selectors)
 //	idtAddr               the IDT: 32 interrupt gates on IST 1
 //	tssBase + 1 KiB × n   vCPU n's TSS, and its IST stack above it
 
 const (
-	hwStubAddr   = trampolineAddr + 0x200
+	hwStubAddr   = trampolineAddr + 0x800
 	vectorStride = 8
 	numVectors   = 32
 	retUserAddr  = hwStubAddr + numVectors*vectorStride // iretq
@@ -75,8 +75,8 @@ func hwStubCode() []byte {
 
 // protectSystemArea keeps the guest program (CPL 3) out of what runs or
 // is read at CPL 0 on the hardware path: the trampoline and stub, the
-// signal table the fast path writes, the descriptor tables and the TSSs
-// and their stacks. Were any of them open to it, the program could make
+// signal table and thread blocks the fast paths use, the descriptor
+// tables and the TSSs and their stacks. Were any of them open to it, the program could make
 // its own code run at CPL 0 (an IDT gate, a GDT call gate, the
 // trampoline's code). The vDSO and its parameters page stay readable.
 func protectSystemArea(mem *guestmem.Memory) error {
@@ -92,7 +92,9 @@ func protectSystemArea(mem *guestmem.Memory) error {
 		{gdtAddr, guestmem.PageSize, guestmem.SystemKernel},
 		{idtAddr, guestmem.PageSize, guestmem.SystemKernel},
 		{idtAddr + guestmem.PageSize, uint64(doorbellAddr - idtAddr - guestmem.PageSize), guestmem.SystemNone},
-		{doorbellAddr + guestmem.PageSize, uint64(tssBase - doorbellAddr - guestmem.PageSize), guestmem.SystemNone},
+		{doorbellAddr + guestmem.PageSize, uint64(threadBlocks - doorbellAddr - guestmem.PageSize), guestmem.SystemNone},
+		{threadBlocks, uint64(threadBlocksEnd - threadBlocks), guestmem.SystemKernelWrite},
+		{threadBlocksEnd, uint64(tssBase - threadBlocksEnd), guestmem.SystemNone},
 		{tssBase, uint64(maxVCPUs * tssStride), guestmem.SystemKernelWrite},
 	} {
 		if err := mem.ProtectSystem(p.a, p.n, p.acc); err != nil {

@@ -23,10 +23,13 @@ type kvmMachine struct {
 	exits *exitCounts
 	path  exitPath
 
+	spares sync.WaitGroup // makeSpares, which close waits for
+
 	mu     sync.Mutex // guards the fields below
 	all    []*kvmCPU  // every vCPU made, for close
-	idle   []*kvmCPU  // vCPUs of ended threads: KVM cannot destroy one, so they are reused
+	idle   []*kvmCPU  // vCPUs of ended threads (KVM cannot destroy one, so they are reused) and spares
 	nextID int
+	closed bool
 }
 
 // kvmCPU is a KVM vCPU as the handlers see it (cpu).
@@ -54,7 +57,7 @@ func (c *kvmCPU) Kick() {
 	}
 }
 
-func (m *kvmMachine) newCPU(regs *kvm.Regs, fs uint64) (cpu, error) {
+func (m *kvmMachine) newCPU(regs *kvm.Regs, fs, gs uint64) (cpu, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var c *kvmCPU
@@ -66,7 +69,7 @@ func (m *kvmMachine) newCPU(regs *kvm.Regs, fs uint64) (cpu, error) {
 			return nil, err
 		}
 	}
-	if err := m.setup(c, regs, fs); err != nil {
+	if err := m.setup(c, regs, fs, gs); err != nil {
 		m.idle = append(m.idle, c)
 		return nil, err
 	}
@@ -101,12 +104,63 @@ func (m *kvmMachine) retire(c cpu) {
 
 func (m *kvmMachine) close() {
 	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.spares.Wait()
+	m.mu.Lock()
 	for _, c := range m.all {
 		c.Close()
 	}
 	m.all, m.idle = nil, nil
 	m.mu.Unlock()
 	m.vm.Close()
+}
+
+// spareCPUs is how many vCPUs beyond the first makeSpares makes: a Go
+// program starts two more threads at once (sysmon, and one to run its
+// goroutines while the first waits).
+const spareCPUs = 2
+
+// makeSpares makes spareCPUs vCPUs in the background, while the guest
+// starts, and leaves them idle for newCPU. Each is run once through the
+// probe's system call (probe.go), outside the guest's exit counts: a
+// vCPU's first KVM_RUN on kvm_pvm costs far more than later ones, and a
+// vCPU made and first run when the guest asks for a thread cost 1–4 ms of
+// a boot (measured, 2026-11-29).
+func (m *kvmMachine) makeSpares() {
+	m.spares.Add(1)
+	go func() {
+		defer m.spares.Done()
+		for range spareCPUs {
+			m.mu.Lock()
+			if m.closed {
+				m.mu.Unlock()
+				return
+			}
+			c, err := m.createCPU()
+			m.mu.Unlock()
+			if err != nil || m.warm(c) != nil {
+				return // newCPU makes its own, and reports the error
+			}
+			m.mu.Lock()
+			m.idle = append(m.idle, c)
+			m.mu.Unlock()
+		}
+	}()
+}
+
+// warm runs c once through the probe's system call.
+func (m *kvmMachine) warm(c *kvmCPU) error {
+	if err := m.setup(c, &kvm.Regs{RIP: uint64(probeAddr), RAX: unix.SYS_GETPID, RFLAGS: 2}, 0, 0); err != nil {
+		return err
+	}
+	for {
+		err := c.RunOnce()
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+		c.Run.ImmediateExit = 0
+	}
 }
 
 // Control-register and EFER bits (Intel SDM vol. 3, 2.5; cr* also in
@@ -118,10 +172,10 @@ const (
 )
 
 // setup puts c in 64-bit user mode on the guest's page tables with the
-// given registers and FS base; SYSCALL lands on the trampoline
-// (trampoline.go). On the hardware path it also loads the GDT, the IDT and
+// given registers, FS base and GS base (the thread's block,
+// threadblock.go); SYSCALL lands on the trampoline (trampoline.go). On the hardware path it also loads the GDT, the IDT and
 // the vCPU's own TSS (hwstub.go).
-func (m *kvmMachine) setup(kc *kvmCPU, regs *kvm.Regs, fs uint64) error {
+func (m *kvmMachine) setup(kc *kvmCPU, regs *kvm.Regs, fs, gs uint64) error {
 	c := kc.VCPU
 	var s kvm.Sregs
 	if err := c.GetSregs(&s); err != nil {
@@ -134,6 +188,7 @@ func (m *kvmMachine) setup(kc *kvmCPU, regs *kvm.Regs, fs uint64) error {
 	s.DS, s.ES, s.SS, s.GS = data, data, data, data
 	s.FS = data
 	s.FS.Base = fs
+	s.GS.Base = gs
 	s.CR0 = cr0PE | cr0MP | cr0ET | cr0NE | cr0WP | cr0AM | cr0PG
 	s.CR3 = m.mem.CR3()
 	s.CR4 = cr4PAE | cr4OSFXSR | cr4OSXMMEXCPT | cr4OSXSAVE
@@ -214,6 +269,7 @@ func (m *kvmMachine) loop(t *thread, c *kvmCPU) {
 			}
 			run.DirtyRegs |= kvm.SyncRegs
 		}
+		t.publishPending()
 		err := c.RunOnce()
 		started = true
 		m.exits.total.Add(1)
@@ -248,8 +304,11 @@ func (m *kvmMachine) exit(t *thread, c *kvmCPU) bool {
 		// Every trap out of the guest arrives here on the paravirtual
 		// path (trampoline.go): a system call is the trampoline's trap,
 		// anything else a fault.
-		if run.Regs.RIP == uint64(trampolineAddr)+trampolineHlt {
+		switch run.Regs.RIP {
+		case uint64(trampolineAddr) + trampolineHlt:
 			return t.syscall()
+		case uint64(trampolineAddr) + trampolineDeliver:
+			return t.fastPathSignal()
 		}
 		m.exits.other("fault")
 		return t.fault()
@@ -274,10 +333,15 @@ func (m *kvmMachine) exit(t *thread, c *kvmCPU) bool {
 // so that handlers, signals and crash reports see the program.
 func (m *kvmMachine) stubExit(t *thread, c *kvmCPU) bool {
 	r := &c.Run.Regs
-	if r.RIP == uint64(trampolineAddr)+trampolineHlt+1 {
+	switch r.RIP {
+	case uint64(trampolineAddr) + trampolineHlt + 1:
 		r.RIP, r.RFLAGS = r.RCX, r.R11
 		c.inStub = true
 		return t.syscall()
+	case uint64(trampolineAddr) + trampolineDeliver + 1:
+		r.RIP, r.RFLAGS = r.RCX, r.R11
+		c.inStub = true
+		return t.fastPathSignal()
 	}
 	if r.RIP == uint64(compatAddr)+1 {
 		r.RIP, r.RFLAGS = r.RCX, r.R11
@@ -348,12 +412,13 @@ func (m *kvmMachine) undoReturn(t *thread, c *kvmCPU) bool {
 	return true
 }
 
-// canDeliver reports whether signals can be delivered to the vCPU now. On
-// the hardware path a vCPU kicked while running the monitor's CPL-0 code
-// (the trampoline's fast path) runs on to its own exit first; the
-// signal's sender kicks again if it must (Go's preemption does).
+// canDeliver reports whether signals can be delivered to the vCPU now. A
+// vCPU kicked while running the monitor's code (the trampoline's fast
+// paths, in user mode or at CPL 0) runs on to one of its exits first: a
+// fast path that finds a signal it may take queued leaves through the
+// trampoline's deliver trap (trampoline.go).
 func (m *kvmMachine) canDeliver(c *kvmCPU) bool {
-	return m.path == pathParavirtual || c.inStub || !inMonitorCode(c.Run.Regs.RIP)
+	return c.inStub || !inMonitorCode(c.Run.Regs.RIP)
 }
 
 // trapPending reports whether the guest has trapped but KVM_RUN was

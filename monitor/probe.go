@@ -1,10 +1,7 @@
 package monitor
 
 import (
-	"errors"
 	"fmt"
-
-	"golang.org/x/sys/unix"
 
 	"atoll.dev/atoll/monitor/kvm"
 )
@@ -49,18 +46,8 @@ func (m *kvmMachine) probe() (exitPath, error) {
 	}
 	defer func() { m.idle = append(m.idle, c) }()
 	m.path = pathParavirtual // no descriptor tables: the probe needs none
-	if err := m.setup(c, &kvm.Regs{RIP: uint64(probeAddr), RAX: unix.SYS_GETPID, RFLAGS: 2}, 0); err != nil {
-		return 0, err
-	}
-	for {
-		err = c.RunOnce()
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-		c.Run.ImmediateExit = 0
-	}
-	if err != nil {
-		return 0, fmt.Errorf("probe the exit path: KVM_RUN: %w", err)
+	if err := m.warm(c); err != nil {
+		return 0, fmt.Errorf("probe the exit path: %w", err)
 	}
 	hlt := uint64(trampolineAddr) + trampolineHlt
 	switch rip := c.Run.Regs.RIP; {

@@ -45,7 +45,7 @@ type faultInfo struct {
 // no handler or cannot be delivered ends the VM with a crash report.
 func (t *thread) deliverFault(f faultInfo) bool {
 	h := t.vm.sigs.get(int(f.sig))
-	if h.handler == sigDfl || h.handler == sigIgn || t.sigmask&sigbit(f.sig) != 0 {
+	if h.handler == sigDfl || h.handler == sigIgn || t.sigmask()&sigbit(f.sig) != 0 {
 		t.crash(fmt.Sprintf("%s at pc %#x (address %#x), and the guest has no handler for it", signalName(f.sig), t.cpu.Regs().RIP, f.addr), 128+int(f.sig))
 		return false
 	}
@@ -63,7 +63,7 @@ func (t *thread) deliverFault(f faultInfo) bool {
 // returns false when the signal's default action ended the VM.
 func (t *thread) deliverPending() bool {
 	for {
-		p := t.pending.Load() &^ t.sigmask
+		p := t.pending.Load() &^ t.sigmask()
 		if p == 0 {
 			return true
 		}
@@ -115,8 +115,9 @@ func (t *thread) pushFrame(sig unix.Signal, h sigaction, info []byte, f faultInf
 	}
 	r := t.cpu.Regs()
 	sp := r.RSP - redZone
-	if h.flags&saOnstack != 0 && t.altFlags&ssDisable == 0 && !t.onAltStack(r.RSP) {
-		sp = t.altSP + t.altSize
+	alt := t.altStack()
+	if h.flags&saOnstack != 0 && alt.flags&ssDisable == 0 && !alt.on(r.RSP) {
+		sp = alt.sp + alt.size
 	}
 	frame := (sp-frameSize)&^15 - 8
 	b, err := t.vm.mem.Slice(guestmem.GuestAddr(frame), frameSize)
@@ -127,7 +128,7 @@ func (t *thread) pushFrame(sig unix.Signal, h sigaction, info []byte, f faultInf
 	le := binary.LittleEndian
 	le.PutUint64(b[0:], h.restorer)
 	uc := b[8 : 8+ucontextSize]
-	t.putStack(uc[ucStackOff:], t.onAltStack(r.RSP))
+	alt.put(uc[ucStackOff:], alt.on(r.RSP))
 	mc := uc[mcontextOff:]
 	for i, v := range []uint64{r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15,
 		r.RDI, r.RSI, r.RBP, r.RBX, r.RDX, r.RAX, r.RCX, r.RSP, r.RIP, r.RFLAGS} {
@@ -136,9 +137,10 @@ func (t *thread) pushFrame(sig unix.Signal, h sigaction, info []byte, f faultInf
 	le.PutUint16(mc[scCS:], 0x33) // Linux's __USER_CS
 	le.PutUint64(mc[scErr:], f.err)
 	le.PutUint64(mc[scTrapno:], f.trapno)
-	le.PutUint64(mc[scOldmask:], t.sigmask)
+	mask := t.sigmask()
+	le.PutUint64(mc[scOldmask:], mask)
 	le.PutUint64(mc[scCR2:], f.cr2)
-	le.PutUint64(uc[sigmaskOff:], t.sigmask)
+	le.PutUint64(uc[sigmaskOff:], mask)
 	copy(b[8+ucontextSize:], info)
 
 	x := new(kvm.Xsave)
@@ -152,11 +154,11 @@ func (t *thread) pushFrame(sig unix.Signal, h sigaction, info []byte, f faultInf
 	}
 	t.fpStack = append(t.fpStack, x)
 
-	t.sigmask |= h.mask
+	mask |= h.mask
 	if h.flags&saNodefer == 0 {
-		t.sigmask |= sigbit(sig)
+		mask |= sigbit(sig)
 	}
-	t.sigmask &^= unblockable
+	t.setSigmask(mask)
 	if h.flags&saResethand != 0 {
 		t.vm.sigs.mu.Lock()
 		t.vm.sigs.set(int(sig), sigaction{})
@@ -172,6 +174,8 @@ func (t *thread) pushFrame(sig unix.Signal, h sigaction, info []byte, f faultInf
 	return nil
 }
 
-func (t *thread) onAltStack(sp uint64) bool {
-	return t.altFlags&ssDisable == 0 && sp > t.altSP && sp <= t.altSP+t.altSize
+// on reports whether sp is on the alternate stack, as Linux's
+// on_sig_stack.
+func (s altStack) on(sp uint64) bool {
+	return s.flags&ssDisable == 0 && sp > s.sp && sp-s.sp <= s.size
 }

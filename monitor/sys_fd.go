@@ -187,23 +187,38 @@ func sysFcntl(t *thread, a sysArgs) (uint64, unix.Errno) {
 		}
 		return t.dup(a[0], int(a[2]))
 	}
+	gen := t.vm.fds.generation()
 	return t.withFile(a[0], func(f file) (uint64, unix.Errno) {
 		switch a[1] {
-		case unix.F_GETFD, unix.F_SETFD:
-			return 0, 0
-		case unix.F_GETFL, unix.F_SETFL:
-			fl, ok := f.(flagged)
-			switch {
-			case !ok && a[1] == unix.F_GETFL:
-				return unix.O_RDWR, 0 // a file with no flags to change
-			case !ok:
-				return 0, 0
-			case a[1] == unix.F_SETFL:
-				return 0, fl.setNonblock(a[2]&unix.O_NONBLOCK != 0)
+		case unix.F_GETFD, unix.F_GETFL:
+			v, e := statusFlags(f)
+			if e == 0 {
+				t.vm.fds.publish(a[0], v, gen)
 			}
-			v, e := fl.statusFlags()
+			if a[1] == unix.F_GETFD {
+				return 0, e
+			}
 			return uint64(v), e
+		case unix.F_SETFD:
+			return 0, 0
+		case unix.F_SETFL:
+			fl, ok := f.(flagged)
+			if !ok {
+				return 0, 0
+			}
+			e := fl.setNonblock(a[2]&unix.O_NONBLOCK != 0)
+			t.vm.fds.flagsChanged()
+			return 0, e
 		}
 		return t.unsupported("another command", unix.EINVAL)
 	})
+}
+
+// statusFlags is F_GETFL of f.
+func statusFlags(f file) (int, unix.Errno) {
+	fl, ok := f.(flagged)
+	if !ok {
+		return unix.O_RDWR, 0 // a file with no flags to change
+	}
+	return fl.statusFlags()
 }

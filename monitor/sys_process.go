@@ -46,7 +46,9 @@ func (l *rlimits) get(res uint64) [2]uint64 {
 	}
 	switch res {
 	case unix.RLIMIT_NOFILE:
-		return [2]uint64{1024, maxFDs}
+		// The soft limit is what the table holds: Linux's 1024 would
+		// only make the Go runtime raise it, one more exit at start-up.
+		return [2]uint64{maxFDs, maxFDs}
 	case unix.RLIMIT_STACK:
 		return [2]uint64{stackSize, unix.RLIM_INFINITY}
 	}

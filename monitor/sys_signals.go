@@ -28,7 +28,7 @@ func sysRtSigreturn(t *thread, _ sysArgs) (uint64, unix.Errno) {
 	*r = kvm.Regs{R8: g(0), R9: g(1), R10: g(2), R11: g(3), R12: g(4), R13: g(5), R14: g(6), R15: g(7),
 		RDI: g(8), RSI: g(9), RBP: g(10), RBX: g(11), RDX: g(12), RAX: g(13), RCX: g(14), RSP: g(15),
 		RIP: g(16), RFLAGS: flags}
-	t.sigmask = le.Uint64(b[sigmaskOff:]) &^ unblockable
+	t.setSigmask(le.Uint64(b[sigmaskOff:]))
 	t.ctl = ctlResume
 	if n := len(t.fpStack); n > 0 {
 		x := t.fpStack[n-1]
@@ -91,7 +91,7 @@ func sysRtSigprocmask(t *thread, a sysArgs) (uint64, unix.Errno) {
 	if a[3] != sigsetSize {
 		return 0, unix.EINVAL
 	}
-	old := t.sigmask
+	old := t.sigmask()
 	if a[1] != 0 {
 		b, ok := t.slice(a[1], sigsetSize)
 		if !ok {
@@ -100,15 +100,14 @@ func sysRtSigprocmask(t *thread, a sysArgs) (uint64, unix.Errno) {
 		set := binary.LittleEndian.Uint64(b)
 		switch a[0] {
 		case unix.SIG_BLOCK:
-			t.sigmask |= set
+			t.setSigmask(old | set)
 		case unix.SIG_UNBLOCK:
-			t.sigmask &^= set
+			t.setSigmask(old &^ set)
 		case unix.SIG_SETMASK:
-			t.sigmask = set
+			t.setSigmask(set)
 		default:
 			return 0, unix.EINVAL
 		}
-		t.sigmask &^= unblockable
 	}
 	if a[2] != 0 {
 		b, ok := t.slice(a[2], sigsetSize)
@@ -122,7 +121,8 @@ func sysRtSigprocmask(t *thread, a sysArgs) (uint64, unix.Errno) {
 
 // sysSigaltstack implements sigaltstack(ss, old_ss).
 func sysSigaltstack(t *thread, a sysArgs) (uint64, unix.Errno) {
-	on := t.onAltStack(t.cpu.Regs().RSP)
+	alt := t.altStack()
+	on := alt.on(t.cpu.Regs().RSP)
 	var nb, ob []byte
 	var ok bool
 	if a[0] != 0 {
@@ -136,7 +136,7 @@ func sysSigaltstack(t *thread, a sysArgs) (uint64, unix.Errno) {
 		}
 	}
 	var old [stackTSize]byte
-	t.putStack(old[:], on)
+	alt.put(old[:], on)
 	if nb != nil {
 		if on {
 			return 0, unix.EPERM
@@ -149,27 +149,27 @@ func sysSigaltstack(t *thread, a sysArgs) (uint64, unix.Errno) {
 		case fl != 0 && fl != ssOnstack && fl != ssDisable:
 			return 0, unix.EINVAL
 		case fl == ssDisable:
-			t.altSP, t.altSize, t.altFlags = 0, 0, ssDisable
+			t.setAltStack(altStack{flags: ssDisable})
 		case size < minSigstksz:
 			return 0, unix.ENOMEM
 		default:
-			t.altSP, t.altSize, t.altFlags = sp, size, 0
+			t.setAltStack(altStack{sp: sp, size: size})
 		}
 	}
 	copy(ob, old[:])
 	return 0, 0
 }
 
-// putStack writes the alternate signal stack as a stack_t.
-func (t *thread) putStack(b []byte, onStack bool) {
+// put writes the alternate signal stack as a stack_t.
+func (s altStack) put(b []byte, onStack bool) {
 	le := binary.LittleEndian
-	le.PutUint64(b, t.altSP)
-	flags := t.altFlags
+	le.PutUint64(b, s.sp)
+	flags := s.flags
 	if onStack {
 		flags |= ssOnstack
 	}
 	le.PutUint32(b[8:], uint32(flags))
-	le.PutUint64(b[16:], t.altSize)
+	le.PutUint64(b[16:], s.size)
 }
 
 // sysTgkill implements tgkill(tgid, tid, sig).

@@ -588,7 +588,9 @@ func socketIoctl(t *thread, s *socket, req, arg uint64) (uint64, unix.Errno) {
 		binary.LittleEndian.PutUint32(b, uint32(v))
 		return 0, 0
 	case fionbio:
-		return 0, s.setNonblock(binary.LittleEndian.Uint32(b) != 0)
+		e := s.setNonblock(binary.LittleEndian.Uint32(b) != 0)
+		t.vm.fds.flagsChanged()
+		return 0, e
 	}
 	return 0, unix.ENOTTY
 }

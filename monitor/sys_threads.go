@@ -37,17 +37,20 @@ func sysArchPrctl(t *thread, a sysArgs) (uint64, unix.Errno) {
 }
 
 // sysSchedGetaffinity reports --cpus processors, which is what GOMAXPROCS
-// follows.
+// follows, for the calling thread (pid 0) or another of the guest's. The
+// trampoline answers the calling thread's from its block.
 func sysSchedGetaffinity(t *thread, a sysArgs) (uint64, unix.Errno) {
 	if a[1] < 8 || a[1]%8 != 0 {
 		return 0, unix.EINVAL
+	}
+	if a[0] != 0 && t.vm.thread(int(a[0])) == nil {
+		return 0, unix.ESRCH
 	}
 	b, ok := t.slice(a[2], 8)
 	if !ok {
 		return 0, unix.EFAULT
 	}
-	n := min(t.vm.cfg.CPUs, 64)
-	binary.LittleEndian.PutUint64(b, ^uint64(0)>>(64-n))
+	binary.LittleEndian.PutUint64(b, t.block.get(tbCPUs))
 	return 8, 0
 }
 
@@ -109,7 +112,7 @@ func sysClone(t *thread, a sysArgs) (uint64, unix.Errno) {
 		t.vm.log.printf("clone: %v", err)
 		return 0, unix.EAGAIN
 	}
-	child.sigmask = t.sigmask
+	child.setSigmask(t.sigmask())
 	if ptid != nil {
 		binary.LittleEndian.PutUint32(ptid, uint32(child.tid))
 	}

@@ -75,25 +75,25 @@ func fails(nr uint64, name, subject string, errno unix.Errno, fn handler, note s
 // answered ENOSYS and logged with -v.
 var syscallTable = []sysEntry{
 	// Memory (sys_memory.go).
-	partial(unix.SYS_MMAP, "mmap", subjMemory, sysMmap, "Anonymous memory (`MAP_DROPPABLE` is private memory that is never dropped), and files as a copy: `MAP_PRIVATE`, or `MAP_SHARED` without `PROT_WRITE`; a shared writable file mapping, or a descriptor that is no file, is `ENODEV`; a network device maps its frame rings (section 5). A free hint is honoured; the first hinted mapping of 64 MiB or more creates the heap region there. `MAP_FIXED` replaces and zeroes; `MAP_FIXED_NOREPLACE` is `EEXIST` on overlap. Mappings past `--mem` are `ENOMEM`."),
+	partial(unix.SYS_MMAP, "mmap", subjMemory, sysMmap, "Anonymous memory (`MAP_DROPPABLE` is private memory that is never dropped), and files as a copy: `MAP_PRIVATE`, or `MAP_SHARED` without `PROT_WRITE`; a shared writable file mapping, or a descriptor that is no file, is `ENODEV`; a network device maps its frame rings (section 5). A free hint is honoured; the first hinted mapping of 64 MiB or more creates the heap region there. `MAP_FIXED` replaces and zeroes; `MAP_FIXED_NOREPLACE` is `EEXIST` on overlap. Mappings past `--mem` are `ENOMEM`. A `PROT_NONE` private anonymous reservation with no address is answered inside the guest (trampoline), from 1.25 GiB of address space kept for them."),
 	full(unix.SYS_MUNMAP, "munmap", subjMemory, sysMunmap, ""),
 	partial(unix.SYS_MPROTECT, "mprotect", subjMemory, sysMprotect, "Bookkeeping only: every mapped page stays readable, writable and executable; protections count against `--mem`."),
-	partial(unix.SYS_MADVISE, "madvise", subjMemory, sysMadvise, "`MADV_DONTNEED`, `MADV_FREE` and `MADV_REMOVE` zero the range; other advice is accepted and ignored."),
+	partial(unix.SYS_MADVISE, "madvise", subjMemory, sysMadvise, "`MADV_DONTNEED`, `MADV_FREE` and `MADV_REMOVE` zero the range; other advice is accepted and ignored, inside the guest (trampoline)."),
 
 	// Threads (sys_threads.go).
 	partial(unix.SYS_CLONE, "clone", subjThreads, sysClone, "Threads only (`CLONE_VM|CLONE_THREAD|CLONE_SIGHAND`, optional `CLONE_SETTLS`, `CLONE_PARENT_SETTID`; other flags are ignored); a new process is `ENOSYS`, `CLONE_CHILD_SETTID` and `CLONE_CHILD_CLEARTID` are `EINVAL`. At most 1024 threads (`EAGAIN`)."),
 	full(unix.SYS_EXIT, "exit", subjThreads, sysExit, "The last thread's exit ends the VM."),
 	full(unix.SYS_EXIT_GROUP, "exit_group", subjThreads, sysExitGroup, "Ends the VM with the status's low 8 bits."),
 	partial(unix.SYS_FUTEX, "futex", subjThreads, sysFutex, "`FUTEX_WAIT` and `FUTEX_WAKE`, private or shared, on the host futex of the guest word; other operations are `ENOSYS`."),
-	full(unix.SYS_GETTID, "gettid", subjThreads, sysGettid, "The first thread is 1; later ones count up."),
+	full(unix.SYS_GETTID, "gettid", subjThreads, sysGettid, "The first thread is 1; later ones count up. Answered inside the guest (trampoline)."),
 	partial(unix.SYS_ARCH_PRCTL, "arch_prctl", subjThreads, sysArchPrctl, "`ARCH_SET_FS` and `ARCH_GET_FS`; others are `EINVAL`."),
-	full(unix.SYS_SCHED_GETAFFINITY, "sched_getaffinity", subjThreads, sysSchedGetaffinity, "A mask of `--cpus` CPUs (8 bytes); a length below 8 is `EINVAL`."),
+	full(unix.SYS_SCHED_GETAFFINITY, "sched_getaffinity", subjThreads, sysSchedGetaffinity, "A mask of `--cpus` CPUs (8 bytes) for any of the guest's threads (`ESRCH` for another id); a length below 8 or not a multiple of 8 is `EINVAL`. The calling thread's is answered inside the guest (trampoline)."),
 	full(unix.SYS_SCHED_YIELD, "sched_yield", subjThreads, sysSchedYield, ""),
 
 	// Signals (sys_signals.go, signals.go).
 	full(unix.SYS_RT_SIGACTION, "rt_sigaction", subjSignals, sysRtSigaction, "Ordinary requests are answered inside the guest, without an exit (trampoline)."),
-	full(unix.SYS_RT_SIGPROCMASK, "rt_sigprocmask", subjSignals, sysRtSigprocmask, ""),
-	partial(unix.SYS_SIGALTSTACK, "sigaltstack", subjSignals, sysSigaltstack, "`SS_AUTODISARM` is `EINVAL`."),
+	full(unix.SYS_RT_SIGPROCMASK, "rt_sigprocmask", subjSignals, sysRtSigprocmask, "Answered inside the guest (trampoline); unblocking a queued signal delivers it on return, as on Linux."),
+	partial(unix.SYS_SIGALTSTACK, "sigaltstack", subjSignals, sysSigaltstack, "`SS_AUTODISARM` is `EINVAL`. Setting or reading the stack is answered inside the guest (trampoline)."),
 	full(unix.SYS_RT_SIGRETURN, "rt_sigreturn", subjSignals, sysRtSigreturn, "The frame is Linux's `rt_sigframe`; FPU state is kept by the monitor, not in the frame (`fpstate` is NULL)."),
 	partial(unix.SYS_TGKILL, "tgkill", subjSignals, sysTgkill, "Process 1 only; delivered when the target next leaves the guest, at once if it is running."),
 	full(unix.SYS_TKILL, "tkill", subjSignals, sysTkill, ""),
@@ -120,7 +120,7 @@ var syscallTable = []sysEntry{
 	full(unix.SYS_DUP, "dup", subjFiles, sysDup, "The table holds at most 4096 descriptors."),
 	full(unix.SYS_DUP2, "dup2", subjFiles, sysDup2, ""),
 	full(unix.SYS_DUP3, "dup3", subjFiles, sysDup3, ""),
-	partial(unix.SYS_FCNTL, "fcntl", subjFiles, sysFcntl, "`F_DUPFD`, `F_DUPFD_CLOEXEC`, `F_GETFD`/`F_SETFD` (accepted: there is no exec), `F_GETFL`/`F_SETFL` (only `O_NONBLOCK` changes); others are `EINVAL`."),
+	partial(unix.SYS_FCNTL, "fcntl", subjFiles, sysFcntl, "`F_DUPFD`, `F_DUPFD_CLOEXEC`, `F_GETFD`/`F_SETFD` (accepted: there is no exec), `F_GETFL`/`F_SETFL` (only `O_NONBLOCK` changes); others are `EINVAL`. `F_GETFD` and `F_GETFL` of descriptors 0–2 are answered inside the guest (trampoline) while nothing has changed them."),
 	partial(unix.SYS_IOCTL, "ioctl", subjFiles, sysIoctl, "Sockets answer `FIONREAD`, `SIOCOUTQ` and `FIONBIO`; there is no terminal or device control: `ENOTTY` for the rest."),
 	full(unix.SYS_PIPE, "pipe", subjFiles, sysPipe, ""),
 	full(unix.SYS_PIPE2, "pipe2", subjFiles, sysPipe2, "`O_NONBLOCK` and `O_CLOEXEC`."),
@@ -142,7 +142,7 @@ var syscallTable = []sysEntry{
 	full(unix.SYS_GETGID, "getgid", subjProcess, sysZero, "0."),
 	full(unix.SYS_GETEGID, "getegid", subjProcess, sysZero, "0."),
 	full(unix.SYS_GETRANDOM, "getrandom", subjProcess, sysGetrandom, "Host entropy, at most 32 MiB per call; unknown flags, or `GRND_INSECURE` with `GRND_RANDOM`, are `EINVAL`. The vDSO's `__vdso_getrandom` answers most reads without it (section 1)."),
-	partial(unix.SYS_PRLIMIT64, "prlimit64", subjProcess, sysPrlimit64, "Readable and settable for process 1, but they bind nothing: the descriptor table always holds 4096, and a hard `RLIMIT_NOFILE` above that is `EINVAL`."),
+	partial(unix.SYS_PRLIMIT64, "prlimit64", subjProcess, sysPrlimit64, "Readable and settable for process 1, but they bind nothing: the descriptor table always holds 4096, which is also `RLIMIT_NOFILE`'s soft and hard limit at start, and a hard `RLIMIT_NOFILE` above that is `EINVAL`."),
 	full(unix.SYS_GETRLIMIT, "getrlimit", subjProcess, sysGetrlimit, "As `prlimit64`."),
 	partial(unix.SYS_UNAME, "uname", subjProcess, sysUname, "`Linux`, node name the unikernel's, release `6.1.0-atoll`."),
 

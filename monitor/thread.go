@@ -20,14 +20,15 @@ type thread struct {
 
 	pending atomic.Uint64 // signals queued by other threads (bit sig-1)
 
+	// block is the thread's state the trampoline answers from: signal
+	// mask, alternate stack (threadblock.go). slot is its number.
+	block threadBlock
+	slot  int
+
 	// Owned by the thread's own goroutine:
-	nr       uint64  // the system call being handled
-	ctl      control // what its handler did with the registers
-	sigmask  uint64
-	altSP    uint64
-	altSize  uint64
-	altFlags int32
-	fpStack  []*kvm.Xsave // FPU state saved at each signal delivery
+	nr      uint64       // the system call being handled
+	ctl     control      // what its handler did with the registers
+	fpStack []*kvm.Xsave // FPU state saved at each signal delivery
 }
 
 // control tells the system-call path what a handler did with the
@@ -61,6 +62,16 @@ func (t *thread) syscall() bool {
 		}
 		t.returnFromCall(v)
 	}
+	return true
+}
+
+// fastPathSignal completes a call the trampoline answered, whose result is
+// in RAX, and which left through the deliver trap because a signal the
+// thread does not block is queued: the vCPU loop delivers it before the
+// thread runs on.
+func (t *thread) fastPathSignal() bool {
+	t.vm.stats.other("signal after a fast path")
+	t.returnFromCall(t.cpu.Regs().RAX)
 	return true
 }
 
@@ -136,7 +147,7 @@ func (t *thread) slice(a, n uint64) ([]byte, bool) {
 // interrupted reports whether a blocking call should return EINTR: the
 // VM is ending or an unblocked signal is pending.
 func (t *thread) interrupted() bool {
-	return t.vm.exiting() || t.pending.Load()&^t.sigmask != 0
+	return t.vm.exiting() || t.pending.Load()&^t.sigmask() != 0
 }
 
 // installNew gives f the lowest free descriptor and returns it.
@@ -182,10 +193,14 @@ type threadTable struct {
 	mu      sync.Mutex // guards the fields below
 	m       map[int]*thread
 	nextTID int
+	// freeSlots are thread-block slots of ended threads; slots from
+	// nextSlot up have never been used.
+	freeSlots []int
+	nextSlot  int
 }
 
-// newThread creates a thread running regs with FS base fs on a new vCPU.
-// It does not start it.
+// newThread creates a thread running regs with FS base fs on a new vCPU
+// whose GS base is the thread's block. It does not start it.
 func (v *VM) newThread(regs *kvm.Regs, fs uint64) (*thread, error) {
 	tt := &v.threads
 	tt.mu.Lock()
@@ -193,11 +208,29 @@ func (v *VM) newThread(regs *kvm.Regs, fs uint64) (*thread, error) {
 	if len(tt.m) >= maxThreads {
 		return nil, unix.EAGAIN
 	}
-	c, err := v.mach.newCPU(regs, fs)
+	slot := tt.nextSlot
+	if n := len(tt.freeSlots); n > 0 {
+		slot = tt.freeSlots[n-1]
+	}
+	gs, err := threadBlockAddr(slot)
 	if err != nil {
 		return nil, err
 	}
-	t := &thread{vm: v, cpu: c, tid: tt.nextTID, altFlags: ssDisable}
+	b, err := v.mem.Slice(gs, threadBlockSize)
+	if err != nil {
+		return nil, err
+	}
+	c, err := v.mach.newCPU(regs, fs, uint64(gs))
+	if err != nil {
+		return nil, err
+	}
+	if n := len(tt.freeSlots); n > 0 {
+		tt.freeSlots = tt.freeSlots[:n-1]
+	} else {
+		tt.nextSlot++
+	}
+	t := &thread{vm: v, cpu: c, tid: tt.nextTID, block: b, slot: slot}
+	t.block.init(t.tid, v.cfg.CPUs)
 	tt.nextTID++
 	tt.m[t.tid] = t
 	return t, nil
@@ -208,6 +241,7 @@ func (v *VM) exitThread(t *thread, code int) {
 	tt := &v.threads
 	tt.mu.Lock()
 	delete(tt.m, t.tid)
+	tt.freeSlots = append(tt.freeSlots, t.slot)
 	last := len(tt.m) == 0
 	tt.mu.Unlock()
 	v.mach.retire(t.cpu)

@@ -94,15 +94,16 @@ type Result struct {
 	ExitCode int  // the guest's exit status; -1 when stopped
 	Stopped  bool // the context ended the run before the guest exited
 	Stats    Stats
+	Timeline Timeline
 }
 
 const (
 	guestPID  = 1
 	stackSize = 8 << 20
-	// arenaBase is the address space for unhinted mmaps on top of the
-	// limit: the Go runtime reserves about 1.1 GiB of PROT_NONE space for
-	// its page allocator at start-up.
-	arenaBase = 5 << 28 // 1.25 GiB
+	// zoneSize is the address space the guest takes its PROT_NONE
+	// reservations from itself (trampoline.go): the Go runtime reserves
+	// about 1.1 GiB for its page allocator at start-up.
+	zoneSize = 5 << 28 // 1.25 GiB
 	// runtimeStartup is the memory the Go runtime maps read-write before
 	// main runs, beyond the image and stack: its 32 MiB heap-arena index,
 	// the first heap arena's pages, stacks and GC metadata. Measured with
@@ -129,6 +130,7 @@ type VM struct {
 	rlimits    rlimits
 	life       lifecycle
 	stats      exitCounts
+	timeline   *timeline
 	log        *onceLog
 
 	// ringsMu guards rings, the network devices' mapped frame rings,
@@ -160,10 +162,13 @@ func MinMemory(img *elfimage.Image) uint64 {
 // Run boots cfg.Image and returns when the guest exits, or when ctx ends:
 // then the guest is stopped where it is (Result.Stopped).
 func Run(ctx context.Context, cfg Config) (Result, error) {
+	tl := &timeline{start: time.Now()}
 	v, err := newKVMVM(cfg)
 	if err != nil {
 		return Result{}, err
 	}
+	v.timeline = tl
+	tl.mark(stageVM)
 	res, err := v.run(ctx)
 	// Kicked threads leave at once, and threads blocked in the host
 	// notice the end within waitChunk; the VM's resources (host files,
@@ -173,12 +178,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	go func() {
 		v.life.running.Wait()
 		v.close()
+		tl.mark(stageClosed)
 		close(left)
 	}()
 	select {
 	case <-left:
 	case <-time.After(2 * waitChunk):
 	}
+	res.Timeline = tl.snapshot()
 	return res, err
 }
 
@@ -238,6 +245,7 @@ func newKVMVM(cfg Config) (*VM, error) {
 		}
 	}
 	v.log.printf("exit path: %v", m.path)
+	m.makeSpares()
 	return v, nil
 }
 
@@ -267,25 +275,33 @@ func newVM(cfg Config, img *elfimage.Image, mach machine, slots guestmem.Slots) 
 	}
 	cfg.Log = &lockedWriter{w: cfg.Log}
 	v := &VM{cfg: cfg, img: img, mach: mach,
-		threads: threadTable{m: map[int]*thread{}, nextTID: guestPID},
-		life:    lifecycle{done: make(chan struct{})},
-		log:     &onceLog{w: cfg.Log, verbose: cfg.Verbose}}
+		threads:  threadTable{m: map[int]*thread{}, nextTID: guestPID},
+		life:     lifecycle{done: make(chan struct{})},
+		timeline: &timeline{start: time.Now()},
+		log:      &onceLog{w: cfg.Log, verbose: cfg.Verbose}}
 	var err error
 	v.mem, v.stackTop, err = guestmem.New(slots, guestmem.Layout{
 		ImageStart: guestmem.GuestAddr(img.Start),
 		ImageEnd:   guestmem.GuestAddr(img.End),
 		StackSize:  stackSize,
-		ArenaSize:  arenaBase + cfg.MemBytes,
+		ZoneSize:   zoneSize,
+		ZoneWords:  zoneCursorAddr,
+		ArenaSize:  cfg.MemBytes,
 	}, cfg.MemBytes)
 	if err != nil {
 		return nil, err
 	}
 	v.sigs.mem = v.mem
 	v.fds.init()
+	if v.fds.cache, err = v.mem.Slice(fdCacheAddr, 8*fdCached); err != nil {
+		v.releaseMemory()
+		return nil, err
+	}
 	if err := openConsole(&v.fds, cfg.Stdin, cfg.Stdout, cfg.Stderr); err != nil {
 		v.releaseMemory()
 		return nil, err
 	}
+	v.fds.publishAll()
 	if err := v.attach(cfg.Devices); err != nil {
 		v.releaseMemory()
 		return nil, err
@@ -379,6 +395,7 @@ func (v *VM) run(ctx context.Context) (Result, error) {
 		v.exitThread(t, 0)
 		return Result{}, err
 	}
+	v.timeline.mark(stageGuest)
 	v.mach.start(t)
 	stopped := false
 	select {
@@ -393,6 +410,7 @@ func (v *VM) run(ctx context.Context) (Result, error) {
 // exit ends the VM with code; later calls are ignored.
 func (v *VM) exit(code int) {
 	v.life.exitOnce.Do(func() {
+		v.timeline.mark(stageExit)
 		v.life.exitCode = code
 		close(v.life.done)
 		v.kickAll()

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -135,6 +136,7 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 			cancel()
 		}
 	}()
+	runStart := time.Now()
 	res, err := monitor.Run(ctx, monitor.Config{
 		Image:    exe,
 		Name:     m.Name,
@@ -162,6 +164,8 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	}
 	if *stats {
 		fmt.Fprint(stderr, res.Stats)
+		fmt.Fprintf(stderr, "atoll start to monitor.Run: %.2f ms\n", float64(runStart.Sub(processStart))/float64(time.Millisecond))
+		fmt.Fprint(stderr, res.Timeline)
 	}
 	if res.Stopped {
 		sig, _ := stopSig.Load().(unix.Signal)
@@ -170,6 +174,10 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	}
 	return res.ExitCode
 }
+
+// processStart is when atoll's package variables were initialized: as
+// near its start as Go lets it see, for --stats's timeline.
+var processStart = time.Now()
 
 // bootTarget is what atoll run boots.
 type bootTarget struct {

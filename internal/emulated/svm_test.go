@@ -59,7 +59,7 @@ func TestEmulatedSVM(t *testing.T) {
 	}
 	goBuild(t, filepath.Join(root, "atoll"), "./cmd/atoll")
 	guests := []string{"hello", "goroutines", "args", "exitcode", "nilrecover", "nilpanic", "preempt", "sigaction",
-		"timenow", "clock", "crash", "hostile", "privileged", "getpid", "random"}
+		"timenow", "clock", "crash", "hostile", "privileged", "getpid", "random", "fastpath"}
 	for _, g := range guests {
 		goBuild(t, filepath.Join(root, "g", g), "./internal/testguests/"+g)
 	}
@@ -177,6 +177,7 @@ func svmCases() []svmCase {
 		nilpanic,
 		same("preempt"),
 		same("sigaction"),
+		same("fastpath"),
 		same("timenow"),
 		same("privileged"),
 		random,
@@ -208,6 +209,13 @@ func svmCases() []svmCase {
 		{name: "idt", cmd: "/atoll run /g/privileged -- idt", check: func(t *testing.T, r result) {
 			if r.code != 0 || r.stdout != "idt: recovered true\n" {
 				t.Errorf("exit %d, stdout %q: the IDT was writable", r.code, r.stdout)
+			}
+		}},
+		// The thread blocks the fast paths write at CPL 0 are closed
+		// to the program.
+		{name: "threadblock", cmd: "/atoll run /g/privileged -- block", check: func(t *testing.T, r result) {
+			if r.code != 0 || r.stdout != "block: recovered true\n" {
+				t.Errorf("exit %d, stdout %q: the thread blocks were writable", r.code, r.stdout)
 			}
 		}},
 		{name: "block", cmd: "/atoll run --block data=/tmp/disk /devices.img", check: func(t *testing.T, r result) {

@@ -11,8 +11,10 @@
 //	[2 MiB, 4 MiB)      system area: monitor-owned code and data pages
 //	[image start, end)  the executable's segments
 //	stack               the initial thread's stack
+//	reservation zone    PROT_NONE reservations the guest takes itself
+//	                    (Zone), without the monitor
 //	mmap arena          anonymous mappings without a usable hint
-//	heap region         created at the Go runtime's first large hinted
+//	heap region         placed at the Go runtime's first large hinted
 //	                    mmap, so its arena hints succeed at once
 //
 // The low region is identity-mapped: guest-virtual equals guest-physical.
@@ -93,19 +95,30 @@ type Memory struct {
 
 	// mu guards the fields below and the regions' bitmaps.
 	mu        sync.Mutex
-	limit     uint64 // bytes
-	committed uint64 // bytes
-	ptNext    uint64 // next free page-table page (guest-physical)
-	systemPT  uint64 // the system area's 4 KiB page table (guest-physical)
-	heap      *region
+	limit     uint64  // bytes
+	committed uint64  // bytes
+	ptNext    uint64  // next free page-table page (guest-physical)
+	systemPT  uint64  // the system area's 4 KiB page table (guest-physical)
+	heap      *region // nil until placed at the runtime's hint
 	low       *region
+	// heapMem is the heap region's memory, registered with KVM by New
+	// (a memory slot added while vCPUs run costs milliseconds on
+	// kvm_pvm) but mapped only when the runtime names its address.
+	heapMem *region
+	zone    zone
 }
 
 // Layout describes the low region.
 type Layout struct {
 	ImageStart, ImageEnd GuestAddr // page-aligned extent of the executable
 	StackSize            uint64
-	ArenaSize            uint64 // address space for unhinted mmaps
+	// ZoneSize is address space the guest hands out itself for PROT_NONE
+	// reservations (zone.go), whose cursor and end are the two words at
+	// ZoneWords, in the system area; ArenaSize is the space for unhinted
+	// mmaps above it.
+	ZoneSize  uint64
+	ZoneWords GuestAddr
+	ArenaSize uint64
 }
 
 // stackTop is the top of the initial stack: a 2 MiB gap of unallocated
@@ -128,18 +141,23 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 		return nil, 0, fmt.Errorf("image starts at %#x, inside the monitor's area below %#x", l.ImageStart, SystemBase+SystemSize)
 	}
 	stackTop := l.stackTop()
-	arenaStart := stackTop
+	zoneEnd := stackTop + alignUp(l.ZoneSize, LargePage)
+	arenaStart := zoneEnd
 	end := arenaStart + alignUp(l.ArenaSize, LargePage)
 	if end > maxUserAddr {
 		return nil, 0, fmt.Errorf("address space too large: %#x", end)
 	}
 	m := &Memory{vm: vm, limit: limit, ptNext: ptPoolBase + PageSize}
-	low, err := m.newRegion(0, 0, end)
+	low, err := m.newRegion(0, 0, 0, end)
 	if err != nil {
 		return nil, 0, err
 	}
+	if m.heapMem, err = m.newRegion(1, 0, alignUp(end, 1<<30), m.heapSize()); err != nil {
+		unix.Munmap(low.host)
+		return nil, 0, err
+	}
 	m.low = low
-	low.arena = arenaStart / PageSize
+	low.arena = stackTop / PageSize
 	// Physical-only pages are allocated so mmap never hands them out.
 	low.alloc.set(0, uint64(SystemBase)/PageSize)
 	m.regions.Store(&[]*region{low})
@@ -163,21 +181,20 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 	if m.committed > limit {
 		return nil, 0, fmt.Errorf("memory limit %d MiB is smaller than the image and stack (%d MiB)", limit>>20, m.committed>>20)
 	}
+	if err := m.initZone(GuestAddr(stackTop), GuestAddr(zoneEnd), l.ZoneWords); err != nil {
+		return nil, 0, err
+	}
 	return m, GuestAddr(stackTop), nil
 }
 
 // newRegion allocates host memory for [base, base+size) and registers it
-// as a KVM memory slot at guest-physical phys. It does not map it in the
-// page tables.
-func (m *Memory) newRegion(base GuestAddr, phys, size uint64) (*region, error) {
+// as KVM memory slot slot at guest-physical phys. It does not map it in
+// the page tables.
+func (m *Memory) newRegion(slot uint32, base GuestAddr, phys, size uint64) (*region, error) {
 	host, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
 		return nil, fmt.Errorf("reserve %d MiB of host memory: %w", size>>20, err)
-	}
-	var slot uint32
-	if rs := m.regions.Load(); rs != nil {
-		slot = uint32(len(*rs))
 	}
 	if err := m.vm.SetMemory(slot, phys, host); err != nil {
 		unix.Munmap(host)
@@ -192,8 +209,11 @@ func (m *Memory) newRegion(base GuestAddr, phys, size uint64) (*region, error) {
 func (m *Memory) Close() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, r := range *m.regions.Load() {
-		unix.Munmap(r.host)
+	for _, r := range []*region{m.low, m.heapMem} {
+		if r != nil && r.host != nil {
+			unix.Munmap(r.host)
+			r.host = nil
+		}
 	}
 	m.regions.Store(&[]*region{})
 }

@@ -156,6 +156,9 @@ func TestMmapLimitAndReuse(t *testing.T) {
 func TestHeapHint(t *testing.T) {
 	m, _, f := newTest(t)
 	const hint = GuestAddr(0x1da344000000)
+	if len(f.gpas) != 2 || m.heap != nil {
+		t.Fatalf("slots %#x before the hint: the heap's memory must be registered by New, before any vCPU runs", f.gpas)
+	}
 	a, e := m.Mmap(hint, 64<<20, unix.PROT_NONE, 0)
 	if e != 0 || a != hint {
 		t.Fatalf("first heap hint: %#x, %v; want the hint honoured", a, e)
@@ -194,8 +197,8 @@ func TestHeapHintTooLarge(t *testing.T) {
 	if _, e := m.Mmap(0x600000000000, 64<<30, unix.PROT_NONE, 0); e != unix.ENOMEM {
 		t.Fatalf("64 GiB reservation: %v, want ENOMEM", e)
 	}
-	if len(f.gpas) != 1 {
-		t.Fatalf("a heap region was created: slots %#x", f.gpas)
+	if m.heap != nil || len(f.gpas) != 2 {
+		t.Fatalf("a heap region was placed: slots %#x", f.gpas)
 	}
 }
 
@@ -257,4 +260,65 @@ func TestCorruptTablesRefused(t *testing.T) {
 		t.Fatal("mapRange followed an entry outside the pool")
 	}
 	m.unmapRange(base, base+LargePage, m.ptNext) // must not panic
+}
+
+// TestZone checks the reservation zone: the monitor's PROT_NONE
+// reservations come from it and advance the guest's cursor; nothing else
+// it maps does, nor a hint into its untaken part; what the guest takes by
+// advancing the cursor is mapped before the next change — only forward,
+// and only within the zone.
+func TestZone(t *testing.T) {
+	f := &fakeSlots{}
+	const zoneSize, words = 64 << 20, SystemBase + 0x3820
+	m, stackTop, err := New(f, Layout{ImageStart: testImageStart, ImageEnd: testImageEnd, StackSize: 1 << 20, ZoneSize: zoneSize, ZoneWords: words, ArenaSize: 1 << 30}, testLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	lo, hi := m.Zone()
+	cursor := func() GuestAddr { v, _ := m.ReadU64(words); return GuestAddr(v) }
+	if end, _ := m.ReadU64(words + 8); lo != stackTop || hi != lo+zoneSize || cursor() != lo || GuestAddr(end) != hi {
+		t.Fatalf("zone [%#x, %#x), words %#x %#x, stack top %#x", lo, hi, cursor(), end, stackTop)
+	}
+	if a, e := m.Mmap(0, 1<<20, unix.PROT_NONE, 0); e != 0 || a != lo || cursor() != lo+1<<20 {
+		t.Errorf("the monitor's reservation at %#x (%v), cursor %#x; want the zone's start", a, e, cursor())
+	}
+	if a, e := m.Mmap(0, 1<<20, unix.PROT_READ, 0); e != 0 || a < hi {
+		t.Errorf("a readable mapping at %#x (%v), inside the zone", a, e)
+	}
+	if a, e := m.Mmap(lo+2<<20, PageSize, unix.PROT_READ, 0); e != 0 || a == lo+2<<20 {
+		t.Errorf("a hint into the untaken zone was taken: %#x (%v)", a, e)
+	}
+	if e := m.Mprotect(lo+1<<20, PageSize, unix.PROT_READ); e != unix.ENOMEM {
+		t.Errorf("mprotect of an untaken zone page: %v, want ENOMEM", e)
+	}
+	// The guest takes 1 MiB and a page itself; the claim rounds up.
+	m.WriteU64(words, uint64(lo+2<<20+1))
+	if e := m.Mprotect(lo+1<<20, 1<<20+PageSize, unix.PROT_READ|unix.PROT_WRITE); e != 0 {
+		t.Errorf("mprotect of pages the guest took: %v", e)
+	}
+	if e := m.Mprotect(lo+2<<20+PageSize, PageSize, unix.PROT_READ); e != unix.ENOMEM {
+		t.Errorf("mprotect past what the guest took: %v, want ENOMEM", e)
+	}
+	// A cursor set backwards: nothing is handed out twice by the monitor.
+	m.WriteU64(words, uint64(lo))
+	if a, e := m.Mmap(0, 1<<20, unix.PROT_NONE, 0); e != 0 || (a >= lo && a < lo+2<<20+PageSize) {
+		t.Errorf("after the cursor went back, a reservation at %#x (%v) over taken pages", a, e)
+	}
+	// A cursor past the zone: all of it is taken, nothing beyond.
+	m.WriteU64(words, ^uint64(0))
+	arena := m.low.alloc.count(m.low.page(hi), m.low.page(hi)+4096)
+	if e := m.Mprotect(hi-PageSize, PageSize, unix.PROT_READ); e != 0 || m.zone.claimed != hi || m.low.alloc.count(m.low.page(hi), m.low.page(hi)+4096) != arena {
+		t.Errorf("a cursor past the zone: %v, claimed %#x", e, m.zone.claimed)
+	}
+	if a, e := m.Mmap(0, 1<<20, unix.PROT_NONE, 0); e != 0 || a < hi {
+		t.Errorf("a reservation with the zone used up at %#x (%v), want the arena", a, e)
+	}
+	// Taken pages unmapped are free for hints again.
+	if e := m.Munmap(lo, PageSize); e != 0 {
+		t.Fatal(e)
+	}
+	if a, e := m.Mmap(lo, PageSize, unix.PROT_READ, 0); e != 0 || a != lo {
+		t.Errorf("a hint at an unmapped zone page: %#x (%v)", a, e)
+	}
 }

@@ -25,6 +25,7 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (
 	length = alignUp(length, PageSize)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.claim()
 
 	var r *region
 	var at GuestAddr
@@ -38,7 +39,7 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (
 		}
 		at = hint
 	case hint != 0 && hint%PageSize == 0:
-		if r = m.mappable(hint, length); r != nil && r.alloc.count(r.page(hint), r.page(hint)+length/PageSize) == 0 {
+		if r = m.mappable(hint, length); r != nil && r.alloc.count(r.page(hint), r.page(hint)+length/PageSize) == 0 && !m.unclaimed(hint, length) {
 			at = hint
 		} else if m.heap == nil && length >= heapHintMin && length <= m.heapSize() {
 			if err := m.createHeap(hint, length); err == nil {
@@ -46,9 +47,14 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (
 			}
 		}
 	}
+	if at == 0 && prot == unix.PROT_NONE {
+		if a, ok := m.reserve(length); ok {
+			return a, 0
+		}
+	}
 	if at == 0 {
 		r = m.low
-		i, ok := r.alloc.findFree(r.arena, uint64(len(r.host))/PageSize, length/PageSize)
+		i, ok := r.alloc.findFree(r.page(m.zone.hi), uint64(len(r.host))/PageSize, length/PageSize)
 		if !ok {
 			return 0, unix.ENOMEM
 		}
@@ -78,6 +84,7 @@ func (m *Memory) Munmap(a GuestAddr, length uint64) unix.Errno {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.claim()
 	r, lo, hi, e := m.pages(a, length, unix.EINVAL)
 	if e != 0 {
 		return e
@@ -94,6 +101,7 @@ func (m *Memory) Munmap(a GuestAddr, length uint64) unix.Errno {
 func (m *Memory) Mprotect(a GuestAddr, length uint64, prot int) unix.Errno {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.claim()
 	r, lo, hi, e := m.pages(a, length, unix.ENOMEM)
 	if e != 0 {
 		return e
@@ -117,6 +125,7 @@ func (m *Memory) Mprotect(a GuestAddr, length uint64, prot int) unix.Errno {
 func (m *Memory) Discard(a GuestAddr, length uint64) unix.Errno {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.claim()
 	r, lo, hi, e := m.pages(a, length, unix.ENOMEM)
 	if e != 0 {
 		return e
@@ -157,25 +166,20 @@ func (m *Memory) mappable(a GuestAddr, length uint64) *region {
 // arenas, plus one.
 func (m *Memory) heapSize() uint64 { return alignUp(m.limit, heapHintMin) + heapHintMin }
 
-// createHeap adds the heap region at base, sized for the memory limit.
-// On failure nothing of it remains.
+// createHeap places the heap region at base: its memory, registered by
+// New, is mapped there. On failure nothing of it is mapped.
 func (m *Memory) createHeap(base GuestAddr, length uint64) error {
-	size := m.heapSize()
+	r := m.heapMem
+	size := uint64(len(r.host))
 	if length > size || base%LargePage != 0 || base < m.low.end() || base >= maxUserAddr || uint64(base)+size > maxUserAddr {
 		return unix.EINVAL
 	}
-	phys := alignUp(uint64(m.low.end()), 1<<30)
-	r, err := m.newRegion(base, phys, size)
-	if err != nil {
-		return err
-	}
 	ptNext := m.ptNext
-	if err := m.mapRange(base, base+GuestAddr(size), phys); err != nil {
+	if err := m.mapRange(base, base+GuestAddr(size), r.phys); err != nil {
 		m.unmapRange(base, base+GuestAddr(size), ptNext)
-		m.vm.SetMemory(uint32(len(*m.regions.Load())), phys, nil)
-		unix.Munmap(r.host)
 		return err
 	}
+	r.base = base
 	m.heap = r
 	rs := append(append([]*region(nil), *m.regions.Load()...), r)
 	m.regions.Store(&rs)

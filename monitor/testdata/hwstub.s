@@ -1,6 +1,6 @@
 # Source of the CPL-0 stub for hardware KVM (monitor/hwstub.go); hwstub_test.go
 # reassembles it with GNU as and checks the bytes match. It is placed at
-# trampolineAddr+0x200.
+# trampolineAddr+0x800.
 .intel_syntax noprefix
 .text
 # Exception vectors 0-31, 8 bytes each, entered through the IDT on the

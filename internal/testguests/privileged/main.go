@@ -3,8 +3,10 @@
 // selector raises SIGSEGV, which it recovers from (debug.SetPanicOnFault);
 // a unikernel must behave the same on every exit path. With an argument it
 // attacks the monitor's own pages instead — "stub" jumps into the CPL-0
-// stub, "idt" overwrites the IDT and then faults — where a crash report is
-// as right as a signal: the monitor must live either way.
+// stub, "idt" overwrites the IDT and then faults, "block" writes a
+// scratch word of the trampoline's thread blocks (CPL 0 only on the
+// hardware path) — where a crash report is as right as a signal: the
+// monitor must live either way.
 package main
 
 import (
@@ -33,6 +35,9 @@ func try(name string, f func()) {
 // in a process it is unmapped.
 var idt = uintptr(0x205000)
 
+// block is the first thread block's scratch word (monitor/threadblock.go).
+var block = uintptr(0x208040)
+
 func main() {
 	debug.SetPanicOnFault(true)
 	if len(os.Args) < 2 {
@@ -46,7 +51,12 @@ func main() {
 	}
 	switch os.Args[1] {
 	case "stub": // the hardware path's exception vector 13
-		try("stub", func() { call(0x200200 + 13*8) })
+		try("stub", func() { call(0x200800 + 13*8) })
+	case "block":
+		try("block", func() {
+			p := *(**uint64)(unsafe.Pointer(&block))
+			*p = 1
+		})
 	case "idt":
 		try("idt", func() {
 			p := *(**[512]byte)(unsafe.Pointer(&idt))
