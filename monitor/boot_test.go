@@ -66,23 +66,33 @@ func native(t *testing.T, bin string, args, env []string) outcome {
 	return outcome{o.String(), e.String(), code}
 }
 
+// boot runs bin as a unikernel, its pages mapped from the file as atoll
+// run does, and checks that the guest's writes did not reach the file.
 func boot(t *testing.T, bin string, args, env []string, mem uint64) (outcome, monitor.Result) {
 	t.Helper()
 	image, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
+	file, err := os.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
 	dir := t.TempDir()
 	stdout, _ := os.Create(filepath.Join(dir, "stdout"))
 	stderr, _ := os.Create(filepath.Join(dir, "stderr"))
 	defer stdout.Close()
 	defer stderr.Close()
 	res, err := monitor.Run(context.Background(), monitor.Config{
-		Image: image, Name: filepath.Base(bin), Args: args, Env: env,
+		Image: image, ImageFile: file, Name: filepath.Base(bin), Args: args, Env: env,
 		MemBytes: mem, CPUs: 2, Stdout: stdout, Stderr: stderr, Log: stderr,
 	})
 	if err != nil {
 		t.Fatalf("boot %s: %v", bin, err)
+	}
+	if after, err := os.ReadFile(bin); err != nil || !bytes.Equal(after, image) {
+		t.Fatalf("the guest changed its image file %s (%v)", bin, err)
 	}
 	o, _ := os.ReadFile(stdout.Name())
 	e, _ := os.ReadFile(stderr.Name())
