@@ -282,6 +282,33 @@ func TestOutOfMemory(t *testing.T) {
 	}
 }
 
+// TestHostMemory checks that a VM's host memory, measured when the
+// guest ends, counts the pages the guest wrote: goroutines writes 100 MB.
+func TestHostMemory(t *testing.T) {
+	testenv.RequireKVM(t)
+	image, err := os.ReadFile(guest(t, "goroutines"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	res, err := monitor.Run(context.Background(), monitor.Config{Image: image, Name: "goroutines",
+		MemBytes: 512 << 20, Stdout: null, Stderr: null, Log: null, MeasureMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Memory
+	if m == nil {
+		t.Fatal("no host memory measured")
+	}
+	if m.PeakRSS < 100<<20 || m.Anonymous > m.RSS || m.PSS > m.RSS || m.RSS > m.PeakRSS || m.Anonymous == 0 {
+		t.Errorf("implausible host memory for a guest that wrote 100 MB: %+v", *m)
+	}
+}
+
 // TestBootExits checks the exit statistics a boot reports and that a boot
 // stays within a generous bound, so a regression that multiplies exits
 // shows up here before it shows up in benchmarks.

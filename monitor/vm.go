@@ -49,6 +49,9 @@ type Config struct {
 	Stderr    *os.File // console: guest fd 2
 	Log       io.Writer
 	Verbose   bool // log each distinct unsupported call the guest makes, once
+	// MeasureMemory asks for Result.Memory: this process's host memory
+	// when the guest ends, read before its memory is released.
+	MeasureMemory bool
 	// Devices are attached as pre-opened descriptors from 3 up, in order,
 	// and listed to the guest in abi.DevicesEnv.
 	Devices []Device
@@ -89,6 +92,7 @@ type Result struct {
 	ExitCode int  // the guest's exit status; -1 when stopped
 	Stopped  bool // the context ended the run before the guest exited
 	Stats    Stats
+	Memory   *HostMemory // with Config.MeasureMemory, unless the kernel could not say
 }
 
 const (
@@ -372,7 +376,15 @@ func (v *VM) run(ctx context.Context) (Result, error) {
 		v.exit(-1)
 		stopped = v.life.exitCode == -1
 	}
-	return Result{ExitCode: v.life.exitCode, Stopped: stopped, Stats: v.stats.snapshot()}, nil
+	res := Result{ExitCode: v.life.exitCode, Stopped: stopped, Stats: v.stats.snapshot()}
+	if v.cfg.MeasureMemory {
+		if m, err := readHostMemory(); err == nil {
+			res.Memory = &m
+		} else {
+			fmt.Fprintf(v.cfg.Log, "atoll: host memory: %v\n", err)
+		}
+	}
+	return res, nil
 }
 
 // exit ends the VM with code; later calls are ignored.
