@@ -191,6 +191,24 @@ func TestNoHostAccess(t *testing.T) {
 	}
 }
 
+// TestReservedMemory checks that address space the guest reserved but
+// never mapped is no guest memory: touching it ends the VM, as it ends the
+// process natively (SIGSEGV), and the page it mapped in it works.
+func TestReservedMemory(t *testing.T) {
+	testenv.RequireKVM(t)
+	bin := guest(t, "reserved")
+	nat := native(t, bin, nil, nil)
+	vm, _ := boot(t, bin, nil, nil, 256<<20)
+	for world, o := range map[string]outcome{"native": nat, "atoll": vm} {
+		if o.stdout != "mapped page: 42\n" || o.code == 0 {
+			t.Errorf("%s: exit %d, stdout %q", world, o.code, o.stdout)
+		}
+	}
+	if vm.code != monitor.ExitVMFault || !strings.Contains(vm.stderr, "outside its address space") {
+		t.Errorf("atoll: exit %d, want %d with a crash report; stderr:\n%.2000s", vm.code, monitor.ExitVMFault, vm.stderr)
+	}
+}
+
 // TestHostileGuest passes bad pointers and lengths to every emulated call
 // that takes one: each must fail and the VM must carry on.
 func TestHostileGuest(t *testing.T) {

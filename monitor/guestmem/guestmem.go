@@ -79,6 +79,9 @@ type region struct {
 	// The bitmaps are guarded by Memory.mu.
 	alloc  bitmap // pages the guest has mapped (any protection)
 	commit bitmap // pages mapped readable or writable: counted in the limit
+	// slotted marks the granules registered with KVM (slots.go).
+	slotted bitmap
+	granule uint64 // bytes
 }
 
 func (r *region) end() GuestAddr { return r.base + GuestAddr(len(r.host)) }
@@ -99,6 +102,7 @@ type Memory struct {
 	systemPT  uint64 // the system area's 4 KiB page table (guest-physical)
 	heap      *region
 	low       *region
+	nextSlot  uint32 // the next KVM memory slot number
 }
 
 // Layout describes the low region.
@@ -134,8 +138,12 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 		return nil, 0, fmt.Errorf("address space too large: %#x", end)
 	}
 	m := &Memory{vm: vm, limit: limit, ptNext: ptPoolBase + PageSize}
-	low, err := m.newRegion(0, 0, end)
+	low, err := m.newRegion(0, 0, end, arenaGranule)
 	if err != nil {
+		return nil, 0, err
+	}
+	if err := m.back(low, 0, arenaStart/PageSize); err != nil {
+		unix.Munmap(low.host)
 		return nil, 0, err
 	}
 	m.low = low
@@ -166,25 +174,19 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 	return m, GuestAddr(stackTop), nil
 }
 
-// newRegion allocates host memory for [base, base+size) and registers it
-// as a KVM memory slot at guest-physical phys. It does not map it in the
-// page tables.
-func (m *Memory) newRegion(base GuestAddr, phys, size uint64) (*region, error) {
+// newRegion allocates host memory for [base, base+size), to be guest-physical
+// memory at phys registered with KVM in granules (slots.go); size is a
+// multiple of granule. It neither registers nor maps it in the page
+// tables.
+func (m *Memory) newRegion(base GuestAddr, phys, size, granule uint64) (*region, error) {
 	host, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
 		return nil, fmt.Errorf("reserve %d MiB of host memory: %w", size>>20, err)
 	}
-	var slot uint32
-	if rs := m.regions.Load(); rs != nil {
-		slot = uint32(len(*rs))
-	}
-	if err := m.vm.SetMemory(slot, phys, host); err != nil {
-		unix.Munmap(host)
-		return nil, err
-	}
 	pages := size / PageSize
-	return &region{base: base, phys: phys, host: host, alloc: newBitmap(pages), commit: newBitmap(pages)}, nil
+	return &region{base: base, phys: phys, host: host, alloc: newBitmap(pages), commit: newBitmap(pages),
+		slotted: newBitmap(size / granule), granule: granule}, nil
 }
 
 // Close releases the host memory behind every region. The VM using it

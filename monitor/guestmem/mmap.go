@@ -59,6 +59,9 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (
 		if grow := (hi - lo - r.commit.count(lo, hi)) * PageSize; m.committed+grow > m.limit {
 			return 0, unix.ENOMEM
 		}
+		if m.back(r, lo, hi) != nil {
+			return 0, unix.ENOMEM
+		}
 		m.committed += r.commit.set(lo, hi) * PageSize
 	} else {
 		m.committed -= r.commit.clear(lo, hi) * PageSize
@@ -106,6 +109,9 @@ func (m *Memory) Mprotect(a GuestAddr, length uint64, prot int) unix.Errno {
 		return 0
 	}
 	if grow := (hi - lo - r.commit.count(lo, hi)) * PageSize; m.committed+grow > m.limit {
+		return unix.ENOMEM
+	}
+	if m.back(r, lo, hi) != nil {
 		return unix.ENOMEM
 	}
 	m.committed += r.commit.set(lo, hi) * PageSize
@@ -165,14 +171,13 @@ func (m *Memory) createHeap(base GuestAddr, length uint64) error {
 		return unix.EINVAL
 	}
 	phys := alignUp(uint64(m.low.end()), 1<<30)
-	r, err := m.newRegion(base, phys, size)
+	r, err := m.newRegion(base, phys, size, heapGranule)
 	if err != nil {
 		return err
 	}
 	ptNext := m.ptNext
 	if err := m.mapRange(base, base+GuestAddr(size), phys); err != nil {
 		m.unmapRange(base, base+GuestAddr(size), ptNext)
-		m.vm.SetMemory(uint32(len(*m.regions.Load())), phys, nil)
 		unix.Munmap(r.host)
 		return err
 	}
