@@ -89,15 +89,21 @@ awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$(echo "$s1 - $s0" | bc
 sync
 grep -E '^(MemAvailable|AnonPages|Shmem|KernelStack|PageTables|SecPageTables|SUnreclaim|VmallocUsed):' /proc/meminfo >"$tmp/meminfo.after"
 after=$(avail_mib)
+# The kernel's memory for the unikernels: what /proc/meminfo's kernel
+# kinds grew by (other work on the machine adds noise to it).
+kernel_kib=$(join "$tmp/meminfo.before" "$tmp/meminfo.after" |
+	awk '$1 ~ /^(KernelStack|PageTables|SecPageTables|SUnreclaim|VmallocUsed):$/ {k += $4 - $2} END {print k + 0}')
 for p in "${pids[@]}"; do cat "/proc/$p/smaps_rollup" 2>/dev/null; done |
-	awk -v n="$started" -v before="$before" -v after="$after" -v floor="$floor" '
+	awk -v n="$started" -v before="$before" -v after="$after" -v kernel="$kernel_kib" '
 	/^Rss:/ {rss += $2} /^Pss:/ {pss += $2} /^Pss_Anon:/ {anon += $2} /^Pss_File:/ {file += $2}
 	END {
 		printf "== %d unikernels: RSS %.0f MiB, PSS %.0f MiB (anonymous %.0f, file %.0f)\n", n, rss/1024, pss/1024, anon/1024, file/1024
 		printf "   per unikernel: RSS %.1f MiB, PSS %.2f MiB (anonymous %.2f, file %.2f)\n", rss/1024/n, pss/1024/n, anon/1024/n, file/1024/n
+		each = (pss + kernel) / 1024 / n
+		printf "   per unikernel with the kernel'"'"'s memory for it: %.2f MiB (PSS + %.2f MiB kernel)\n", each, kernel/1024/n
 		used = before - after
-		printf "   host MemAvailable %d -> %d MiB: %.2f MiB per unikernel (kernel memory included)\n", before, after, used/n
-		printf "   this machine, leaving 4 GiB available: ~%d (memory alone)\n", n + (after - 4096) / (used/n)
+		printf "   host MemAvailable %d -> %d MiB: %.2f MiB per unikernel\n", before, after, used/n
+		printf "   a 24 GiB machine, leaving 4 GiB: ~%d at %.2f MiB each (memory alone)\n", 20 * 1024 / each, each
 	}'
 echo "   host memory by kind, change per unikernel (/proc/meminfo):"
 join "$tmp/meminfo.before" "$tmp/meminfo.after" |
