@@ -10,7 +10,10 @@
 # MemAvailable would fall below FLOOR_MIB (default 4608: 4 GiB plus a
 # margin) or the free process IDs (kernel.pid_max less the threads
 # running; each unikernel is ~12 host threads) below PID_MARGIN (4000), so
-# that other work on the machine can still start processes.
+# that other work on the machine can still start processes; after
+# START_SECONDS (default 900) of starting, as idle unikernels come to fill
+# the CPU and starts slow down; or on SIGUSR1 (kill -USR1 PID: measure
+# what runs now).
 #
 # Usage: bench/density.sh [N] [FIRST_PORT]   (defaults 100, 20000)
 #   FLOOR_MIB=...  memory to leave available   BATCH=...  started at once (8)
@@ -22,6 +25,7 @@ n=${1:-100}
 port0=${2:-20000}
 floor=${FLOOR_MIB:-4608}
 pid_margin=${PID_MARGIN:-4000}
+start_seconds=${START_SECONDS:-900}
 batch=${BATCH:-8}
 ((port0 + n < 32768)) || { echo "ports $port0..$((port0 + n)) reach the ephemeral range" >&2; exit 2; }
 tmp=$(mktemp -d)
@@ -56,8 +60,12 @@ sync
 grep -E '^(MemAvailable|AnonPages|Shmem|KernelStack|PageTables|SecPageTables|SUnreclaim|VmallocUsed):' /proc/meminfo >"$tmp/meminfo.before"
 before=$(avail_mib)
 echo "== MemAvailable before: $before MiB; floor $floor MiB; free pids $(free_pids)"
-started=0 stopped_early=""
+started=0 stopped_early="" asked=""
+trap 'asked=1' USR1
+SECONDS=0
 for ((i = 0; i < n; i += batch)); do
+	if [[ -n $asked ]]; then stopped_early="asked to (SIGUSR1)"; break; fi
+	if ((SECONDS > start_seconds)); then stopped_early="starting took over $start_seconds s"; break; fi
 	if (($(avail_mib) < floor + 256)); then stopped_early="MemAvailable $(avail_mib) MiB near the floor"; break; fi
 	if (($(free_pids) < pid_margin)); then stopped_early="only $(free_pids) process IDs left"; break; fi
 	ports=()
@@ -75,8 +83,8 @@ for ((i = 0; i < n; i += batch)); do
 done
 [[ -n $stopped_early ]] && echo "== stopped early after $started: $stopped_early"
 
-ok=0
-for ((j = 0; j < started; j++)); do answers $((port0 + j)) && ok=$((ok + 1)); done
+export -f answers
+ok=$(seq "$port0" $((port0 + started - 1)) | xargs -P 8 -I{} bash -c 'answers {} && echo ok' | wc -l)
 echo "== $ok of $started answered GET /api/hello"
 sleep 5 # let them go idle
 # CPU time (utime + stime, in clock ticks) of every unikernel's process.
