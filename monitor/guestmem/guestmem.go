@@ -3,8 +3,9 @@
 // bookkeeping and the memory limit.
 //
 // The address space is made of a few large regions, each one host mapping
-// (MAP_NORESERVE, so untouched pages cost nothing) and one KVM memory slot,
-// mapped with 2 MiB pages:
+// (MAP_NORESERVE, so untouched pages cost nothing) registered with KVM as
+// memory slots where the guest maps memory (slots.go), mapped with 2 MiB
+// pages:
 //
 //	[0, 2 MiB)          page-table pool; physical only, never mapped, so
 //	                    nil dereferences fault
