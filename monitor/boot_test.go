@@ -66,23 +66,33 @@ func native(t *testing.T, bin string, args, env []string) outcome {
 	return outcome{o.String(), e.String(), code}
 }
 
+// boot runs bin as a unikernel, its pages mapped from the file as atoll
+// run does, and checks that the guest's writes did not reach the file.
 func boot(t *testing.T, bin string, args, env []string, mem uint64) (outcome, monitor.Result) {
 	t.Helper()
 	image, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
+	file, err := os.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
 	dir := t.TempDir()
 	stdout, _ := os.Create(filepath.Join(dir, "stdout"))
 	stderr, _ := os.Create(filepath.Join(dir, "stderr"))
 	defer stdout.Close()
 	defer stderr.Close()
 	res, err := monitor.Run(context.Background(), monitor.Config{
-		Image: image, Name: filepath.Base(bin), Args: args, Env: env,
+		Image: image, ImageFile: file, Name: filepath.Base(bin), Args: args, Env: env,
 		MemBytes: mem, CPUs: 2, Stdout: stdout, Stderr: stderr, Log: stderr,
 	})
 	if err != nil {
 		t.Fatalf("boot %s: %v", bin, err)
+	}
+	if after, err := os.ReadFile(bin); err != nil || !bytes.Equal(after, image) {
+		t.Fatalf("the guest changed its image file %s (%v)", bin, err)
 	}
 	o, _ := os.ReadFile(stdout.Name())
 	e, _ := os.ReadFile(stderr.Name())
@@ -180,6 +190,27 @@ func TestNoHostAccess(t *testing.T) {
 	vm, _ := boot(t, guest(t, "noaccess"), nil, nil, 512<<20)
 	if want := "open /etc/shadow failed: true\ncreate in /proc failed: true\ndial failed: true\n"; vm.stdout != want || vm.code != 0 {
 		t.Fatalf("exit %d, stdout %q, want %q", vm.code, vm.stdout, want)
+	}
+}
+
+// TestReservedMemory checks that address space the guest reserved but
+// never mapped is no guest memory: touching it ends the VM, as it ends the
+// process natively (SIGSEGV), while the pages it mapped in it, one in
+// every other 2 MiB (256 memory slots), work.
+func TestReservedMemory(t *testing.T) {
+	testenv.RequireKVM(t)
+	bin := guest(t, "reserved")
+	nat := native(t, bin, nil, nil)
+	// 2 GiB: a reservation takes address space from the mmap arena
+	// (--mem's size) when the reservation zone has too little left.
+	vm, _ := boot(t, bin, nil, nil, 2<<30)
+	for world, o := range map[string]outcome{"native": nat, "atoll": vm} {
+		if o.stdout != "mapped pages: 256\n" || o.code == 0 {
+			t.Errorf("%s: exit %d, stdout %q", world, o.code, o.stdout)
+		}
+	}
+	if vm.code != monitor.ExitVMFault || !strings.Contains(vm.stderr, "outside its address space") {
+		t.Errorf("atoll: exit %d, want %d with a crash report; stderr:\n%.2000s", vm.code, monitor.ExitVMFault, vm.stderr)
 	}
 }
 
@@ -287,6 +318,33 @@ func TestOutOfMemory(t *testing.T) {
 	vm, _ := boot(t, guest(t, "oom"), nil, nil, 128<<20)
 	if vm.code != 2 || !strings.Contains(vm.stderr, "fatal error: runtime: out of memory") {
 		t.Fatalf("exit %d, stderr:\n%.2000s", vm.code, vm.stderr)
+	}
+}
+
+// TestHostMemory checks that a VM's host memory, measured when the
+// guest ends, counts the pages the guest wrote: goroutines writes 100 MB.
+func TestHostMemory(t *testing.T) {
+	testenv.RequireKVM(t)
+	image, err := os.ReadFile(guest(t, "goroutines"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	res, err := monitor.Run(context.Background(), monitor.Config{Image: image, Name: "goroutines",
+		MemBytes: 512 << 20, Stdout: null, Stderr: null, Log: null, MeasureMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Memory
+	if m == nil {
+		t.Fatal("no host memory measured")
+	}
+	if m.PeakRSS < 100<<20 || m.Anonymous > m.RSS || m.PSS > m.RSS || m.RSS > m.PeakRSS || m.Anonymous == 0 {
+		t.Errorf("implausible host memory for a guest that wrote 100 MB: %+v", *m)
 	}
 }
 

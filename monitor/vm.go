@@ -33,18 +33,26 @@ import (
 
 // Config describes one run of a unikernel.
 type Config struct {
-	Image    []byte // the static ELF executable
-	Name     string // the unikernel's host name, and argv[0] unless Argv0 is set
-	Argv0    string
-	Args     []string // arguments after argv[0]
-	Env      []string // KEY=VALUE; the guest sees nothing else
-	MemBytes uint64   // memory limit
-	CPUs     int      // processors the guest is told it has (GOMAXPROCS)
-	Stdin    *os.File // console: guest fd 0; nil reads end-of-file
-	Stdout   *os.File // console: guest fd 1
-	Stderr   *os.File // console: guest fd 2
-	Log      io.Writer
-	Verbose  bool // log each distinct unsupported call the guest makes, once
+	Image []byte // the static ELF executable
+	// ImageFile, if set, is the file whose first len(Image) bytes are
+	// Image, kept open for the run: the image's pages are then mapped
+	// from it copy-on-write rather than copied (load.go), so VMs of one
+	// file share them. The file must not be truncated while a VM runs.
+	ImageFile *os.File
+	Name      string // the unikernel's host name, and argv[0] unless Argv0 is set
+	Argv0     string
+	Args      []string // arguments after argv[0]
+	Env       []string // KEY=VALUE; the guest sees nothing else
+	MemBytes  uint64   // memory limit
+	CPUs      int      // processors the guest is told it has (GOMAXPROCS)
+	Stdin     *os.File // console: guest fd 0; nil reads end-of-file
+	Stdout    *os.File // console: guest fd 1
+	Stderr    *os.File // console: guest fd 2
+	Log       io.Writer
+	Verbose   bool // log each distinct unsupported call the guest makes, once
+	// MeasureMemory asks for Result.Memory: this process's host memory
+	// when the guest ends, read before its memory is released.
+	MeasureMemory bool
 	// Devices are attached as pre-opened descriptors from 3 up, in order,
 	// and listed to the guest in abi.DevicesEnv.
 	Devices []Device
@@ -95,6 +103,7 @@ type Result struct {
 	Stopped  bool // the context ended the run before the guest exited
 	Stats    Stats
 	Timeline Timeline
+	Memory   *HostMemory // with Config.MeasureMemory, unless the kernel could not say
 }
 
 const (
@@ -375,12 +384,8 @@ func (v *VM) close() {
 // run loads the image, starts the first thread and waits for the VM to
 // end.
 func (v *VM) run(ctx context.Context) (Result, error) {
-	for _, s := range v.img.Segments {
-		b, err := v.mem.Slice(guestmem.GuestAddr(s.Vaddr), s.Memsz)
-		if err != nil {
-			return Result{}, fmt.Errorf("load segment at %#x: %w", s.Vaddr, err)
-		}
-		copy(b, s.Data)
+	if err := v.loadImage(); err != nil {
+		return Result{}, err
 	}
 	sp, err := v.buildStack()
 	if err != nil {
@@ -404,7 +409,15 @@ func (v *VM) run(ctx context.Context) (Result, error) {
 		v.exit(-1)
 		stopped = v.life.exitCode == -1
 	}
-	return Result{ExitCode: v.life.exitCode, Stopped: stopped, Stats: v.snapshot()}, nil
+	res := Result{ExitCode: v.life.exitCode, Stopped: stopped, Stats: v.snapshot()}
+	if v.cfg.MeasureMemory {
+		if m, err := readHostMemory(); err == nil {
+			res.Memory = &m
+		} else {
+			fmt.Fprintf(v.cfg.Log, "atoll: host memory: %v\n", err)
+		}
+	}
+	return res, nil
 }
 
 // exit ends the VM with code; later calls are ignored.

@@ -72,7 +72,7 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	workdir := fs.String("workdir", "", "the guest's working directory, an absolute guest path (default /)")
 	argv0 := fs.String("argv0", "", "the guest's argv[0] (default: the unikernel's name)")
 	verbose := fs.Bool("v", false, "log each distinct unsupported call the guest makes, once, with what the ABI says of it")
-	stats := fs.Bool("stats", false, "print VM exit counts by cause when the guest exits")
+	stats := fs.Bool("stats", false, "print VM exit counts by cause, and the host memory used, when the guest exits")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -138,23 +138,25 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	}()
 	runStart := time.Now()
 	res, err := monitor.Run(ctx, monitor.Config{
-		Image:    exe,
-		Name:     m.Name,
-		Args:     guestArgs,
-		Env:      append(mergeEnv(m.Env, env.items), att.env...),
-		MemBytes: m.Memory,
-		CPUs:     m.CPUs,
-		Stdin:    os.Stdin,
-		Stdout:   stdout,
-		Stderr:   stderr,
-		Log:      stderr,
-		Verbose:  *verbose,
-		Devices:  att.devs,
-		Files:    tg.files,
-		Volumes:  att.volumes,
-		Workdir:  *workdir,
-		Argv0:    *argv0,
-		HostNet:  att.hostNet,
+		Image:         exe,
+		ImageFile:     tg.im.File(),
+		Name:          m.Name,
+		Args:          guestArgs,
+		Env:           append(mergeEnv(m.Env, env.items), att.env...),
+		MemBytes:      m.Memory,
+		CPUs:          m.CPUs,
+		Stdin:         os.Stdin,
+		Stdout:        stdout,
+		Stderr:        stderr,
+		Log:           stderr,
+		Verbose:       *verbose,
+		MeasureMemory: *stats,
+		Devices:       att.devs,
+		Files:         tg.files,
+		Volumes:       att.volumes,
+		Workdir:       *workdir,
+		Argv0:         *argv0,
+		HostNet:       att.hostNet,
 
 		Nameservers: att.nameservers,
 	})
@@ -166,6 +168,9 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 		fmt.Fprint(stderr, res.Stats)
 		fmt.Fprintf(stderr, "atoll start to monitor.Run: %.2f ms\n", float64(runStart.Sub(processStart))/float64(time.Millisecond))
 		fmt.Fprint(stderr, res.Timeline)
+		if res.Memory != nil {
+			fmt.Fprint(stderr, res.Memory)
+		}
 	}
 	if res.Stopped {
 		sig, _ := stopSig.Load().(unix.Signal)

@@ -35,6 +35,7 @@ var ErrInvalid = errors.New("invalid image")
 type Segment struct {
 	Vaddr uint64 // where it is mapped
 	Data  []byte // file contents; the rest up to Memsz is zero
+	Off   uint64 // where Data starts in the file
 	Memsz uint64
 	Flags elf.ProgFlag
 }
@@ -102,6 +103,7 @@ func Parse(data []byte) (*Image, error) {
 		img.Segments = append(img.Segments, Segment{
 			Vaddr: p.Vaddr,
 			Data:  data[p.Off : p.Off+p.Filesz],
+			Off:   p.Off,
 			Memsz: p.Memsz,
 			Flags: p.Flags,
 		})

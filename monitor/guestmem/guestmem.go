@@ -3,8 +3,9 @@
 // bookkeeping and the memory limit.
 //
 // The address space is made of a few large regions, each one host mapping
-// (MAP_NORESERVE, so untouched pages cost nothing) and one KVM memory slot,
-// mapped with 2 MiB pages:
+// (MAP_NORESERVE, so untouched pages cost nothing) registered with KVM as
+// memory slots where the guest maps memory (slots.go), mapped with 2 MiB
+// pages:
 //
 //	[0, 2 MiB)          page-table pool; physical only, never mapped, so
 //	                    nil dereferences fault
@@ -81,6 +82,9 @@ type region struct {
 	// The bitmaps are guarded by Memory.mu.
 	alloc  bitmap // pages the guest has mapped (any protection)
 	commit bitmap // pages mapped readable or writable: counted in the limit
+	// slotted marks the granules registered with KVM (slots.go).
+	slotted bitmap
+	granule uint64 // bytes
 }
 
 func (r *region) end() GuestAddr { return r.base + GuestAddr(len(r.host)) }
@@ -101,11 +105,8 @@ type Memory struct {
 	systemPT  uint64  // the system area's 4 KiB page table (guest-physical)
 	heap      *region // nil until placed at the runtime's hint
 	low       *region
-	// heapMem is the heap region's memory, registered with KVM by New
-	// (a memory slot added while vCPUs run costs milliseconds on
-	// kvm_pvm) but mapped only when the runtime names its address.
-	heapMem *region
-	zone    zone
+	zone      zone
+	nextSlot  uint32 // the next KVM memory slot number
 }
 
 // Layout describes the low region.
@@ -148,11 +149,13 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 		return nil, 0, fmt.Errorf("address space too large: %#x", end)
 	}
 	m := &Memory{vm: vm, limit: limit, ptNext: ptPoolBase + PageSize}
-	low, err := m.newRegion(0, 0, 0, end)
+	low, err := m.newRegion(0, 0, end, arenaGranule)
 	if err != nil {
 		return nil, 0, err
 	}
-	if m.heapMem, err = m.newRegion(1, 0, alignUp(end, 1<<30), m.heapSize()); err != nil {
+	// Below the reservation zone at once; the zone and the arena as the
+	// guest maps them.
+	if err := m.back(low, 0, stackTop/PageSize); err != nil {
 		unix.Munmap(low.host)
 		return nil, 0, err
 	}
@@ -187,21 +190,19 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 	return m, GuestAddr(stackTop), nil
 }
 
-// newRegion allocates host memory for [base, base+size) and registers it
-// as KVM memory slot slot at guest-physical phys. It does not map it in
-// the page tables.
-func (m *Memory) newRegion(slot uint32, base GuestAddr, phys, size uint64) (*region, error) {
+// newRegion allocates host memory for [base, base+size), to be guest-physical
+// memory at phys registered with KVM in granules (slots.go); size is a
+// multiple of granule. It neither registers nor maps it in the page
+// tables.
+func (m *Memory) newRegion(base GuestAddr, phys, size, granule uint64) (*region, error) {
 	host, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
 		return nil, fmt.Errorf("reserve %d MiB of host memory: %w", size>>20, err)
 	}
-	if err := m.vm.SetMemory(slot, phys, host); err != nil {
-		unix.Munmap(host)
-		return nil, err
-	}
 	pages := size / PageSize
-	return &region{base: base, phys: phys, host: host, alloc: newBitmap(pages), commit: newBitmap(pages)}, nil
+	return &region{base: base, phys: phys, host: host, alloc: newBitmap(pages), commit: newBitmap(pages),
+		slotted: newBitmap(size / granule), granule: granule}, nil
 }
 
 // Close releases the host memory behind every region. The VM using it
@@ -209,8 +210,8 @@ func (m *Memory) newRegion(slot uint32, base GuestAddr, phys, size uint64) (*reg
 func (m *Memory) Close() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, r := range []*region{m.low, m.heapMem} {
-		if r != nil && r.host != nil {
+	for _, r := range *m.regions.Load() {
+		if r.host != nil {
 			unix.Munmap(r.host)
 			r.host = nil
 		}

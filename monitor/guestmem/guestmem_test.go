@@ -9,14 +9,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fakeSlots records memory slots instead of registering them with KVM.
-type fakeSlots struct{ gpas []uint64 }
+// fakeSlots records memory slots instead of registering them with KVM;
+// it refuses slots beyond max, when max is set.
+type fakeSlots struct {
+	gpas, sizes []uint64
+	max         int
+}
 
 func (f *fakeSlots) SetMemory(slot uint32, gpa uint64, mem []byte) error {
 	if int(slot) != len(f.gpas) {
 		return errors.New("slots out of order")
 	}
-	f.gpas = append(f.gpas, gpa)
+	if f.max != 0 && len(f.gpas) == f.max {
+		return errors.New("no more slots")
+	}
+	f.gpas, f.sizes = append(f.gpas, gpa), append(f.sizes, uint64(len(mem)))
 	return nil
 }
 
@@ -156,18 +163,22 @@ func TestMmapLimitAndReuse(t *testing.T) {
 func TestHeapHint(t *testing.T) {
 	m, _, f := newTest(t)
 	const hint = GuestAddr(0x1da344000000)
-	if len(f.gpas) != 2 || m.heap != nil {
-		t.Fatalf("slots %#x before the hint: the heap's memory must be registered by New, before any vCPU runs", f.gpas)
-	}
 	a, e := m.Mmap(hint, 64<<20, unix.PROT_NONE, 0)
 	if e != 0 || a != hint {
 		t.Fatalf("first heap hint: %#x, %v; want the hint honoured", a, e)
 	}
 	// The region sits at the hint in virtual space, and just above the
-	// low region in physical space: below 2^39, whatever the hint.
+	// low region in physical space: below 2^39, whatever the hint. Its
+	// memory becomes a slot when the runtime maps some of it writable.
 	phys := alignUp(uint64(m.low.end()), 1<<30)
-	if len(f.gpas) != 2 || f.gpas[1] != phys || phys+m.heapSize() > 1<<39 {
-		t.Fatalf("slots %#x, want a second at %#x", f.gpas, phys)
+	if len(f.gpas) != 1 {
+		t.Fatalf("slots %#x: a reservation was registered", f.gpas)
+	}
+	if _, e := m.Mmap(hint, 4<<20, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != 0 {
+		t.Fatal(e)
+	}
+	if len(f.gpas) != 2 || f.gpas[1] != phys || f.sizes[1] != heapGranule || phys+m.heapSize() > 1<<39 {
+		t.Fatalf("slots %#x (sizes %#x), want a second at %#x", f.gpas, f.sizes, phys)
 	}
 	if p, ok := m.walk(uint64(hint) + 12345); !ok || p != phys+12345 {
 		t.Fatalf("heap maps %#x to %#x %v, want %#x", uint64(hint)+12345, p, ok, phys+12345)
@@ -197,8 +208,8 @@ func TestHeapHintTooLarge(t *testing.T) {
 	if _, e := m.Mmap(0x600000000000, 64<<30, unix.PROT_NONE, 0); e != unix.ENOMEM {
 		t.Fatalf("64 GiB reservation: %v, want ENOMEM", e)
 	}
-	if m.heap != nil || len(f.gpas) != 2 {
-		t.Fatalf("a heap region was placed: slots %#x", f.gpas)
+	if len(f.gpas) != 1 {
+		t.Fatalf("a heap region was created: slots %#x", f.gpas)
 	}
 }
 

@@ -65,6 +65,9 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (
 		if grow := (hi - lo - r.commit.count(lo, hi)) * PageSize; m.committed+grow > m.limit {
 			return 0, unix.ENOMEM
 		}
+		if m.back(r, lo, hi) != nil {
+			return 0, unix.ENOMEM
+		}
 		m.committed += r.commit.set(lo, hi) * PageSize
 	} else {
 		m.committed -= r.commit.clear(lo, hi) * PageSize
@@ -114,6 +117,9 @@ func (m *Memory) Mprotect(a GuestAddr, length uint64, prot int) unix.Errno {
 		return 0
 	}
 	if grow := (hi - lo - r.commit.count(lo, hi)) * PageSize; m.committed+grow > m.limit {
+		return unix.ENOMEM
+	}
+	if m.back(r, lo, hi) != nil {
 		return unix.ENOMEM
 	}
 	m.committed += r.commit.set(lo, hi) * PageSize
@@ -166,20 +172,24 @@ func (m *Memory) mappable(a GuestAddr, length uint64) *region {
 // arenas, plus one.
 func (m *Memory) heapSize() uint64 { return alignUp(m.limit, heapHintMin) + heapHintMin }
 
-// createHeap places the heap region at base: its memory, registered by
-// New, is mapped there. On failure nothing of it is mapped.
+// createHeap adds the heap region at base, sized for the memory limit.
+// On failure nothing of it remains.
 func (m *Memory) createHeap(base GuestAddr, length uint64) error {
-	r := m.heapMem
-	size := uint64(len(r.host))
+	size := m.heapSize()
 	if length > size || base%LargePage != 0 || base < m.low.end() || base >= maxUserAddr || uint64(base)+size > maxUserAddr {
 		return unix.EINVAL
 	}
-	ptNext := m.ptNext
-	if err := m.mapRange(base, base+GuestAddr(size), r.phys); err != nil {
-		m.unmapRange(base, base+GuestAddr(size), ptNext)
+	phys := alignUp(uint64(m.low.end()), 1<<30)
+	r, err := m.newRegion(base, phys, size, heapGranule)
+	if err != nil {
 		return err
 	}
-	r.base = base
+	ptNext := m.ptNext
+	if err := m.mapRange(base, base+GuestAddr(size), phys); err != nil {
+		m.unmapRange(base, base+GuestAddr(size), ptNext)
+		unix.Munmap(r.host)
+		return err
+	}
 	m.heap = r
 	rs := append(append([]*region(nil), *m.regions.Load()...), r)
 	m.regions.Store(&rs)

@@ -1,0 +1,16 @@
+package guestmem
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// mapFile replaces the host pages behind b, a page-aligned slice of a
+// region's host mapping, with a private, copy-on-write mapping of len(b)
+// bytes of the file fd from offset off.
+func mapFile(b []byte, fd int, off int64) error {
+	_, err := unix.MmapPtr(fd, off, unsafe.Pointer(&b[0]), uintptr(len(b)),
+		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_FIXED|unix.MAP_NORESERVE)
+	return err
+}
