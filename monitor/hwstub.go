@@ -25,6 +25,10 @@ import (
 //	gdtAddr               the GDT (Linux's selectors)
 //	idtAddr               the IDT: 32 interrupt gates on IST 1
 //	tssBase + 1 KiB × n   vCPU n's TSS, and its IST stack above it
+//
+// (The system area also holds, open to the program, the vDSO and its
+// parameters, the doorbell page of the frame rings (net_ring.go) and,
+// closed to it, the thread blocks (threadblock.go).)
 
 const (
 	hwStubAddr   = trampolineAddr + 0x800
