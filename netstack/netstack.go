@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -73,6 +74,9 @@ func init() { log.SetLevel(log.Warning) }
 // Verbose makes gVisor log what it has to say (atoll run -v).
 func Verbose() { log.SetLevel(log.Info) }
 
+// timeWaitTimeout is how long a closed TCP connection stays in TIME_WAIT.
+const timeWaitTimeout = 5 * time.Second
+
 // NewGVisorStack returns a gVisor stack with IPv4, ARP, TCP, UDP and ICMP
 // and the options Atoll pins (for usernet, which builds on gVisor too).
 func NewGVisorStack() (*stack.Stack, error) {
@@ -87,7 +91,15 @@ func NewGVisorStack() (*stack.Stack, error) {
 	// - Receive-buffer moderation grows windows with the transfer, as Linux
 	//   does; without it bulk transfers stall at the initial window.
 	moderate := tcpip.TCPModerateReceiveBufferOption(true)
-	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &moderate} {
+	// - TIME_WAIT lasts 5 s, not 60. gVisor keeps a whole endpoint
+	//   (~20 KB) for each connection in TIME_WAIT where Linux keeps a
+	//   small record, so a server that closes a few hundred connections a
+	//   second grew by ~8 MB/s for a minute (~550 MB) and ran out of
+	//   memory (docs/benchmarks.md, frame rings). TIME_WAIT is there to
+	//   answer a retransmitted FIN and let stray segments die; on a VM's
+	//   link both take milliseconds.
+	timeWait := tcpip.TCPTimeWaitTimeoutOption(timeWaitTimeout)
+	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &moderate, &timeWait} {
 		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("netstack: %v", err)

@@ -13,6 +13,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
 // wire is one direction of an in-memory Ethernet cable.
@@ -326,5 +327,28 @@ func (p *prober) check(t *testing.T, frame []byte) {
 	}
 	if _, err := io.ReadFull(p.tcp, p.buf[:1]); err != nil || p.buf[0] != b[0] {
 		t.Fatalf("TCP echo after frame %x: got %q, %v; want %q", frame, p.buf[:1], err, b)
+	}
+}
+
+// TestPinnedOptions checks the TCP options NewGVisorStack pins, each with
+// its reason there; a short TIME_WAIT is what keeps a server under
+// connection churn from holding an endpoint per closed connection for a
+// minute.
+func TestPinnedOptions(t *testing.T) {
+	s, err := NewGVisorStack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var sack tcpip.TCPSACKEnabled
+	var moderate tcpip.TCPModerateReceiveBufferOption
+	var timeWait tcpip.TCPTimeWaitTimeoutOption
+	for _, opt := range []tcpip.GettableTransportProtocolOption{&sack, &moderate, &timeWait} {
+		if err := s.TransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+			t.Fatalf("%T: %v", opt, err)
+		}
+	}
+	if !bool(sack) || !bool(moderate) || time.Duration(timeWait) != timeWaitTimeout {
+		t.Errorf("SACK %v, receive-buffer moderation %v, TIME_WAIT %v", sack, moderate, time.Duration(timeWait))
 	}
 }
