@@ -144,6 +144,8 @@ func TestGolden(t *testing.T) {
 		{"run-net-bad-option", []string{"run", "--net", "service=user,mtu=9000", netImage}, 125},
 		{"run-net-host-image", []string{"run", "--net", "host", "--block", "data=" + filepath.Join(dir, "d3"), devicesImage}, 125},
 		{"run-net-host-addressing", []string{"run", "--net", "host,ip=10.1.0.2/24", hello}, 125},
+		{"run-net-host-rings", []string{"run", "--net", "host,outbound=none,rings=off", hello}, 125},
+		{"run-net-rings-bad", []string{"run", "--net", "service=user,rings=maybe", netImage}, 125},
 		{"run-net-twice", []string{"run", "--net", "host", "--net", "host,outbound=none", hello}, 125},
 		{"run-net-bad", []string{"run", "--net", "tap0", hello}, 2},
 		{"run-dns-bad", []string{"run", "--dns", "dns.example", "--net", "host", hello}, 125},

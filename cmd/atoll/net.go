@@ -162,6 +162,9 @@ func cutRings(spec string) (string, bool, error) {
 
 // attachHost gives the guest the host backend from host[,OPTIONS].
 func (f *netFlags) attachHost(spec string, a *attached) error {
+	if _, rest, _ := strings.Cut(spec, ","); strings.HasPrefix(rest, "rings=") || strings.Contains(rest, ",rings=") {
+		return fmt.Errorf("rings= applies to frame devices (user, tap): on the host backend the monitor serves the guest's sockets, and there are no frames")
+	}
 	o, err := f.options(spec)
 	if err != nil {
 		return err
