@@ -206,6 +206,29 @@ func (p *Producer) Publish(n int) (notify bool) {
 	return cas(p.r.asleep, 1, 0)
 }
 
+// Put copies into free slots as many of frames as fit, for Publish(put)
+// to make visible. A frame of no frame's length (below MinFrame, above
+// SlotSize) takes no slot and is skipped. It returns how many of frames it
+// used (put or skipped) and how many it put.
+func (p *Producer) Put(frames [][]byte) (used, put int, err error) {
+	space, err := p.Space()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, f := range frames {
+		if put == space {
+			break
+		}
+		used++
+		if len(f) < MinFrame || len(f) > SlotSize {
+			continue
+		}
+		p.SetLen(put, copy(p.Slot(put), f))
+		put++
+	}
+	return used, put, nil
+}
+
 // Wait is called when Space was 0: it asks the consumer to notify when it
 // frees slots, and reports whether space has appeared meanwhile (then no
 // notification is due and the producer goes on).
@@ -239,6 +262,26 @@ func (c *Consumer) Frame(i int) []byte {
 		return nil
 	}
 	return c.r.slot(k)[:n]
+}
+
+// Take copies up to len(bufs) waiting frames into bufs, their lengths in
+// sizes, and releases their slots. A slot whose length is no frame, or
+// whose frame does not fit its buffer, is skipped. It returns how many
+// frames it copied, how many slots it released, and whether the producer
+// must be notified.
+func (c *Consumer) Take(bufs [][]byte, sizes []int) (got, taken int, notify bool, err error) {
+	taken, err = c.Avail()
+	if err != nil || taken == 0 {
+		return 0, 0, false, err
+	}
+	taken = min(taken, len(bufs))
+	for i := 0; i < taken; i++ {
+		if f := c.Frame(i); f != nil && len(f) <= len(bufs[got]) {
+			sizes[got] = copy(bufs[got], f)
+			got++
+		}
+	}
+	return got, taken, c.Release(taken), nil
 }
 
 // Release hands the next n frames' slots back to the producer. It reports

@@ -197,39 +197,30 @@ func (r *netRing) ReadFrames(bufs [][]byte, sizes []int) (int, error) {
 		if r.closed.Load() {
 			return 0, net.ErrClosed
 		}
-		n, err := r.tx.Avail()
+		got, taken, notify, err := r.tx.Take(bufs, sizes)
 		if err != nil {
 			return 0, r.fail(err)
 		}
-		if n == 0 {
-			ready, err := r.tx.Sleep()
-			if err != nil {
-				return 0, r.fail(err)
-			}
-			if !ready {
-				if err := r.waitKick(r.txKick); err != nil {
-					return 0, err
-				}
-				r.tx.Wake()
-			}
-			continue
-		}
-		n = min(n, len(bufs))
-		got := 0
-		for i := 0; i < n; i++ {
-			if f := r.tx.Frame(i); f != nil && len(f) <= len(bufs[got]) {
-				sizes[got] = copy(bufs[got], f)
-				got++
-			} else {
-				r.dropped.Add(1)
-			}
-		}
-		if r.tx.Release(n) {
+		if notify {
 			r.wake()
 		}
+		r.dropped.Add(uint64(taken - got))
 		r.txFrames.Add(uint64(got))
 		if got > 0 {
 			return got, nil
+		}
+		if taken > 0 {
+			continue
+		}
+		ready, err := r.tx.Sleep()
+		if err != nil {
+			return 0, r.fail(err)
+		}
+		if !ready {
+			if err := r.waitKick(r.txKick); err != nil {
+				return 0, err
+			}
+			r.tx.Wake()
 		}
 	}
 }
@@ -243,35 +234,27 @@ func (r *netRing) WriteFrames(frames [][]byte) (int, error) {
 		if r.closed.Load() {
 			return sent, net.ErrClosed
 		}
-		space, err := r.rx.Space()
+		used, put, err := r.rx.Put(frames[sent:])
 		if err != nil {
 			return sent, r.fail(err)
 		}
-		if space == 0 {
-			ready, err := r.rx.Wait()
-			if err != nil {
-				return sent, r.fail(err)
-			}
-			if !ready {
-				if err := r.waitKick(r.rxKick); err != nil {
-					return sent, err
-				}
-			}
-			continue
-		}
-		k, put := min(space, len(frames)-sent), 0
-		for _, f := range frames[sent : sent+k] {
-			if len(f) >= framering.MinFrame && len(f) <= framering.SlotSize {
-				r.rx.SetLen(put, copy(r.rx.Slot(put), f))
-				put++
-			} else {
-				r.dropped.Add(1)
-			}
-		}
-		sent += k
-		r.rxFrames.Add(uint64(put))
+		r.dropped.Add(uint64(used - put))
+		r.rxFrames.Add(uint64(put)) // counted before the guest can see them
 		if put > 0 && r.rx.Publish(put) {
 			r.wake()
+		}
+		sent += used
+		if used > 0 {
+			continue
+		}
+		ready, err := r.rx.Wait()
+		if err != nil {
+			return sent, r.fail(err)
+		}
+		if !ready {
+			if err := r.waitKick(r.rxKick); err != nil {
+				return sent, err
+			}
 		}
 	}
 	return sent, nil

@@ -64,30 +64,22 @@ func NewRingDevice(fd uintptr, name string) (BatchDevice, error) {
 // RX ring, sleeping in the poller while there are none.
 func (d *ringDevice) ReadFrames(bufs [][]byte, sizes []int) (int, error) {
 	for {
-		n, err := d.rx.Avail()
+		got, taken, notify, err := d.rx.Take(bufs, sizes)
 		if err != nil {
 			return 0, err
 		}
-		if n > 0 {
-			n = min(n, len(bufs))
-			got := 0
-			for i := 0; i < n; i++ {
-				if f := d.rx.Frame(i); f != nil && len(f) <= len(bufs[got]) {
-					sizes[got] = copy(bufs[got], f)
-					got++
-				}
-			}
-			if d.rx.Release(n) {
-				doorbell(uintptr(d.region.RXDoorbell))
-			}
-			d.in.Add(uint64(n))
-			if got > 0 {
-				return got, nil
-			}
+		if notify {
+			doorbell(uintptr(d.region.RXDoorbell))
+		}
+		d.in.Add(uint64(taken))
+		if got > 0 {
+			return got, nil
+		}
+		if taken > 0 {
 			continue
 		}
 		err = d.rc.Read(func(uintptr) bool {
-			ready, _ := d.rx.Sleep() // a corrupt ring is ready: Avail reports it
+			ready, _ := d.rx.Sleep() // a corrupt ring is ready: Take reports it
 			return ready
 		})
 		if err != nil {
@@ -100,39 +92,37 @@ func (d *ringDevice) ReadFrames(bufs [][]byte, sizes []int) (int, error) {
 // waiting in the poller while it is full, and rings the doorbell when the
 // monitor's side sleeps. A frame larger than a slot is refused.
 func (d *ringDevice) WriteFrames(frames [][]byte) (int, error) {
+	ok := len(frames)
+	for i, f := range frames {
+		if len(f) > framering.SlotSize {
+			ok = i
+			break
+		}
+	}
 	sent := 0
-	for sent < len(frames) {
-		space, err := d.tx.Space()
+	for sent < ok {
+		used, put, err := d.tx.Put(frames[sent:ok])
 		if err != nil {
 			return sent, err
 		}
-		if space == 0 {
-			err := d.rc.Write(func(uintptr) bool {
-				ready, _ := d.tx.Wait()
-				return ready
-			})
-			if err != nil {
-				return sent, err
-			}
-			continue
-		}
-		k := min(space, len(frames)-sent)
-		for i := 0; i < k; i++ {
-			f := frames[sent+i]
-			if len(f) > framering.SlotSize {
-				k = i
-				break
-			}
-			d.tx.SetLen(i, copy(d.tx.Slot(i), f))
-		}
-		if k > 0 && d.tx.Publish(k) {
+		d.out.Add(uint64(put))
+		if put > 0 && d.tx.Publish(put) {
 			doorbell(uintptr(d.region.TXDoorbell))
 		}
-		d.out.Add(uint64(k))
-		sent += k
-		if sent < len(frames) && len(frames[sent]) > framering.SlotSize {
-			return sent, fmt.Errorf("frame of %d bytes: a ring slot holds %d", len(frames[sent]), framering.SlotSize)
+		sent += used
+		if used > 0 {
+			continue
 		}
+		err = d.rc.Write(func(uintptr) bool {
+			ready, _ := d.tx.Wait()
+			return ready
+		})
+		if err != nil {
+			return sent, err
+		}
+	}
+	if ok < len(frames) {
+		return sent, fmt.Errorf("frame of %d bytes: a ring slot holds %d", len(frames[ok]), framering.SlotSize)
 	}
 	return sent, nil
 }

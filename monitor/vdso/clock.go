@@ -142,15 +142,18 @@ func (c *Clock) publish(tscBase, monoBase uint64, realOff int64, mult uint32) {
 }
 
 // Run re-anchors every clockPeriod until done is closed.
-func (c *Clock) Run(done <-chan struct{}) {
-	t := time.NewTicker(clockPeriod)
+func (c *Clock) Run(done <-chan struct{}) { every(clockPeriod, done, c.reanchor) }
+
+// every calls fn each period until done is closed.
+func every(period time.Duration, done <-chan struct{}, fn func()) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-done:
 			return
 		case <-t.C:
-			c.reanchor()
+			fn()
 		}
 	}
 }

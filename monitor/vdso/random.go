@@ -140,15 +140,4 @@ func (r *Random) Reseed() {
 }
 
 // Run reseeds every reseedPeriod until done is closed.
-func (r *Random) Run(done <-chan struct{}) {
-	t := time.NewTicker(reseedPeriod)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			r.Reseed()
-		}
-	}
-}
+func (r *Random) Run(done <-chan struct{}) { every(reseedPeriod, done, r.Reseed) }
