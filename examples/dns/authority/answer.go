@@ -26,7 +26,7 @@ type query struct {
 func (z *Zone) Answer(m *dns.Msg, qname string, qtype uint16, do bool) {
 	q := &query{z: z, m: m, qtype: qtype, do: do && z.signed}
 	m.Authoritative = true
-	seen := map[string]bool{}
+	seen := map[string]bool{dns.CanonicalName(qname): true}
 	for name, i := qname, 0; i <= maxChain; i++ {
 		next, ok := q.resolve(name)
 		if !ok {

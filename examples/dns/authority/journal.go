@@ -186,17 +186,25 @@ func (d Delta) encode() []byte {
 var errBadJournal = errors.New("corrupt")
 
 // readDeltas parses r's complete blocks; good is the offset after the
-// last one.
+// last one. Only the last block may be incomplete or fail its CRC (a
+// write a crash cut short); anywhere else that is corruption, an error.
 func readDeltas(r io.Reader) (deltas []Delta, good int64, err error) {
 	br := bufio.NewReader(r)
 	var block bytes.Buffer
 	var off int64
 	var cur *pendingDelta
 	lineNo := 0
+	// torn ends the journal at the current block, if nothing follows.
+	torn := func(what string) ([]Delta, int64, error) {
+		if _, err := br.Peek(1); err == io.EOF {
+			return deltas, good, nil
+		}
+		return nil, 0, fmt.Errorf("%w: %s at line %d, with more after it", errBadJournal, what, lineNo)
+	}
 	for {
 		line, err := br.ReadString('\n')
 		if err == io.EOF {
-			return deltas, good, nil // a line without newline: torn
+			return deltas, good, nil // a line without its newline: torn
 		}
 		if err != nil {
 			return nil, 0, err
@@ -206,16 +214,19 @@ func readDeltas(r io.Reader) (deltas []Delta, good int64, err error) {
 		text := strings.TrimSuffix(line, "\n")
 		switch {
 		case strings.HasPrefix(text, "$delta "):
+			if cur != nil {
+				return nil, 0, fmt.Errorf("%w: delta without its end before line %d", errBadJournal, lineNo)
+			}
 			block.Reset()
 			block.WriteString(line)
 			cur = &pendingDelta{}
 		case cur == nil:
-			return nil, 0, fmt.Errorf("%w: line %d outside a delta", errBadJournal, lineNo)
+			return torn("a line outside a delta")
 		case strings.HasPrefix(text, "$end "):
 			f := strings.Fields(text)
 			want, perr := strconv.ParseUint(f[len(f)-1], 16, 32)
 			if perr != nil || len(f) != 4 || uint32(want) != crc32.ChecksumIEEE(block.Bytes()) {
-				return deltas, good, nil // torn or garbled tail
+				return torn("a delta failing its checksum")
 			}
 			if cur.bad != nil {
 				return nil, 0, cur.bad

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -114,17 +115,31 @@ func ParseZone(r io.Reader, origin, file string) ([]dns.RR, error) {
 	zp.SetDefaultTTL(3600)
 	var rrs []dns.RR
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		if noData(rr) {
+			// The parser takes these for RFC 2136's data-less records.
+			return nil, &ZoneError{File: file, Err: fmt.Errorf("record without data: %s", rr)}
+		}
 		rrs = append(rrs, rr)
 		if len(rrs) > maxZoneFile/16 {
 			return nil, &ZoneError{File: file, Err: errors.New("too many records")}
 		}
 	}
 	if err := zp.Err(); err != nil {
-		// The parser's errors start with "dns: FILE: ".
-		msg := strings.TrimPrefix(err.Error(), "dns: ")
-		return nil, errors.New(msg)
+		// The parser's errors read "FILE: dns: what at line: L:C".
+		return nil, errors.New(strings.Replace(err.Error(), "dns: ", "", 1))
 	}
 	return rrs, nil
+}
+
+// noData reports a record whose data fields are all unset.
+func noData(rr dns.RR) bool {
+	newRR, ok := dns.TypeToRR[rr.Header().Rrtype]
+	if !ok {
+		return false
+	}
+	empty := newRR()
+	*empty.Header() = *rr.Header()
+	return reflect.DeepEqual(empty, rr)
 }
 
 // NewZone builds a zone from its records, checking the rules a zone's
