@@ -55,13 +55,14 @@ func run(addr, zonesDir string) error {
 	if err != nil {
 		return err
 	}
-	dir := zoneDir(zonesDir)
-	srv := authority.NewServer(cfg)
-	n, err := loadZones(srv, dir)
+	network, err := atoll.Net("service")
 	if err != nil {
 		return err
 	}
-	network, err := atoll.Net("service")
+	cfg.Dial = network.DialContext
+	dir := zoneDir(zonesDir)
+	srv := authority.NewServer(cfg)
+	n, err := loadZones(srv, dir)
 	if err != nil {
 		return err
 	}
@@ -69,6 +70,7 @@ func run(addr, zonesDir string) error {
 	if err != nil {
 		return err
 	}
+	pc = plainUDP(pc)
 	ln, err := network.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -153,6 +155,31 @@ func loadZones(srv *authority.Server, dir string) (int, error) {
 		return 0, fmt.Errorf("no zone to serve in %s", dir)
 	}
 	return n, nil
+}
+
+// plainUDP returns pc as the DNS library should use it. On a host UDP
+// socket the library asks for each datagram's destination address
+// (IP_PKTINFO), to answer from the address asked on a host with several;
+// sockets that cannot report it (atoll's host backend, where the monitor
+// owns the addresses) are served as plain packet connections, answered
+// from the address they are bound to.
+func plainUDP(pc net.PacketConn) net.PacketConn {
+	u, ok := pc.(*net.UDPConn)
+	if !ok {
+		return pc
+	}
+	rc, err := u.SyscallConn()
+	if err != nil {
+		return pc
+	}
+	var serr error
+	rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_PKTINFO, 1)
+	})
+	if serr == nil {
+		return pc
+	}
+	return struct{ net.PacketConn }{pc}
 }
 
 // acceptMsg admits queries, NOTIFYs and updates; other opcodes get

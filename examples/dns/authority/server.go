@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -62,6 +63,9 @@ type Config struct {
 	Notify []string
 	// Logf reports loads, updates and transfers; nil is silent.
 	Logf func(format string, args ...any)
+	// Dial makes the connections NOTIFY is sent on (a unikernel's own
+	// network stack); nil is the host's.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Server answers for its zones. It is a dns.Handler.

@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"context"
 	"encoding/base64"
 	"net"
 	"time"
@@ -135,10 +136,14 @@ func (n *notifier) send(addr string, z *Zone) {
 		m.SetTsig(k.Name, k.Algorithm, 300, time.Now().Unix())
 		c.TsigSecret = s.TsigSecret()
 	}
+	dial := s.cfg.Dial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
 	var err error
 	for i := 0; i < notifyTries; i++ {
 		var r *dns.Msg
-		r, _, err = c.Exchange(m, addr)
+		r, err = n.exchange(c, dial, m, addr)
 		if err == nil {
 			s.logf("dns: NOTIFY %s serial %d to %s: %s", z.Origin, z.Serial(), addr, dns.RcodeToString[r.Rcode])
 			return
@@ -148,4 +153,19 @@ func (n *notifier) send(addr string, z *Zone) {
 		}
 	}
 	s.logf("dns: NOTIFY %s serial %d to %s: %v", z.Origin, z.Serial(), addr, err)
+}
+
+// exchange sends m to addr over a connection from dial and waits for
+// the answer.
+func (n *notifier) exchange(c *dns.Client, dial func(context.Context, string, string) (net.Conn, error), m *dns.Msg, addr string) (*dns.Msg, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
+	defer cancel()
+	conn, err := dial(ctx, "udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(c.Timeout))
+	r, _, err := c.ExchangeWithConnContext(ctx, m, &dns.Conn{Conn: conn, TsigSecret: c.TsigSecret})
+	return r, err
 }
