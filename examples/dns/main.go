@@ -70,16 +70,19 @@ func run(addr, zonesDir string) error {
 	if err != nil {
 		return err
 	}
-	pc = plainUDP(pc)
 	ln, err := network.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	errc := make(chan error, 2)
-	accept := dns.MsgAcceptFunc(acceptMsg)
+	accept := dns.MsgAcceptFunc(authority.AcceptMsg)
 	secrets := srv.TsigSecret()
 	go func() {
-		errc <- (&dns.Server{PacketConn: pc, Handler: srv, TsigSecret: secrets, MsgAcceptFunc: accept}).ActivateAndServe()
+		if needsPktinfo(pc) {
+			errc <- (&dns.Server{PacketConn: pc, Handler: srv, TsigSecret: secrets, MsgAcceptFunc: accept}).ActivateAndServe()
+			return
+		}
+		errc <- srv.ServeUDP(pc)
 	}()
 	go func() {
 		errc <- (&dns.Server{Listener: ln, Handler: srv, TsigSecret: secrets, MsgAcceptFunc: accept}).ActivateAndServe()
@@ -157,46 +160,28 @@ func loadZones(srv *authority.Server, dir string) (int, error) {
 	return n, nil
 }
 
-// plainUDP returns pc as the DNS library should use it. On a host UDP
-// socket the library asks for each datagram's destination address
-// (IP_PKTINFO), to answer from the address asked on a host with several;
-// sockets that cannot report it (atoll's host backend, where the monitor
-// owns the addresses) are served as plain packet connections, answered
-// from the address they are bound to.
-func plainUDP(pc net.PacketConn) net.PacketConn {
+// needsPktinfo reports a host UDP socket bound to a wildcard address
+// that can report each datagram's destination (IP_PKTINFO): a process on
+// a host with several addresses, which must answer from the address
+// asked. The dns package's server does that, a datagram at a time;
+// everything else (a specific address, a unikernel's own stack, atoll's
+// host backend, where the monitor owns the addresses) is served in
+// batches by authority.ServeUDP.
+func needsPktinfo(pc net.PacketConn) bool {
 	u, ok := pc.(*net.UDPConn)
 	if !ok {
-		return pc
+		return false
+	}
+	if a, ok := u.LocalAddr().(*net.UDPAddr); !ok || !a.IP.IsUnspecified() {
+		return false
 	}
 	rc, err := u.SyscallConn()
 	if err != nil {
-		return pc
+		return false
 	}
 	var serr error
 	rc.Control(func(fd uintptr) {
 		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_PKTINFO, 1)
 	})
-	if serr == nil {
-		return pc
-	}
-	return struct{ net.PacketConn }{pc}
-}
-
-// acceptMsg admits queries, NOTIFYs and updates; other opcodes get
-// NOTIMP and responses are dropped (so no server can be made to talk to
-// another in a loop).
-func acceptMsg(dh dns.Header) dns.MsgAcceptAction {
-	const qr = 1 << 15
-	if dh.Bits&qr != 0 {
-		return dns.MsgIgnore
-	}
-	switch int(dh.Bits>>11) & 0xF {
-	case dns.OpcodeQuery, dns.OpcodeNotify, dns.OpcodeUpdate:
-	default:
-		return dns.MsgRejectNotImplemented
-	}
-	if dh.Qdcount != 1 {
-		return dns.MsgReject
-	}
-	return dns.MsgAccept
+	return serr == nil
 }

@@ -27,7 +27,9 @@ func (s *Server) transfer(req, resp *dns.Msg, z *Zone, sv *served, tcp bool) {
 		resp.Authoritative = true
 		resp.Answer = s.transferRecords(req, z, sv, tcp)
 		s.logf("dns: %s of %s (serial %d, %d records) to key %s", dns.TypeToString[q.Qtype], z.Origin, z.Serial(), len(resp.Answer), key.Name)
-		return
+		if tcp {
+			return // streamed by ServeDNS
+		}
 	}
 	finish(resp, req.IsEdns0(), tcp)
 }
