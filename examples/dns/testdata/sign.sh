@@ -25,7 +25,7 @@ sign() {
 	# RRset with the KSK alone, the rest with the ZSK alone.
 	dnssec-keygen -q -K "$tmp" -a "$alg" -f KSK "$zone" >/dev/null
 	dnssec-keygen -q -K "$tmp" -a "$alg" "$zone" >/dev/null
-	dnssec-signzone -q -S -x -K "$tmp" -N keep \
+	dnssec-signzone -q -S -x -K "$tmp" -d "$tmp" -N keep \
 		-s 20260101000000 -e 20361231235959 \
 		-o "$zone" -f "zones/$zone.zone" "$@" "$tmp/$zone"
 }
