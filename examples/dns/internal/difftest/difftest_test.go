@@ -2,6 +2,7 @@ package difftest
 
 import (
 	"bytes"
+	"net"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -162,5 +163,39 @@ func TestNSDItself(t *testing.T) {
 		if rep.Unexplained() != 0 {
 			t.Errorf("tcp %v: NSD differs from itself:\n%s", tcp, &rep)
 		}
+	}
+}
+
+// TestRunOversize runs a query against a server that ignores the UDP
+// size limit: Run reports the other server's oversized response, and the
+// response is seen whole.
+func TestRunOversize(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		for i := range 60 {
+			m.Answer = append(m.Answer, &dns.A{
+				Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+				A:   net.IPv4(192, 0, 2, byte(i)),
+			})
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+
+	q := new(dns.Msg)
+	q.SetQuestion("many.example.test.", dns.TypeA)
+	addr := pc.LocalAddr().String()
+	rs := Run([]Query{{Name: "many", Msg: q}}, addr, addr, false, nil)
+	if len(rs[0].Got.Answer) != 60 {
+		t.Errorf("%d answers, want 60", len(rs[0].Got.Answer))
+	}
+	if len(rs[0].Findings) != 1 || rs[0].Findings[0].Section != "response" || rs[0].Findings[0].Field != "size" {
+		t.Errorf("findings %v, want one: response size", rs[0].Findings)
 	}
 }

@@ -40,7 +40,7 @@ func (r Result) Unexplained() []Finding {
 // the two responses, a finding is:
 //   - a server's failure other than not answering (the connection
 //     refused, a response that does not unpack): Section "response",
-//     Field "error";
+//     Field "error", and then no other finding for the query;
 //   - the other server's UDP response longer than the query allows
 //     ([UDPLimit]): Section "response", Field "size".
 //
@@ -68,6 +68,7 @@ func Run(queries []Query, wantAddr, gotAddr string, tcp bool, allowances []Allow
 func runOne(q Query, wantAddr, gotAddr string, tcp bool, allowances []Allowance) Result {
 	r := Result{Query: q, TCP: tcp}
 	var extra []Difference
+	failed := false
 	get := func(addr, who string) *dns.Msg {
 		b, err := ExchangeWire(addr, q.Msg, tcp)
 		if errors.Is(err, ErrNoResponse) {
@@ -84,6 +85,7 @@ func runOne(q Query, wantAddr, gotAddr string, tcp bool, allowances []Allowance)
 			}
 			err = fmt.Errorf("unpacking the %d-octet response: %w", len(b), err)
 		}
+		failed = true
 		d := Difference{Section: "response", Field: "error"}
 		if who == "want" {
 			d.Want = err.Error()
@@ -95,13 +97,12 @@ func runOne(q Query, wantAddr, gotAddr string, tcp bool, allowances []Allowance)
 	}
 	r.Want = get(wantAddr, "want")
 	r.Got = get(gotAddr, "got")
-	if len(extra) > 0 {
-		for _, d := range extra {
-			r.Findings = append(r.Findings, judge(q.Msg, r.Want, r.Got, d, allowances))
-		}
-		return r
+	for _, d := range extra {
+		r.Findings = append(r.Findings, judge(q.Msg, r.Want, r.Got, d, allowances))
 	}
-	r.Findings = Judge(q.Msg, r.Want, r.Got, allowances)
+	if !failed {
+		r.Findings = append(r.Findings, Judge(q.Msg, r.Want, r.Got, allowances)...)
+	}
 	return r
 }
 
