@@ -160,11 +160,7 @@ func (rep *Report) Add(results ...Result) {
 		if len(r.Findings) > 0 {
 			rep.differing++
 		}
-		transport := "udp"
-		if r.TCP {
-			transport = "tcp"
-		}
-		id := r.Query.Name + " " + transport
+		id := r.Query.Name + " " + transport(r.TCP)
 		for _, f := range r.Findings {
 			g := rep.groups[f.Allowance]
 			if g == nil {

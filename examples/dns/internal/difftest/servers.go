@@ -223,13 +223,24 @@ func waitReady(addr, zone string, done <-chan error) error {
 			if err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0 {
 				break
 			}
+			if err == nil {
+				err = fmt.Errorf("%s with %d answers", rcodeString(r.Rcode), len(r.Answer))
+			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("no answer to %s SOA after %v (last: %v)", zone, StartTimeout, err)
+				return fmt.Errorf("no answer to %s SOA over %s after %v (last: %v)", zone, transport(tcp), StartTimeout, err)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	return nil
+}
+
+// transport returns "tcp" or "udp".
+func transport(tcp bool) string {
+	if tcp {
+		return "tcp"
+	}
+	return "udp"
 }
 
 // tail returns the last 30 lines of the file at path, for error messages.
