@@ -164,7 +164,8 @@ var errExited = errors.New("exited before answering")
 // output and error going to the file logPath, in a process group of its
 // own; waits until it answers an SOA query for zone on addr (UDP, then
 // TCP); and stops it at the end of the test: SIGTERM, then after 10 s
-// SIGKILL to its process group. On failure it returns the error with the
+// SIGKILL to its process group. It also gets SIGTERM if the test
+// binary dies first. On failure it returns the error with the
 // log's last lines, the process stopped.
 func StartProcess(t testing.TB, argv, env []string, logPath, addr, zone string) error {
 	t.Helper()
@@ -177,7 +178,9 @@ func StartProcess(t testing.TB, argv, env []string, logPath, addr, zone string) 
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary killed before its cleanups run (a
+	// closed pipe, a timeout) takes its servers with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
