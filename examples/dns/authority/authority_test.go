@@ -103,8 +103,8 @@ func TestAnswers(t *testing.T) {
 		{"b.ent.example.test.", dns.TypeA, dns.RcodeSuccess, true, "", soa, ""}, // likewise
 		{"c1.example.test.", dns.TypeA, dns.RcodeSuccess, true, "c1.example.test. 3600 IN CNAME c2.example.test.\nc2.example.test. 3600 IN CNAME mail.example.test.\nmail.example.test. 3600 IN A 192.0.2.25", apexNS, ""},
 		{"c1.example.test.", dns.TypeCNAME, dns.RcodeSuccess, true, "c1.example.test. 3600 IN CNAME c2.example.test.", apexNS, ""},
-		{"out.example.test.", dns.TypeA, dns.RcodeSuccess, true, "out.example.test. 3600 IN CNAME www.elsewhere.test.", apexNS, ""},
-		{"loop1.example.test.", dns.TypeA, dns.RcodeSuccess, true, "loop1.example.test. 3600 IN CNAME loop2.example.test.\nloop2.example.test. 3600 IN CNAME loop1.example.test.", apexNS, ""},
+		{"out.example.test.", dns.TypeA, dns.RcodeSuccess, true, "out.example.test. 3600 IN CNAME www.elsewhere.test.", "", ""}, // no data here: no NS
+		{"loop1.example.test.", dns.TypeA, dns.RcodeSuccess, true, "loop1.example.test. 3600 IN CNAME loop2.example.test.\nloop2.example.test. 3600 IN CNAME loop1.example.test.", "", ""},
 		{"x.wild.example.test.", dns.TypeA, dns.RcodeSuccess, true, "x.wild.example.test. 3600 IN A 192.0.2.80", apexNS, ""},
 		{"y.x.wild.example.test.", dns.TypeTXT, dns.RcodeSuccess, true, "y.x.wild.example.test. 3600 IN TXT \"wild\"", apexNS, ""},
 		{"x.wild.example.test.", dns.TypeMX, dns.RcodeSuccess, true, "", soa, ""},
@@ -177,9 +177,17 @@ func TestEDNSAndTruncation(t *testing.T) {
 	if r := s.Handle(req, false, nil); r.Rcode != dns.RcodeNotImplemented {
 		t.Errorf("STATUS: %s", dns.RcodeToString[r.Rcode])
 	}
-	// Meta-types are not data.
-	if r := ask(s, "example.test.", dns.TypeMAILB, true); r.Rcode != dns.RcodeFormatError {
+	// Meta-types are no data here, as in NSD: NODATA.
+	if r := ask(s, "example.test.", dns.TypeMAILB, true); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 {
 		t.Errorf("MAILB: %s", dns.RcodeToString[r.Rcode])
+	}
+	// A query with a record in its answer section, or an RCODE, is
+	// malformed.
+	req = new(dns.Msg)
+	req.SetQuestion("example.test.", dns.TypeA)
+	req.Answer = []dns.RR{mustRR(t, "example.test. 60 IN A 192.0.2.1")}
+	if r := s.Handle(req, false, nil); r.Rcode != dns.RcodeFormatError {
+		t.Errorf("a record in the query: %s", dns.RcodeToString[r.Rcode])
 	}
 	// Responses are not answered.
 	req = new(dns.Msg)

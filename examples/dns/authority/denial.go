@@ -119,13 +119,13 @@ func (z *Zone) nsec3Find(name string) (int, bool) {
 
 // addNSEC3 adds one NSEC3 record and its signatures once.
 func (q *query) addNSEC3(rr *dns.NSEC3) {
-	q.addAuthoritySet(q.z.nodes[dns.CanonicalName(rr.Hdr.Name)].get(dns.TypeNSEC3))
+	q.addAuthoritySet(q.z.nsec3sets[dns.CanonicalName(rr.Hdr.Name)])
 }
 
 // addAuthoritySet adds s and its signatures to the authority section,
 // unless it is there already.
 func (q *query) addAuthoritySet(s *rrset) {
-	if s == nil || len(s.rrs) == 0 || q.inSection(q.m.Ns, s.rrs[0]) {
+	if s == nil || len(s.rrs) == 0 || inSection(q.m.Ns, s.rrs[0]) {
 		return
 	}
 	q.m.Ns = append(q.m.Ns, s.rrs...)

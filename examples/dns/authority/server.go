@@ -210,39 +210,43 @@ func (s *Server) Handle(req *dns.Msg, tcp bool, tsigErr error) *dns.Msg {
 	resp.SetReply(req)
 	resp.Compress = true
 	resp.RecursionDesired = req.RecursionDesired
-	resp.CheckingDisabled = req.CheckingDisabled
+	resp.CheckingDisabled = req.CheckingDisabled // RFC 4035 3: copied
 	opt := req.IsEdns0()
 	if req.IsTsig() != nil && tsigErr != nil {
 		// RFC 8945 5.2: a request whose TSIG fails is answered NOTAUTH.
 		resp.Rcode = dns.RcodeNotAuth
 		s.logf("dns: TSIG from key %s failed: %v", req.IsTsig().Hdr.Name, tsigErr)
-		return finish(resp, nil, tcp)
+		return finish(resp, nil, tcp, nil)
 	}
 	if opt != nil && opt.Version() != 0 {
 		resp.Rcode = dns.RcodeBadVers // RFC 6891 6.1.3
-		return finish(resp, opt, tcp)
+		return finish(resp, opt, tcp, nil)
 	}
 	switch req.Opcode {
 	case dns.OpcodeQuery:
 	case dns.OpcodeUpdate:
 		s.update(req, resp)
-		return finish(resp, opt, tcp)
+		return finish(resp, opt, tcp, nil)
 	case dns.OpcodeNotify:
-		// A primary takes no NOTIFY (RFC 1996 3.10: only secondaries do).
+		// A primary takes no NOTIFY (RFC 1996 3.10: secondaries do); as
+		// NSD answers it: REFUSED, authoritative, a bare header.
 		resp.Rcode = dns.RcodeRefused
-		return finish(resp, opt, tcp)
+		resp.Authoritative = true
+		resp.Question = nil
+		return resp
 	default:
 		resp.Rcode = dns.RcodeNotImplemented
-		return finish(resp, opt, tcp)
+		return finish(resp, opt, tcp, nil)
 	}
-	if len(req.Question) != 1 {
+	if !plainQuery(req) {
 		resp.Rcode = dns.RcodeFormatError
-		return finish(resp, opt, tcp)
+		resp.Question = nil // a bare header, as NSD answers what it cannot parse as a query
+		return finish(resp, nil, tcp, nil)
 	}
 	q := req.Question[0]
 	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
 		resp.Rcode = dns.RcodeRefused
-		return finish(resp, opt, tcp)
+		return finish(resp, opt, tcp, nil)
 	}
 	name := dns.CanonicalName(q.Name)
 	sv := s.find(name)
@@ -254,31 +258,66 @@ func (s *Server) Handle(req *dns.Msg, tcp bool, tsigErr error) *dns.Msg {
 	}
 	if sv == nil {
 		resp.Rcode = dns.RcodeRefused
-		return finish(resp, opt, tcp)
+		return finish(resp, opt, tcp, nil)
 	}
 	z := sv.cur.Load()
 	switch q.Qtype {
 	case dns.TypeAXFR, dns.TypeIXFR:
+		if q.Qtype == dns.TypeAXFR && !tcp {
+			resp.Rcode = dns.RcodeNotImplemented // AXFR is TCP only (RFC 5936 4.2), as NSD answers
+			return finish(resp, opt, tcp, nil)
+		}
 		s.transfer(req, resp, z, sv, tcp)
 		return resp
-	case dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, dns.TypeMAILA, dns.TypeMAILB:
-		// Meta-types are not queries for data (RFC 6895 3.1).
-		resp.Rcode = dns.RcodeFormatError
-		return finish(resp, opt, tcp)
 	}
 	do := opt != nil && opt.Do()
-	z.Answer(resp, q.Name, q.Qtype, do)
-	return finish(resp, opt, tcp)
+	shape := answer(resp, z, q.Name, q.Qtype, do, q.Qclass == dns.ClassINET, func(name string) *Zone {
+		if sv := s.find(name); sv != nil {
+			return sv.cur.Load()
+		}
+		return nil
+	})
+	if q.Qclass == dns.ClassANY {
+		resp.Authoritative = false // a class ANY answer is not authoritative (RFC 1034 6.2.2)
+	}
+	return finish(resp, opt, tcp, shape)
+}
+
+// plainQuery reports whether req is a query as RFC 1035 shapes one: no
+// RCODE, one question, nothing in the answer section, only an IXFR's SOA
+// in the authority section, and at most one OPT (and a TSIG) in the
+// additional section. Anything else is FORMERR, as NSD answers it.
+func plainQuery(req *dns.Msg) bool {
+	if req.Rcode != dns.RcodeSuccess || len(req.Question) != 1 || len(req.Answer) > 0 {
+		return false
+	}
+	for _, rr := range req.Ns {
+		if req.Question[0].Qtype != dns.TypeIXFR || rr.Header().Rrtype != dns.TypeSOA || len(req.Ns) > 1 {
+			return false
+		}
+	}
+	opts := 0
+	for _, rr := range req.Extra {
+		switch rr.Header().Rrtype {
+		case dns.TypeOPT:
+			opts++
+		case dns.TypeTSIG:
+		default:
+			return false
+		}
+	}
+	return opts <= 1
 }
 
 // finish adds the OPT record the request's calls for and fits the
-// response in the size the transport allows.
-func finish(resp *dns.Msg, opt *dns.OPT, tcp bool) *dns.Msg {
+// response in the size the transport allows; q, when the response
+// answers a query, says which of its records are optional.
+func finish(resp *dns.Msg, opt *dns.OPT, tcp bool, q *query) *dns.Msg {
 	limit := dns.MinMsgSize
 	if opt != nil {
 		o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 		o.SetUDPSize(EDNSSize)
-		if opt.Do() {
+		if opt.Do() && resp.Rcode != dns.RcodeBadVers {
 			o.SetDo()
 		}
 		if resp.Rcode > 0xF {
@@ -292,16 +331,18 @@ func finish(resp *dns.Msg, opt *dns.OPT, tcp bool) *dns.Msg {
 	if tcp {
 		limit = dns.MaxMsgSize
 	}
-	fit(resp, limit)
+	fit(resp, limit, q)
 	return resp
 }
 
-// fit makes resp no longer than limit bytes: first the additional
-// section gives up whole RRsets from its end (RFC 2181 9: no TC for
-// that), then, if the answer and authority still do not fit, the
-// response is cut to its header and question with TC set, so the client
+// fit makes resp no longer than limit bytes, leaving out what is
+// optional, from the end, an RRset and its signatures at a time: first the
+// additional section (but a referral's glue, which RFC 9471 requires),
+// then an authority section that holds only the zone's NS records (RFC
+// 2181 9: no TC for either). If the rest still does not fit, the
+// response is cut to its header and question with TC set, and the client
 // retries over TCP.
-func fit(resp *dns.Msg, limit int) {
+func fit(resp *dns.Msg, limit int, q *query) {
 	if resp.Len() <= limit {
 		return
 	}
@@ -310,13 +351,14 @@ func fit(resp *dns.Msg, limit int) {
 		opt = resp.Extra[n-1]
 		resp.Extra = resp.Extra[:n-1]
 	}
-	for len(resp.Extra) > 0 {
-		resp.Extra = dropLastSet(resp.Extra)
-		if lenWith(resp, opt) <= limit {
-			break
-		}
+	fits := func() bool { return lenWith(resp, opt) <= limit }
+	for q != nil && !q.referral && len(resp.Extra) > 0 && !fits() {
+		resp.Extra = dropLastRun(resp.Extra)
 	}
-	if lenWith(resp, opt) > limit {
+	for q != nil && q.optionalNS && len(resp.Ns) > q.nsFrom && !fits() {
+		resp.Ns = dropLastRun(resp.Ns)
+	}
+	if !fits() {
 		resp.Truncated = true
 		resp.Answer, resp.Ns, resp.Extra = nil, nil, nil
 	}
@@ -333,15 +375,20 @@ func lenWith(m *dns.Msg, opt dns.RR) int {
 	return n
 }
 
-// dropLastSet removes the last RRset (and the signatures after it) from
-// section.
-func dropLastSet(section []dns.RR) []dns.RR {
-	last := section[len(section)-1].Header()
-	name := dns.CanonicalName(last.Name)
+// dropLastRun removes from section its last RRset: the records at its
+// end of one owner and type, with the signatures over that type.
+func dropLastRun(section []dns.RR) []dns.RR {
+	key := func(rr dns.RR) (string, uint16) {
+		t := rr.Header().Rrtype
+		if sig, ok := rr.(*dns.RRSIG); ok {
+			t = sig.TypeCovered
+		}
+		return dns.CanonicalName(rr.Header().Name), t
+	}
+	name, t := key(section[len(section)-1])
 	i := len(section)
 	for i > 0 {
-		h := section[i-1].Header()
-		if dns.CanonicalName(h.Name) != name {
+		if n, u := key(section[i-1]); n != name || u != t {
 			break
 		}
 		i--

@@ -21,8 +21,6 @@ func (s *Server) transfer(req, resp *dns.Msg, z *Zone, sv *served, tcp bool) {
 	case err != nil:
 		resp.Rcode = dns.RcodeRefused
 		s.logf("dns: %s of %s refused: not signed with a known key", dns.TypeToString[q.Qtype], z.Origin)
-	case q.Qtype == dns.TypeAXFR && !tcp:
-		resp.Rcode = dns.RcodeFormatError // AXFR is TCP only (RFC 5936 4.2)
 	default:
 		resp.Authoritative = true
 		resp.Answer = s.transferRecords(req, z, sv, tcp)
@@ -31,7 +29,7 @@ func (s *Server) transfer(req, resp *dns.Msg, z *Zone, sv *served, tcp bool) {
 			return // streamed by ServeDNS
 		}
 	}
-	finish(resp, req.IsEdns0(), tcp)
+	finish(resp, req.IsEdns0(), tcp, nil)
 }
 
 // transferRecords is what a transfer sends: for IXFR, the changes since

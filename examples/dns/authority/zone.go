@@ -59,8 +59,11 @@ type Zone struct {
 	// NSEC-signed zone).
 	nsec3      []*dns.NSEC3
 	nsec3param *dns.NSEC3PARAM
-	signed     bool
-	count      int // records, signatures included
+	// nsec3sets holds the NSEC3 records and their signatures by hashed
+	// owner: their owner names are no names of the zone (RFC 5155 7.2.8).
+	nsec3sets map[string]*rrset
+	signed    bool
+	count     int // records, signatures included
 }
 
 // Serial is the zone's SOA serial.
@@ -146,7 +149,7 @@ func noData(rr dns.RR) bool {
 // data must keep.
 func NewZone(origin string, rrs []dns.RR) (*Zone, error) {
 	origin = dns.CanonicalName(origin)
-	z := &Zone{Origin: origin, nodes: map[string]*node{}, exists: map[string]bool{origin: true}}
+	z := &Zone{Origin: origin, nodes: map[string]*node{}, exists: map[string]bool{origin: true}, nsec3sets: map[string]*rrset{}}
 	for _, rr := range rrs {
 		if err := z.add(rr); err != nil {
 			return nil, err
@@ -201,6 +204,20 @@ func (z *Zone) add(rr dns.RR) error {
 		}
 	case *dns.RRSIG:
 		z.signed = true
+	}
+	if sig, ok := rr.(*dns.RRSIG); rr.Header().Rrtype == dns.TypeNSEC3 || ok && sig.TypeCovered == dns.TypeNSEC3 {
+		s := z.nsec3sets[name]
+		if s == nil {
+			s = &rrset{}
+			z.nsec3sets[name] = s
+		}
+		if ok {
+			s.sigs = append(s.sigs, rr)
+		} else {
+			s.rrs = append(s.rrs, rr)
+		}
+		z.count++
+		return nil
 	}
 	n := z.nodes[name]
 	if n == nil {
@@ -268,13 +285,24 @@ func (z *Zone) index() {
 func (z *Zone) Records() []dns.RR {
 	out := make([]dns.RR, 0, z.count)
 	out = append(out, z.soa)
-	names := make([]string, 0, len(z.nodes))
+	names := make([]string, 0, len(z.nodes)+len(z.nsec3sets))
 	for name := range z.nodes {
 		names = append(names, name)
+	}
+	for name := range z.nsec3sets {
+		if z.nodes[name] == nil {
+			names = append(names, name)
+		}
 	}
 	sort.Slice(names, func(i, j int) bool { return canonicalLess(names[i], names[j]) })
 	for _, name := range names {
 		n := z.nodes[name]
+		if n == nil {
+			s := z.nsec3sets[name]
+			out = append(out, s.rrs...)
+			out = append(out, s.sigs...)
+			continue
+		}
 		types := make([]int, 0, len(n.sets))
 		for t := range n.sets {
 			types = append(types, int(t))
@@ -287,6 +315,10 @@ func (z *Zone) Records() []dns.RR {
 					out = append(out, rr)
 				}
 			}
+			out = append(out, s.sigs...)
+		}
+		if s := z.nsec3sets[name]; s != nil {
+			out = append(out, s.rrs...)
 			out = append(out, s.sigs...)
 		}
 	}
