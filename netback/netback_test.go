@@ -2,6 +2,7 @@ package netback
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -178,6 +179,52 @@ func TestUDPForward(t *testing.T) {
 		}
 		if i == 5 {
 			t.Fatal("no answer through the UDP forward")
+		}
+	}
+}
+
+// TestUDPForwardManyClients: a client per query, as DNS resolvers send
+// them, far more than the forward tracks at once: each is answered, the
+// quietest flows making room.
+func TestUDPForwardManyClients(t *testing.T) {
+	port := testenv.FreePort(t)
+	fwd, err := netpolicy.ParseForward(strconv.Itoa(port) + ":53/udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, g := userGuest(t, Options{Forwards: []netpolicy.Forward{fwd}}, false)
+	pc, err := g.ListenPacket("udp", ":53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+	buf := make([]byte, 100)
+	for i := 0; i < 3*256; i++ {
+		c, err := net.Dial("udp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := fmt.Sprintf("query %d", i)
+		answered := false
+		for try := 0; try < 5 && !answered; try++ { // the first may wait for ARP
+			c.Write([]byte(msg))
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			n, err := c.Read(buf)
+			answered = err == nil && string(buf[:n]) == msg
+		}
+		c.Close()
+		if !answered {
+			t.Fatalf("client %d got no answer", i)
 		}
 	}
 }

@@ -283,12 +283,15 @@ func (n *NAT) serveTCPForward(ln net.Listener, port uint16) {
 	}
 }
 
-// maxUDPFlows bounds the host clients one UDP forward tracks at once.
+// maxUDPFlows bounds the host clients one UDP forward tracks at once;
+// a new client beyond it takes the place of the one quiet longest.
 const maxUDPFlows = 256
 
 // serveUDPForward relays datagrams from host clients to the guest port,
 // one guest-side socket per client so replies find their way back. A flow
-// ends after udpIdle without traffic either way.
+// ends after udpIdle without traffic either way, or when maxUDPFlows
+// newer clients need its place (a DNS server's clients each use a new
+// port per query: dropping them instead would stop the service).
 func (n *NAT) serveUDPForward(pc net.PacketConn, port uint16) {
 	target := tcpip.FullAddress{NIC: netstack.NIC, Addr: tcpip.AddrFrom4(n.guest.As4()), Port: port}
 	type flow struct {
@@ -306,7 +309,17 @@ func (n *NAT) serveUDPForward(pc net.PacketConn, port uint16) {
 		key := from.String()
 		mu.Lock()
 		f := flows[key]
-		if f == nil && len(flows) < maxUDPFlows {
+		if f == nil && len(flows) >= maxUDPFlows {
+			oldKey, oldest := "", int64(0)
+			for k, o := range flows {
+				if l := o.last.Load(); oldKey == "" || l < oldest {
+					oldKey, oldest = k, l
+				}
+			}
+			flows[oldKey].conn.Close() // its reader goroutine ends
+			delete(flows, oldKey)
+		}
+		if f == nil {
 			g, err := gonet.DialUDP(n.s, nil, &target, ipv4.ProtocolNumber)
 			if err == nil {
 				f = &flow{conn: g}
@@ -329,7 +342,9 @@ func (n *NAT) serveUDPForward(pc net.PacketConn, port uint16) {
 						pc.WriteTo(b[:m], from)
 					}
 					mu.Lock()
-					delete(flows, key)
+					if flows[key] == f {
+						delete(flows, key)
+					}
 					mu.Unlock()
 					g.Close()
 				}) {

@@ -78,7 +78,7 @@ var noQuestion = difftest.Allowance{
 }
 
 // TestDifferential serves testdata/zones from NSD and from the server
-// (process mode: go build, DNS_ZONES, -addr), sends both the corpus of
+// as a process (go build, -zones, -addr), sends both the corpus of
 // package difftest over UDP, and a part of it over TCP (every query NSD
 // truncates over UDP, the EDNS size queries, every tenth other), and
 // fails on every difference no allowance covers.
@@ -91,6 +91,45 @@ func TestDifferential(t *testing.T) {
 		t.Skip("examples/dns has no main.go yet: no server to compare with NSD")
 	}
 	testenv.RequireCommands(t, "nsd")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "dnsd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	differential(t, func(addr, zones string) []string {
+		return []string{bin, "-addr", addr, "-zones", zones}
+	})
+}
+
+// TestDifferentialUnikernel compares the same way the server booted as a
+// unikernel by atoll run, on the user-mode NAT and on the host backend.
+func TestDifferentialUnikernel(t *testing.T) {
+	testenv.RequireKVM(t)
+	testenv.RequireCommands(t, "nsd")
+	dir := t.TempDir()
+	atoll := filepath.Join(dir, "atoll")
+	if out, err := exec.Command("go", "build", "-o", atoll, "../../cmd/atoll").CombinedOutput(); err != nil {
+		t.Fatalf("go build atoll: %v\n%s", err, out)
+	}
+	img := filepath.Join(dir, "dns.img")
+	if out, err := exec.Command(atoll, "build", "-o", img, ".").CombinedOutput(); err != nil {
+		t.Fatalf("atoll build: %v\n%s", err, out)
+	}
+	for _, backend := range []string{"user", "host"} {
+		t.Run(backend, func(t *testing.T) {
+			differential(t, func(addr, zones string) []string {
+				port := addr[strings.LastIndex(addr, ":")+1:]
+				return []string{atoll, "run", "--net", "service=" + backend, "-p", port + ":53/udp", "-p", port + ":53", "--volume", "zones=" + zones, img}
+			})
+		})
+	}
+}
+
+// differential serves testdata/zones from NSD and from the server that
+// argv starts (serving addr, from a copy of the zones in directory
+// zones), sends both the corpus over UDP and a part of it over TCP, and
+// fails on every difference no allowance covers.
+func differential(t *testing.T, argv func(addr, zones string) []string) {
 	zonesDir, err := filepath.Abs("testdata/zones")
 	if err != nil {
 		t.Fatal(err)
@@ -104,12 +143,7 @@ func TestDifferential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "dnsd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	logPath := filepath.Join(dir, "dnsd.log")
 	// The server writes journals beside its zone files: a copy, not the
@@ -124,8 +158,7 @@ func TestDifferential(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := difftest.StartProcess(t, []string{bin, "-addr", addr}, []string{"DNS_ZONES=" + served},
-		logPath, addr, zones[0].Origin); err != nil {
+	if err := difftest.StartProcess(t, argv(addr, served), nil, logPath, addr, zones[0].Origin); err != nil {
 		t.Fatal(err)
 	}
 	waitForLine(t, logPath, "dns: serving")
