@@ -204,10 +204,12 @@ func TestZoneErrors(t *testing.T) {
 		"@ SOA ns h 1 2 3 4 5\n@ NS ns\nx A 999.1.1.1\n": "bad.zone: bad A A: \"999.1.1.1\" at line: 4:13",
 		"@ NS ns\n":              "has no SOA record at its apex",
 		"@ SOA ns h 1 2 3 4 5\n": "has no NS records at its apex",
-		"@ SOA ns h 1 2 3 4 5\n@ NS ns\nx CNAME a\nx A 1.2.3.4\n": "x.example.test. has a CNAME and A records",
-		"@ SOA ns h 1 2 3 4 5\n@ NS ns\nother.test. A 1.2.3.4\n":  "record outside zone example.test.",
-		"@ SOA ns h 1 2 3 4 5\n@ NS ns\n$INCLUDE /etc/passwd\n":   "$INCLUDE directive not allowed",
-		"@ SOA ns h 1 2 3 4 5\n@ SOA ns h 2 2 3 4 5\n@ NS ns\n":   "second SOA record",
+		"@ SOA ns h 1 2 3 4 5\n@ NS ns\nx CNAME a\nx A 1.2.3.4\n":       "bad.zone:5: x.example.test. has a CNAME and A records",
+		"@ SOA ns h (\n 1 2\n 3 4 5 )\n@ NS ns\nx CNAME a\nx CNAME b\n": "bad.zone:7: x.example.test. has 2 CNAME records",
+		"@ SOA ns h 1 2 3 4 5\n@ NS ns\nother.test. A 1.2.3.4\n":        "bad.zone:4: record outside zone example.test.",
+		"@ SOA ns h 1 2 3 4 5\n@ NS ns\n$INCLUDE /etc/passwd\n":         "$INCLUDE directive not allowed",
+		"@ SOA ns h 1 2 3 4 5\n@ SOA ns h 2 2 3 4 5\n@ NS ns\n":         "bad.zone:3: second SOA record",
+		"@ SOA ns h 1 2 3 4 5\n@ NS\n":                                  "bad.zone:3: record without data: example.test.\t60\tIN\tNS",
 	} {
 		path := filepath.Join(dir, "bad.zone")
 		os.WriteFile(path, []byte("$TTL 60\n"+src), 0o644)

@@ -9,6 +9,7 @@
 package authority
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -78,15 +79,53 @@ func (z *Zone) Signed() bool { return z.signed }
 // Len is the number of records in the zone, signatures included.
 func (z *Zone) Len() int { return z.count }
 
-// ZoneError is why a zone file cannot be served: the file, the line
-// when the parser knows it, and the record.
+// ZoneError is why a zone file cannot be served: the file, the line of
+// the record at fault (0 when the fault is no one record's, such as a
+// missing SOA), and what is wrong with it.
 type ZoneError struct {
 	File string
+	Line int
 	Err  error
 }
 
-func (e *ZoneError) Error() string { return e.File + ": " + e.Err.Error() }
+func (e *ZoneError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+	}
+	return e.File + ": " + e.Err.Error()
+}
+
 func (e *ZoneError) Unwrap() error { return e.Err }
+
+// recordError is a zone rule one record breaks.
+type recordError struct {
+	rr  dns.RR
+	err error
+}
+
+func (e *recordError) Error() string { return e.err.Error() }
+
+func badRecord(rr dns.RR, format string, args ...any) error {
+	return &recordError{rr: rr, err: fmt.Errorf(format, args...)}
+}
+
+// lineReader counts the lines the zone parser has read: it reads byte by
+// byte through ReadByte, so after each record the count is the line the
+// record ends on.
+type lineReader struct {
+	r    *bufio.Reader
+	line int
+}
+
+func (l *lineReader) Read(p []byte) (int, error) { return l.r.Read(p) }
+
+func (l *lineReader) ReadByte() (byte, error) {
+	b, err := l.r.ReadByte()
+	if b == '\n' && err == nil {
+		l.line++
+	}
+	return b, err
+}
 
 // maxZoneFile bounds a master file's size: a zone is held in memory.
 const maxZoneFile = 256 << 20
@@ -101,37 +140,55 @@ func ReadZone(path, origin string) (*Zone, error) {
 		return nil, err
 	}
 	defer f.Close()
-	rrs, err := ParseZone(io.LimitReader(f, maxZoneFile+1), origin, path)
+	rrs, lines, err := parseZone(io.LimitReader(f, maxZoneFile+1), origin, path)
 	if err != nil {
 		return nil, err
 	}
 	z, err := NewZone(origin, rrs)
 	if err != nil {
-		return nil, &ZoneError{File: path, Err: err}
+		ze := &ZoneError{File: path, Err: err}
+		var re *recordError
+		if errors.As(err, &re) {
+			ze.Line = lines[re.rr]
+		}
+		return nil, ze
 	}
 	return z, nil
 }
 
 // ParseZone reads a master file's records; file names it in errors.
 func ParseZone(r io.Reader, origin, file string) ([]dns.RR, error) {
-	zp := dns.NewZoneParser(r, dns.Fqdn(origin), file)
+	rrs, _, err := parseZone(r, origin, file)
+	return rrs, err
+}
+
+// parseZone is ParseZone, also returning the line each record ends on.
+func parseZone(r io.Reader, origin, file string) ([]dns.RR, map[dns.RR]int, error) {
+	lr := &lineReader{r: bufio.NewReader(r), line: 1}
+	zp := dns.NewZoneParser(lr, dns.Fqdn(origin), file)
 	zp.SetDefaultTTL(3600)
 	var rrs []dns.RR
+	lines := map[dns.RR]int{}
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		line := lr.line
+		if lr.line > 1 {
+			line-- // the parser has read the record's newline
+		}
 		if noData(rr) {
 			// The parser takes these for RFC 2136's data-less records.
-			return nil, &ZoneError{File: file, Err: fmt.Errorf("record without data: %s", rr)}
+			return nil, nil, &ZoneError{File: file, Line: line, Err: fmt.Errorf("record without data: %s", rr)}
 		}
+		lines[rr] = line
 		rrs = append(rrs, rr)
 		if len(rrs) > maxZoneFile/16 {
-			return nil, &ZoneError{File: file, Err: errors.New("too many records")}
+			return nil, nil, &ZoneError{File: file, Err: errors.New("too many records")}
 		}
 	}
 	if err := zp.Err(); err != nil {
 		// The parser's errors read "FILE: dns: what at line: L:C".
-		return nil, errors.New(strings.Replace(err.Error(), "dns: ", "", 1))
+		return nil, nil, errors.New(strings.Replace(err.Error(), "dns: ", "", 1))
 	}
-	return rrs, nil
+	return rrs, lines, nil
 }
 
 // noData reports a record whose data fields are all unset.
@@ -164,11 +221,11 @@ func NewZone(origin string, rrs []dns.RR) (*Zone, error) {
 	for name, n := range z.nodes {
 		if c := n.get(dns.TypeCNAME); c != nil {
 			if len(c.rrs) > 1 {
-				return nil, fmt.Errorf("%s has %d CNAME records; a name has at most one", name, len(c.rrs))
+				return nil, badRecord(c.rrs[1], "%s has %d CNAME records; a name has at most one: %s", name, len(c.rrs), c.rrs[1])
 			}
-			for t := range n.sets {
-				if t != dns.TypeCNAME && t != dns.TypeRRSIG && t != dns.TypeNSEC {
-					return nil, fmt.Errorf("%s has a CNAME and %s records; a CNAME stands alone (RFC 1034 3.6.2)", name, dns.TypeToString[t])
+			for t, other := range n.sets {
+				if t != dns.TypeCNAME && t != dns.TypeRRSIG && t != dns.TypeNSEC && len(other.rrs) > 0 {
+					return nil, badRecord(other.rrs[0], "%s has a CNAME and %s records; a CNAME stands alone (RFC 1034 3.6.2): %s", name, dns.TypeToString[t], other.rrs[0])
 				}
 			}
 		}
@@ -182,18 +239,18 @@ func (z *Zone) add(rr dns.RR) error {
 	h := rr.Header()
 	name := dns.CanonicalName(h.Name)
 	if !dns.IsSubDomain(z.Origin, name) {
-		return fmt.Errorf("record outside zone %s: %s", z.Origin, rr)
+		return badRecord(rr, "record outside zone %s: %s", z.Origin, rr)
 	}
 	if h.Class != dns.ClassINET {
-		return fmt.Errorf("record of class %s, not IN: %s", dns.ClassToString[h.Class], rr)
+		return badRecord(rr, "record of class %s, not IN: %s", dns.ClassToString[h.Class], rr)
 	}
 	switch rr := rr.(type) {
 	case *dns.SOA:
 		if name != z.Origin {
-			return fmt.Errorf("SOA record below the apex: %s", rr)
+			return badRecord(rr, "SOA record below the apex: %s", rr)
 		}
 		if z.soa != nil {
-			return fmt.Errorf("second SOA record: %s", rr)
+			return badRecord(rr, "second SOA record: %s", rr)
 		}
 		z.soa = rr
 	case *dns.NSEC3:
