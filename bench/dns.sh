@@ -14,12 +14,15 @@
 # A, AAAA, MX, TXT) and the query file (130 queries: those names and
 # types, names that exist without the type asked, and names that do not
 # exist) are generated into a temp dir. Prints, per server and round,
-# dnsperf's queries/s, the p50 and p99 latency (computed from dnsperf -v,
+# dnsperf's queries/s (and the slowest second's: a stall shows there),
+# the p50 and p99 latency (computed from dnsperf -v,
 # which reports every query's latency; a lost query counts as slower than
-# any answer), the queries lost, and how busy each core was (if the client
-# core is near 100 % and the server core is not, dnsperf is the limit, not
-# the server); then atoll's VM exits per query (its --stats, read after
-# SIGINT; boot's ~40 exits included).
+# any answer), the queries lost, the CPU the server's processes and
+# dnsperf used (as a share of one core) and how busy each core was in all:
+# a server near 100 % is the limit; dnsperf near 100 % with the server
+# below is a client limit; a core much busier than its process is shared
+# with other work. Then atoll's VM exits per query (its --stats, read
+# after SIGINT; boot's ~40 exits included).
 #
 # Usage: bench/dns.sh [SECONDS] [CLIENTS] [OUTSTANDING] [ROUNDS]
 #        (defaults 10, 8, 100, 2: dnsperf -l 10 -c 8 -T 1 -q 100, two rounds)
@@ -181,6 +184,20 @@ done
 # busy prints, for cores 0 and 1, the jiffies busy and in all (/proc/stat).
 busy() { awk '/^cpu[01] / {printf "%d %d ", $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; }
 
+# cputicks prints the CPU time, in clock ticks, of process $1 and all its
+# descendants (NSD's server is a child), children they reaped included.
+cputicks() {
+	local p t=0 n
+	for p in $(ps -e -o pid=,ppid= | awk -v root="$1" '
+		{ parent[$1] = $2 }
+		END { for (p in parent) { q = p; while (q != root && q > 1) q = parent[q]; if (q == root) print p } }'); do
+		n=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$p/stat" 2>/dev/null) || n=0
+		t=$((t + ${n:-0}))
+	done
+	echo "$t"
+}
+hz=$(getconf CLK_TCK)
+
 # commas prints the integer part of $1 with thousands separators.
 commas() {
 	awk -v n="$1" 'BEGIN { s = sprintf("%d", n); o = ""; while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) } print s o }'
@@ -191,11 +208,12 @@ for round in $(seq "$rounds"); do
 	for p in "${peers[@]}"; do
 		name=${p%%:*} port=${p#*:}
 		out=$tmp/$name.$round
-		cmd=(dnsperf -s 127.0.0.1 -p "$port" -d "$tmp/queries" -l "$secs" -c "$clients" -T 1 -q "$outstanding" -t 1 -v)
+		cmd=(dnsperf -s 127.0.0.1 -p "$port" -d "$tmp/queries" -l "$secs" -c "$clients" -T 1 -q "$outstanding" -t 1 -S 1 -v)
 		echo "== $name, round $round: taskset -c 0 ${cmd[*]}"
-		before=$(busy)
-		taskset -c 0 "${cmd[@]}" >"$out.v" 2>&1 || { echo "dnsperf failed:" >&2; tail "$out.v" >&2; exit 1; }
-		after=$(busy)
+		before=$(busy) ticks=$(cputicks "${pid[$name]}") start=$(date +%s.%N)
+		TIMEFORMAT='%U %S'
+		{ time taskset -c 0 "${cmd[@]}" >"$out.v" 2>&1 || { echo "dnsperf failed:" >&2; tail "$out.v" >&2; exit 1; }; } 2>"$out.time"
+		after=$(busy) ticks=$(($(cputicks "${pid[$name]}") - ticks)) end=$(date +%s.%N)
 		kill -0 "${pid[$name]}" 2>/dev/null || fail "$name" "exited during the load"
 		if ! answers "$port"; then
 			echo "   note: $name did not answer the first check after the load (1 s each, UDP and TCP)" >&2
@@ -205,8 +223,11 @@ for round in $(seq "$rounds"); do
 				fail "$name" "no answer after the load, three times"
 			}
 		fi
-		# Keep the summary; reduce the per-query lines to p50 and p99.
+		# Keep the summary and the rate of each second (-S 1); reduce the
+		# per-query lines to p50 and p99.
 		grep -v '^>' "$out.v" >"$out" || true
+		persec=$(awk '/^[0-9]+\.[0-9]+: [0-9.]+$/ {printf "%d ", $2}' "$out")
+		slowest=$(commas "$(awk '/^[0-9]+\.[0-9]+: [0-9.]+$/ {if (min == "" || $2 < min) min = $2} END {print min + 0}' "$out")")
 		read -r p50 p99 < <(awk -v lost="$(awk '/Queries lost:/ {print $3}' "$out")" '
 			BEGIN { n = 0; max = 0; lost += 0 }
 			/^> / { us = int($NF * 1e6 + 0.5); h[us]++; n++; if (us > max) max = us }
@@ -227,10 +248,13 @@ for round in $(seq "$rounds"); do
 		read -r a0 u0 a1 u1 < <(echo "$after")
 		cpu0=$(awk -v b="$((a0 - b0))" -v t="$((u0 - t0))" 'BEGIN {printf "%.0f %%", 100 * b / t}')
 		cpu1=$(awk -v b="$((a1 - b1))" -v t="$((u1 - t1))" 'BEGIN {printf "%.0f %%", 100 * b / t}')
+		server_cpu=$(awk -v t="$ticks" -v hz="$hz" -v s="$start" -v e="$end" 'BEGIN {printf "%.0f %%", 100 * t / hz / (e - s)}')
+		client_cpu=$(awk -v s="$start" -v e="$end" '{printf "%.0f %%", 100 * ($1 + $2) / (e - s)}' "$out.time")
 		qps=$(commas "$(awk '/Queries per second:/ {print $4}' "$out")")
 		sent=$(awk '/Queries sent:/ {print $3}' "$out")
 		lost=$(awk '/Queries lost:/ {print $3}' "$out")
 		grep -E "Queries (sent|completed|lost)|Response codes|per second" "$out"
+		echo "   each second: $persec"
 		# Every server must give the same answers: the same response codes,
 		# in the same shares (to half a percent: a run stops part way
 		# through the query file).
@@ -245,8 +269,8 @@ for round in $(seq "$rounds"); do
 		fi
 		[ "$p50" = lost ] || p50="$p50 ms"
 		[ "$p99" = lost ] || p99="$p99 ms"
-		echo "   p50 $p50, p99 $p99; core 1 (server) busy $cpu1, core 0 (dnsperf) busy $cpu0"
-		rows+=("| $name | $round | $qps | $p50 | $p99 | $(commas "$lost") of $(commas "$sent") | $cpu1 | $cpu0 |")
+		echo "   p50 $p50, p99 $p99; server CPU $server_cpu, core 1 busy $cpu1; dnsperf CPU $client_cpu, core 0 busy $cpu0"
+		rows+=("| $name | $round | $qps | $slowest | $p50 | $p99 | $(commas "$lost") of $(commas "$sent") | $server_cpu | $cpu1 | $client_cpu | $cpu0 |")
 	done
 done
 
@@ -275,7 +299,7 @@ fi
 echo
 echo "dnsperf -l $secs -c $clients -T 1 -q $outstanding -t 1 on core 0; each server on core 1"
 echo
-echo "| server | round | queries/s | p50 | p99 | lost | server core busy | dnsperf core busy |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| server | round | queries/s | slowest second | p50 | p99 | lost | server CPU | core 1 busy | dnsperf CPU | core 0 busy |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"
 [ -z "$exits_line" ] || { echo; echo "$exits_line"; }
