@@ -9,17 +9,19 @@ import (
 )
 
 // VolumeSpec is where a volume appears in the guest's file system:
-// `volume NAME DST [ro]`. The host directory is the operator's choice at
-// run time (atoll run --volume NAME=HOSTDIR).
+// `volume NAME DST [ro] [optional]`. The host directory is the
+// operator's choice at run time (atoll run --volume NAME=HOSTDIR); an
+// optional volume may be left out, and DST is then absent.
 type VolumeSpec struct {
 	Path     string `json:"path"` // absolute, clean guest path
 	ReadOnly bool   `json:"readonly,omitempty"`
+	Optional bool   `json:"optional,omitempty"`
 }
 
 func init() {
 	registerKind(abi.KindVolume, kind{
-		usage:   "volume NAME DST [ro]",
-		minArgs: 1, maxArgs: 2,
+		usage:   "volume NAME DST [ro] [optional]",
+		minArgs: 1, maxArgs: 3,
 		parse: parseVolume,
 		spec:  func() Spec { return new(VolumeSpec) },
 	})
@@ -27,11 +29,17 @@ func init() {
 
 func parseVolume(name string, args []string) (Spec, error) {
 	s := &VolumeSpec{Path: args[0]}
-	if len(args) == 2 {
-		if args[1] != "ro" {
-			return nil, fmt.Errorf("volume %s: %q: the only option is ro", name, args[1])
+	for _, opt := range args[1:] {
+		switch {
+		case opt == "ro" && !s.ReadOnly:
+			s.ReadOnly = true
+		case opt == "optional" && !s.Optional:
+			s.Optional = true
+		case opt == "ro" || opt == "optional":
+			return nil, fmt.Errorf("volume %s: %s given twice", name, opt)
+		default:
+			return nil, fmt.Errorf("volume %s: %q: the options are ro and optional", name, opt)
 		}
-		s.ReadOnly = true
 	}
 	if err := s.validate(); err != nil {
 		return nil, fmt.Errorf("volume %s: %w", name, err)
@@ -63,8 +71,12 @@ func (s *VolumeSpec) validate() error {
 
 // String describes the volume as atoll inspect shows it.
 func (s *VolumeSpec) String() string {
+	out := s.Path
 	if s.ReadOnly {
-		return s.Path + ", read-only"
+		out += ", read-only"
 	}
-	return s.Path
+	if s.Optional {
+		out += ", optional"
+	}
+	return out
 }

@@ -377,6 +377,23 @@ func TestSocketUDP(t *testing.T) {
 	}
 	// A datagram to a guest port nobody holds is dropped, as on Linux.
 	st.mustCall(t, unix.SYS_SENDTO, b, st.buf([]byte("x")), 1, 0, st.buf(sin6("::1", 9)), 28)
+	// An IPv6 UDP socket also sends to an IPv4 address given as
+	// AF_INET, as Linux's udpv6_sendmsg allows (x/net's sendmmsg does);
+	// with IPV6_V6ONLY, ENETUNREACH. A TCP or IPv4 socket refuses the
+	// other family.
+	st.mustCall(t, unix.SYS_SENDTO, b, st.buf([]byte("as inet")), 7, 0, st.buf(sin("127.0.0.1", 5353)), 16)
+	n = st.mustCall(t, unix.SYS_RECVFROM, a, rb, 64, 0, 0, 0)
+	if got := string(st.bytes(t, rb, n)); got != "as inet" {
+		t.Errorf("AF_INET destination on an AF_INET6 socket: received %q", got)
+	}
+	v6only := st.socket(unix.AF_INET6, unix.SOCK_DGRAM)
+	st.mustCall(t, unix.SYS_SETSOCKOPT, v6only, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, st.buf(u32le(1)), 4)
+	if _, e := st.call(t, unix.SYS_SENDTO, v6only, st.buf([]byte("x")), 1, 0, st.buf(sin("127.0.0.1", 5353)), 16); e != unix.ENETUNREACH {
+		t.Errorf("AF_INET destination on an IPv6-only socket: %v, want ENETUNREACH", e)
+	}
+	if _, e := st.call(t, unix.SYS_SENDTO, a, st.buf([]byte("x")), 1, 0, st.buf(sin6("::1", 5353)), 28); e != unix.EAFNOSUPPORT {
+		t.Errorf("AF_INET6 destination on an AF_INET socket: %v, want EAFNOSUPPORT", e)
+	}
 
 	// The host, through the gateway, and its reply.
 	st.mustCall(t, unix.SYS_SENDTO, b, st.buf([]byte("to host")), 7, 0, st.buf(sin6("::ffff:10.0.2.2", hp)), 28)

@@ -87,6 +87,29 @@ func readSockaddr(t *thread, s *socket, addr, size uint64) (ap netip.AddrPort, u
 	return netip.AddrPort{}, false, unix.EINVAL // too short for its family
 }
 
+// readDestSockaddr reads a datagram's destination for socket s: as
+// readSockaddr, except that a UDP socket of family AF_INET6 also takes an
+// AF_INET address, as Linux's udpv6_sendmsg does, unless it speaks IPv6
+// only (ENETUNREACH then).
+func readDestSockaddr(t *thread, s *socket, addr, size uint64) (netip.AddrPort, unix.Errno) {
+	ap, unspec, e := readSockaddr(t, s, addr, size)
+	if e == unix.EAFNOSUPPORT && s.udp && s.family == unix.AF_INET6 && size >= sockaddrInSize {
+		if b, ok := t.slice(addr, sockaddrInSize); ok && binary.LittleEndian.Uint16(b) == unix.AF_INET {
+			s.net.mu.Lock()
+			v6only := s.ipv6Only()
+			s.net.mu.Unlock()
+			if v6only {
+				return netip.AddrPort{}, unix.ENETUNREACH
+			}
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[4:8])), binary.BigEndian.Uint16(b[2:])), 0
+		}
+	}
+	if e == 0 && unspec {
+		e = unix.EAFNOSUPPORT
+	}
+	return ap, e
+}
+
 // sockaddrBytes encodes ap as the guest's struct sockaddr_in or
 // sockaddr_in6 for a socket of family.
 func sockaddrBytes(ap netip.AddrPort, family int) []byte {
@@ -245,10 +268,7 @@ func sysSendto(t *thread, a sysArgs) (uint64, unix.Errno) {
 		}
 		var dst netip.AddrPort
 		if a[4] != 0 {
-			ap, unspec, e := readSockaddr(t, s, a[4], a[5])
-			if e == 0 && unspec {
-				e = unix.EAFNOSUPPORT
-			}
+			ap, e := readDestSockaddr(t, s, a[4], a[5])
 			if e != 0 {
 				return 0, e
 			}
@@ -326,10 +346,7 @@ func sendMsg(t *thread, s *socket, raw []byte, flags int) (int, unix.Errno) {
 	}
 	var dst netip.AddrPort
 	if m.name != 0 && m.namelen != 0 {
-		ap, unspec, e := readSockaddr(t, s, m.name, uint64(m.namelen))
-		if e == 0 && unspec {
-			e = unix.EAFNOSUPPORT
-		}
+		ap, e := readDestSockaddr(t, s, m.name, uint64(m.namelen))
 		if e != 0 {
 			return 0, e
 		}

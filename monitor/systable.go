@@ -202,7 +202,7 @@ var syscallTable = []sysEntry{
 	partial(unix.SYS_CONNECT, "connect", subjSockets, sysConnect, "The guest's loopback reaches its own sockets only; 10.0.2.2 is the host's loopback, 10.0.2.3:53 the resolver; the outbound policy refuses with `EACCES`."),
 	full(unix.SYS_GETSOCKNAME, "getsockname", subjSockets, sysGetsockname, "The guest's view of the address (section 6)."),
 	full(unix.SYS_GETPEERNAME, "getpeername", subjSockets, sysGetpeername, "As `getsockname`."),
-	partial(unix.SYS_SENDTO, "sendto", subjSockets, sysSendto, "Flags `MSG_DONTWAIT`, `MSG_NOSIGNAL`, `MSG_MORE`, `MSG_EOR`, `MSG_OOB`, `MSG_CONFIRM`; others are `EOPNOTSUPP`. The monitor never raises `SIGPIPE`: `EPIPE` is the answer."),
+	partial(unix.SYS_SENDTO, "sendto", subjSockets, sysSendto, "Flags `MSG_DONTWAIT`, `MSG_NOSIGNAL`, `MSG_MORE`, `MSG_EOR`, `MSG_OOB`, `MSG_CONFIRM`; others are `EOPNOTSUPP`. The monitor never raises `SIGPIPE`: `EPIPE` is the answer. An IPv6 UDP socket takes an IPv4 destination as `AF_INET` too, as Linux does (`ENETUNREACH` with `IPV6_V6ONLY`)."),
 	partial(unix.SYS_RECVFROM, "recvfrom", subjSockets, sysRecvfrom, "Flags `MSG_DONTWAIT`, `MSG_PEEK`, `MSG_WAITALL`, `MSG_TRUNC`, `MSG_OOB`, `MSG_CMSG_CLOEXEC`."),
 	partial(unix.SYS_SENDMSG, "sendmsg", subjSockets, sysSendmsg, "As `sendto`; control messages are `EINVAL`."),
 	partial(unix.SYS_RECVMSG, "recvmsg", subjSockets, sysRecvmsg, "As `recvfrom`; no control messages are returned."),

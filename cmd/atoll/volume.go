@@ -68,12 +68,15 @@ func (v *volumeFlags) check(m *manifest.Manifest, a *attached) error {
 }
 
 func (v *volumeFlags) attach(m *manifest.Manifest, d manifest.Device, dir string, given bool, a *attached) error {
-	if !given {
-		return fmt.Errorf("%s declares volume %q, but nothing is attached: add --volume %s=HOSTDIR", m.Name, d.Name, d.Name)
-	}
 	spec, ok := d.Spec.(*manifest.VolumeSpec)
 	if !ok || spec == nil {
 		return fmt.Errorf("volume %s has no path", d.Name)
+	}
+	if !given {
+		if spec.Optional {
+			return nil // its path is absent in the guest
+		}
+		return fmt.Errorf("%s declares volume %q, but nothing is attached: add --volume %s=HOSTDIR", m.Name, d.Name, d.Name)
 	}
 	if err := a.mount(dir, spec.Path, spec.ReadOnly); err != nil {
 		return fmt.Errorf("--volume %s=%s: %w", d.Name, dir, err)

@@ -74,6 +74,17 @@ func TestVolume(t *testing.T) {
 	if _, stderr, code := invoke(t, dir, "run", "--volume", "data="+data, img); code != 0 {
 		t.Errorf("declared volume attached: exit %d, %s", code, stderr)
 	}
+	// An optional volume may be left out.
+	optDir := pkg(t, dir, "withopt", "unikernel withopt\nvolume data /data optional\n")
+	opt := filepath.Join(dir, "withopt.img")
+	if _, stderr, code := invoke(t, dir, "build", "-o", opt, optDir); code != 0 {
+		t.Fatalf("build: %s", stderr)
+	}
+	for _, args := range [][]string{{"run", opt}, {"run", "--volume", "data=" + data, opt}} {
+		if _, stderr, code := invoke(t, dir, args...); code != 0 {
+			t.Errorf("%v: exit %d, %s", args, code, stderr)
+		}
+	}
 	if _, stderr, code := invoke(t, dir, "run", "--volume", data+":/proc/x", guest); code != exitUsage || !strings.Contains(stderr, "monitor serves itself") {
 		t.Errorf("a volume on /proc: exit %d, %s", code, stderr)
 	}
