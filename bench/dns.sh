@@ -7,10 +7,13 @@
 #   bind      BIND 9 as a process (named -g -n 1)
 #   process   examples/dns as a plain process on the host's sockets
 #   atoll     examples/dns under atoll run on the user backend (-p
-#             PORT:53/udp -p PORT:53 --volume zones=DIR); the whole atoll
+#             PORT:53/udp -p PORT:53 --volume zones=DIR): the guest's own
+#             TCP/IP stack, the NAT in the monitor; the whole atoll
 #             process, monitor and vCPUs, is pinned to core 1
+#   atoll-host  the same with --net service=host: the guest's sockets are
+#             the host's, served by the monitor
 #
-# The last two run only when examples/dns exists. The zone (101 records:
+# The last three run only when examples/dns exists. The zone (101 records:
 # A, AAAA, MX, TXT) and the query file (130 queries: those names and
 # types, names that exist without the type asked, and names that do not
 # exist) are generated into a temp dir. Prints, per server and round,
@@ -139,7 +142,7 @@ peers=(nsd:15351 bind:15352)
 ours=""
 if [ -f examples/dns/main.go ]; then
 	ours=yes
-	peers+=(process:15353 atoll:15354)
+	peers+=(process:15353 atoll:15354 atoll-host:15355)
 	go build -o "$tmp/dnsd" ./examples/dns
 	go build -o "$tmp/atoll" ./cmd/atoll
 	"$tmp/atoll" build -o "$tmp/dns.img" ./examples/dns >/dev/null
@@ -152,9 +155,14 @@ fi
 taskset -c 1 nsd -d -c "$tmp/nsd/nsd.conf" 2>"$tmp/nsd.log" & pid[nsd]=$!
 taskset -c 1 named -g -n 1 -c "$tmp/bind/named.conf" 2>"$tmp/bind.log" & pid[bind]=$!
 if [ -n "$ours" ]; then
-	DNS_ZONES="$tmp/zones" taskset -c 1 "$tmp/dnsd" -addr 127.0.0.1:15353 2>"$tmp/process.log" & pid[process]=$!
-	taskset -c 1 "$tmp/atoll" run --stats -p 15354:53/udp -p 15354:53 --volume "zones=$tmp/zones" "$tmp/dns.img" \
+	# Each its own copy of the zone: examples/dns keeps a journal beside
+	# the zone file of a directory it may write.
+	for name in process atoll atoll-host; do cp -r "$tmp/zones" "$tmp/zones-$name"; done
+	DNS_ZONES="$tmp/zones-process" taskset -c 1 "$tmp/dnsd" -addr 127.0.0.1:15353 2>"$tmp/process.log" & pid[process]=$!
+	taskset -c 1 "$tmp/atoll" run --stats -p 15354:53/udp -p 15354:53 --volume "zones=$tmp/zones-atoll" "$tmp/dns.img" \
 		2>"$tmp/atoll.log" & pid[atoll]=$!
+	taskset -c 1 "$tmp/atoll" run --stats --net service=host -p 15355:53/udp -p 15355:53 --volume "zones=$tmp/zones-atoll-host" "$tmp/dns.img" \
+		2>"$tmp/atoll-host.log" & pid[atoll-host]=$!
 fi
 
 # answers says whether the server on port $1 answers over UDP and TCP,
@@ -274,27 +282,25 @@ for round in $(seq "$rounds"); do
 	done
 done
 
-exits_line=""
-if [ -n "${pid[atoll]:-}" ]; then
-	atoll_pid=${pid[atoll]}
+exits=()
+for name in atoll atoll-host; do
+	[ -n "${pid[$name]:-}" ] || continue
 	# Stop the VM (SIGINT: it prints --stats) and divide its exits by the
 	# queries sent to it.
-	kill -INT "$atoll_pid"
-	wait "$atoll_pid" 2>/dev/null || true
-	total=$(awk '/^exits:/ {print $2}' "$tmp/atoll.log")
+	kill -INT "${pid[$name]}"
+	wait "${pid[$name]}" 2>/dev/null || true
+	unset "pid[$name]"
+	total=$(awk '/^exits:/ {print $2}' "$tmp/$name.log")
+	[ -n "$total" ] || fail "$name" "atoll run printed no exit counts"
 	queries=0
-	for f in "$tmp"/atoll.[0-9]*; do
+	for f in "$tmp/$name".[0-9]*; do
+		[ "${f%.time}" = "$f" ] || continue
 		n=$(awk '/Queries sent:/ {print $3}' "$f"); queries=$((queries + n))
 	done
-	if [ -z "$total" ]; then
-		echo "atoll run printed no exit counts; its log:" >&2
-		cat "$tmp/atoll.log" >&2
-		exit 1
-	fi
-	exits_line="atoll VM exits: $total for $queries queries (boot and the readiness probes included), $(awk -v e="$total" -v q="$queries" 'BEGIN {printf "%.3f", e / q}') per query"
-	echo "== $exits_line"
-	grep -A10 '^exits:' "$tmp/atoll.log" | tail -n +2
-fi
+	exits+=("$name: $(commas "$total") VM exits for $(commas "$queries") queries (boot and the readiness checks included), $(awk -v e="$total" -v q="$queries" 'BEGIN {printf "%.3f", e / q}') per query")
+	echo "== ${exits[-1]}"
+	grep -A10 '^exits:' "$tmp/$name.log" | tail -n +2
+done
 
 echo
 echo "dnsperf -l $secs -c $clients -T 1 -q $outstanding -t 1 on core 0; each server on core 1"
@@ -302,4 +308,4 @@ echo
 echo "| server | round | queries/s | slowest second | p50 | p99 | lost | server CPU | core 1 busy | dnsperf CPU | core 0 busy |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"
-[ -z "$exits_line" ] || { echo; echo "$exits_line"; }
+[ ${#exits[@]} -eq 0 ] || { echo; printf '%s\n' "${exits[@]}"; }
