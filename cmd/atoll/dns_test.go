@@ -208,6 +208,24 @@ func TestDNSUnikernel(t *testing.T) {
 			t.Errorf("after kill -9 number %d: serial %d, want %d", i, got, serial+uint32(i))
 		}
 	}
+	// The tools people use: nsupdate -y and dig -y AXFR.
+	testenv.RequireCommands(t, "nsupdate", "dig")
+	host, hport := u.addr[:strings.LastIndex(u.addr, ":")], u.addr[strings.LastIndex(u.addr, ":")+1:]
+	nsupdate := exec.Command("nsupdate", "-y", dnsKey)
+	nsupdate.Stdin = strings.NewReader(fmt.Sprintf("server %s %s\nzone example.org\nupdate add tool.example.org 300 TXT \"from nsupdate\"\nsend\n", host, hport))
+	if out, err := nsupdate.CombinedOutput(); err != nil {
+		t.Errorf("nsupdate: %v\n%s", err, out)
+	}
+	if r, err := dnsAsk(u.addr, "udp", "tool.example.org.", dns.TypeTXT); err != nil || len(r.Answer) != 1 {
+		t.Errorf("nsupdate's record not visible: %v %v", r, err)
+	}
+	out, err := exec.Command("dig", "-y", dnsKey, "-p", hport, "@"+host, "example.org", "AXFR").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "from nsupdate") || !strings.Contains(string(out), "host3.example.org.") {
+		t.Errorf("dig AXFR: %v\n%s", err, out)
+	}
+	if out, _ := exec.Command("dig", "-p", hport, "@"+host, "example.org", "AXFR").CombinedOutput(); !strings.Contains(string(out), "Transfer failed") {
+		t.Errorf("dig AXFR without the key:\n%s", out)
+	}
 	// An unsigned update changes nothing.
 	m = new(dns.Msg)
 	m.SetUpdate("example.org.")
