@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"atoll.dev/atoll/monitor/guestmem"
 	"bytes"
 	"encoding/binary"
 	"os"
@@ -261,6 +262,13 @@ func TestProcessCalls(t *testing.T) {
 		{"getrandom unknown flag", unix.SYS_GETRANDOM, []uint64{tv.at(0), 16, 8}, unix.EINVAL},
 		{"getrandom insecure and random", unix.SYS_GETRANDOM, []uint64{tv.at(0), 16, unix.GRND_INSECURE | unix.GRND_RANDOM}, unix.EINVAL},
 		{"uname wild", unix.SYS_UNAME, []uint64{wild}, unix.EFAULT},
+		// The monitor's own pages: neither written nor read for the guest.
+		{"uname into the trampoline", unix.SYS_UNAME, []uint64{uint64(trampolineAddr)}, unix.EFAULT},
+		{"uname into the signal table", unix.SYS_UNAME, []uint64{uint64(sigTableAddr)}, unix.EFAULT},
+		{"getrandom into the page tables", unix.SYS_GETRANDOM, []uint64{0x1000, 16, 0}, unix.EFAULT},
+		{"getcwd over the system area's end", unix.SYS_GETCWD, []uint64{uint64(guestmem.SystemBase+guestmem.SystemSize) - 8, 64}, unix.EFAULT},
+		{"write from the vDSO", unix.SYS_WRITE, []uint64{1, uint64(vdsoAddr), 16}, unix.EFAULT},
+		{"openat a path in the system area", unix.SYS_OPENAT, []uint64{atFDCWD, uint64(trampolineAddr), 0, 0}, unix.EFAULT},
 		{"getcwd short", unix.SYS_GETCWD, []uint64{tv.at(0), 1}, unix.ERANGE},
 		{"getcwd wild", unix.SYS_GETCWD, []uint64{wild, 64}, unix.EFAULT},
 		{"prlimit64 other process", unix.SYS_PRLIMIT64, []uint64{2, 0, 0, tv.at(0)}, unix.ESRCH},

@@ -120,7 +120,7 @@ func (t *thread) pushFrame(sig unix.Signal, h sigaction, info []byte, f faultInf
 		sp = alt.sp + alt.size
 	}
 	frame := (sp-frameSize)&^15 - 8
-	b, err := t.vm.mem.Slice(guestmem.GuestAddr(frame), frameSize)
+	b, err := t.vm.mem.GuestSlice(guestmem.GuestAddr(frame), frameSize)
 	if err != nil {
 		return fmt.Errorf("signal stack at %#x is not guest memory", frame)
 	}

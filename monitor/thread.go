@@ -138,9 +138,10 @@ func hostResult(n int, err error) (uint64, unix.Errno) {
 	return uint64(n), 0
 }
 
-// slice returns the guest memory [a, a+n) if it all exists.
+// slice returns the guest memory [a, a+n) the guest named, if it all
+// exists and lies outside the monitor's own pages (GuestSlice).
 func (t *thread) slice(a, n uint64) ([]byte, bool) {
-	b, err := t.vm.mem.Slice(guestmem.GuestAddr(a), n)
+	b, err := t.vm.mem.GuestSlice(guestmem.GuestAddr(a), n)
 	return b, err == nil
 }
 

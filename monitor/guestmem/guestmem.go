@@ -274,6 +274,19 @@ func (m *Memory) Slice(a GuestAddr, n uint64) ([]byte, error) {
 	return r.host[off : off+n : off+n], nil
 }
 
+// GuestSlice is Slice for a range the guest named — a system call's
+// buffer, its signal stack: it also fails for any part of the page-table
+// pool and the monitor's system area. The guest cannot write those pages
+// itself (they are mapped for the monitor's code only, or read-only);
+// nor may it have the monitor write them for it, or read the monitor's
+// data there.
+func (m *Memory) GuestSlice(a GuestAddr, n uint64) ([]byte, error) {
+	if n != 0 && a < SystemBase+SystemSize {
+		return nil, ErrFault
+	}
+	return m.Slice(a, n)
+}
+
 // ReadU64 reads a little-endian word at a.
 func (m *Memory) ReadU64(a GuestAddr) (uint64, error) {
 	b, err := m.Slice(a, 8)
@@ -293,8 +306,12 @@ func (m *Memory) WriteU64(a GuestAddr, v uint64) error {
 	return nil
 }
 
-// CString reads a NUL-terminated string of at most max bytes at a.
+// CString reads a NUL-terminated string of at most max bytes at a, an
+// address the guest named (as GuestSlice).
 func (m *Memory) CString(a GuestAddr, max int) (string, error) {
+	if a < SystemBase+SystemSize {
+		return "", ErrFault
+	}
 	var out []byte
 	for len(out) < max {
 		b, err := m.Slice(a+GuestAddr(len(out)), 1)
