@@ -29,6 +29,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"atoll.dev/atoll/abi"
 )
@@ -517,6 +518,13 @@ func splitLines(file, s string) ([]line, error) {
 			}
 			fields = append(fields, tok)
 			rest = rest[end:]
+		}
+		for _, f := range fields {
+			// Manifests travel in images as JSON, which cannot carry
+			// other bytes: a path or value would change on the way.
+			if !utf8.ValidString(f) {
+				return nil, &Error{file, n, fmt.Sprintf("%q is not valid UTF-8", f)}
+			}
 		}
 		if len(fields) > 0 {
 			out = append(out, line{n, fields})

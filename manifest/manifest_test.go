@@ -109,6 +109,8 @@ func TestParseErrors(t *testing.T) {
 		{"unikernel a\nmemory (\n", `m:2: "memory" cannot be grouped with ( ... )`},
 		{"unikernel a\nnet (\n  srv\n", "m:2: net ( is never closed"},
 		{"unikernel a\nenv \"A=1\n", "m:2: unterminated quoted string"},
+		{"unikernel a\nfiles (\n0 /\x84\n)", "m:3: \"/\\x84\" is not valid UTF-8"},
+		{"unikernel a\nenv \"A=\\xff\"\n", "m:2: \"A=\\xff\" is not valid UTF-8"},
 		{strings.Repeat("x", MaxSize+1), "m:1: manifest is 65537 bytes, more than the 65536 allowed"},
 	} {
 		_, err := Parse("m", []byte(c.src))
