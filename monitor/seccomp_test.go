@@ -1,0 +1,293 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"atoll.dev/atoll/monitor/kvm"
+)
+
+// seccompProbeEnv names the probe a re-executed test binary runs
+// (TestSeccompFilter).
+const seccompProbeEnv = "ATOLL_TEST_SECCOMP_PROBE"
+
+// seccompProbe is a host call made under the filter: allowed ones must
+// leave the process alive (and print what they returned), others must
+// kill it.
+type seccompProbe struct {
+	name    string
+	allowed bool
+	call    func() string
+}
+
+// sys makes a raw system call and describes its result.
+func sys(nr uintptr, args ...uintptr) string {
+	var a [6]uintptr
+	copy(a[:], args)
+	r, _, e := unix.Syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5])
+	if e != 0 {
+		return "errno " + unix.ErrnoName(e)
+	}
+	return fmt.Sprintf("returned %d", r)
+}
+
+// devNull opens /dev/null, a descriptor no ioctl applies to.
+func devNull() uintptr {
+	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		panic(err)
+	}
+	return uintptr(fd)
+}
+
+// socketProbe makes a socket and closes it.
+func socketProbe(family, typ, proto int) func() string {
+	return func() string {
+		fd, err := unix.Socket(family, typ, proto)
+		if err != nil {
+			return err.Error()
+		}
+		unix.Close(fd)
+		return "made"
+	}
+}
+
+// mmapProbe maps a page with prot.
+func mmapProbe(prot int) func() string {
+	return func() string {
+		b, err := unix.Mmap(-1, 0, 4096, prot, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return err.Error()
+		}
+		unix.Munmap(b)
+		return "mapped"
+	}
+}
+
+// page maps a read-write page for probes that need one.
+func page() []byte {
+	b, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+var seccompProbes = []seccompProbe{
+	// Allowed, with the arguments the monitor and the Go runtime use.
+	{"ioctl-KVM_RUN", true, func() string { return sys(unix.SYS_IOCTL, devNull(), uintptr(kvm.Requests["KVM_RUN"]), 0) }},
+	{"ioctl-FIONREAD", true, func() string {
+		var n int32
+		return sys(unix.SYS_IOCTL, devNull(), unix.SIOCINQ, uintptr(unsafe.Pointer(&n)))
+	}},
+	{"socket-tcp6", true, socketProbe(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)},
+	{"socket-udp4", true, socketProbe(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)},
+	{"mmap-rw", true, mmapProbe(unix.PROT_READ | unix.PROT_WRITE)},
+	{"madvise-DONTNEED", true, func() string { return errorText(unix.Madvise(page(), unix.MADV_DONTNEED)) }},
+	{"prctl-PR_SET_VMA", true, func() string {
+		p, name := page(), []byte("probe\x00")
+		return sys(unix.SYS_PRCTL, unix.PR_SET_VMA, unix.PR_SET_VMA_ANON_NAME, uintptr(unsafe.Pointer(&p[0])), 4096, uintptr(unsafe.Pointer(&name[0])))
+	}},
+	{"clone3-ENOSYS", true, func() string { return sys(unix.SYS_CLONE3, 0, 0) }},
+	{"tgkill-self", true, func() string { return sys(unix.SYS_TGKILL, uintptr(unix.Getpid()), uintptr(unix.Gettid()), 0) }},
+	{"kill-self", true, func() string { return sys(unix.SYS_KILL, uintptr(unix.Getpid()), 0) }},
+	{"restart_syscall", true, func() string { return sys(unix.SYS_RESTART_SYSCALL) }},
+	{"threads-confined", true, threadsConfined},
+	// Forbidden: calls the monitor never makes, and allowed calls with
+	// other arguments.
+	{"execve", false, func() string {
+		p := []byte("/nonexistent/atoll\x00")
+		return sys(unix.SYS_EXECVE, uintptr(unsafe.Pointer(&p[0])), 0, 0)
+	}},
+	{"ptrace", false, func() string { return sys(unix.SYS_PTRACE, unix.PTRACE_PEEKDATA, 1, 0, 0) }},
+	{"setuid", false, func() string { return sys(unix.SYS_SETUID, uintptr(unix.Getuid())) }},
+	{"socketpair", false, func() string {
+		var fds [2]int32
+		return sys(unix.SYS_SOCKETPAIR, unix.AF_UNIX, unix.SOCK_STREAM, 0, uintptr(unsafe.Pointer(&fds)))
+	}},
+	{"ioctl-TIOCGWINSZ", false, func() string {
+		var ws unix.Winsize
+		return sys(unix.SYS_IOCTL, 2, unix.TIOCGWINSZ, uintptr(unsafe.Pointer(&ws)))
+	}},
+	{"ioctl-KVM_CREATE_VM", false, func() string { return sys(unix.SYS_IOCTL, devNull(), uintptr(kvm.Requests["KVM_CREATE_VM"]), 0) }},
+	{"socket-AF_PACKET", false, socketProbe(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)},
+	{"socket-AF_UNIX", false, socketProbe(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)},
+	{"socket-SOCK_RAW", false, socketProbe(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)},
+	{"socket-ICMP", false, socketProbe(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)},
+	{"clone-process", false, func() string {
+		r, _, e := unix.RawSyscall6(unix.SYS_CLONE, uintptr(unix.SIGCHLD), 0, 0, 0, 0, 0)
+		if r == 0 && e == 0 {
+			unix.RawSyscall(unix.SYS_EXIT_GROUP, 0, 0, 0) // the child, had the filter let it be
+		}
+		return fmt.Sprintf("returned %d, errno %d", r, e)
+	}},
+	{"mmap-exec", false, mmapProbe(unix.PROT_READ | unix.PROT_EXEC)},
+	{"mprotect-exec", false, func() string { return errorText(unix.Mprotect(page(), unix.PROT_READ|unix.PROT_EXEC)) }},
+	{"madvise-DONTFORK", false, func() string { return errorText(unix.Madvise(page(), unix.MADV_DONTFORK)) }},
+	{"prctl-GET_DUMPABLE", false, func() string { return sys(unix.SYS_PRCTL, unix.PR_GET_DUMPABLE) }},
+	{"kill-init", false, func() string { return sys(unix.SYS_KILL, 1, 0) }},
+	{"tgkill-init", false, func() string { return sys(unix.SYS_TGKILL, 1, 1, 0) }},
+}
+
+// errorText describes err, nil included.
+func errorText(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}
+
+// threadsConfined reports whether every thread of the process has the
+// filter (TSYNC) and no_new_privs, from /proc.
+func threadsConfined() string {
+	// No os.Stat: the monitor never needs newfstatat once confined.
+	d, err := os.Open("/proc/self/task")
+	if err != nil {
+		return err.Error()
+	}
+	tasks, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil || len(tasks) < 2 {
+		return fmt.Sprintf("tasks %v: %v", tasks, err)
+	}
+	for _, tid := range tasks {
+		p := "/proc/self/task/" + tid + "/status"
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err.Error()
+		}
+		for _, want := range []string{"\nSeccomp:\t2\n", "\nSeccomp_filters:\t1\n", "\nNoNewPrivs:\t1\n"} {
+			if !strings.Contains(string(b), want) {
+				return fmt.Sprintf("%s lacks %q", p, want)
+			}
+		}
+	}
+	return fmt.Sprintf("all %d threads confined", len(tasks))
+}
+
+// runSeccompProbe is the re-executed test binary: it installs the filter
+// (mode "kill" or "trap") and makes probe name's call on a thread that
+// existed before, which the filter reached through TSYNC.
+func runSeccompProbe(spec string) {
+	mode, name, _ := strings.Cut(spec, ":")
+	var p *seccompProbe
+	for i := range seccompProbes {
+		if seccompProbes[i].name == name {
+			p = &seccompProbes[i]
+		}
+	}
+	if p == nil {
+		fmt.Println("no probe", name)
+		os.Exit(3)
+	}
+	ready, do, done := make(chan struct{}), make(chan struct{}), make(chan string)
+	go func() {
+		runtime.LockOSThread()
+		close(ready)
+		<-do
+		done <- p.call()
+	}()
+	<-ready
+	m := SeccompKill
+	if mode == "trap" {
+		m = SeccompTrap
+	}
+	if _, err := confine(m); err != nil {
+		fmt.Println(err)
+		os.Exit(3)
+	}
+	fmt.Println("calling", name)
+	close(do)
+	fmt.Println(name+":", <-done)
+	fmt.Println("survived")
+	os.Exit(0)
+}
+
+// TestSeccompFilter confines a child process with the monitor's filter,
+// as atoll run does, and has it make calls the monitor makes (it must
+// live) and calls it must not (the process must die of SIGSYS, at once).
+// The call is made on another thread than the one that installed the
+// filter.
+func TestSeccompFilter(t *testing.T) {
+	if spec := os.Getenv(seccompProbeEnv); spec != "" {
+		runSeccompProbe(spec)
+	}
+	probe := func(t *testing.T, spec string) (string, error) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSeccompFilter$")
+		cmd.Env = append(os.Environ(), seccompProbeEnv+"="+spec)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, p := range seccompProbes {
+		t.Run(p.name, func(t *testing.T) {
+			out, err := probe(t, "kill:"+p.name)
+			var ee *exec.ExitError
+			killed := errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled() && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGSYS
+			switch {
+			case !strings.Contains(out, "calling "+p.name):
+				t.Fatalf("the child did not get to the call: %v\n%s", err, out)
+			case p.allowed && (err != nil || !strings.HasSuffix(out, "survived\n")):
+				t.Errorf("an allowed call: %v\n%s", err, out)
+			case !p.allowed && !killed:
+				t.Errorf("a forbidden call left the process alive: %v\n%s", err, out)
+			case !p.allowed && strings.Contains(out, p.name+":"):
+				t.Errorf("a forbidden call returned:\n%s", out)
+			}
+			t.Logf("%s", strings.TrimSpace(out))
+		})
+	}
+	t.Run("results", func(t *testing.T) {
+		for name, want := range map[string]string{
+			"clone3-ENOSYS":    "errno ENOSYS",
+			"threads-confined": "threads confined",
+			"ioctl-KVM_RUN":    "errno ENOTTY",
+		} {
+			if out, _ := probe(t, "kill:"+name); !strings.Contains(out, want) {
+				t.Errorf("%s: want %q:\n%s", name, want, out)
+			}
+		}
+	})
+	t.Run("trap", func(t *testing.T) {
+		// A trapped call crashes the Go runtime with a traceback that
+		// names the caller, and the process exits 2.
+		out, err := probe(t, "trap:ptrace")
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out, "SIGSYS: bad system call") || !strings.Contains(out, "monitor.sys(") {
+			t.Errorf("trap: %v\n%s", err, out)
+		}
+	})
+}
+
+// TestSeccompInfo checks the filter's description and that it assembles
+// with every call name the library knows.
+func TestSeccompInfo(t *testing.T) {
+	info, err := Seccomp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Calls != len(seccompCalls) || info.Instructions < info.Calls || info.Instructions > 4096 {
+		t.Errorf("implausible filter: %+v", info)
+	}
+	if s := info.String(); !strings.Contains(s, fmt.Sprintf("%d host calls allowed, %d BPF instructions", info.Calls, info.Instructions)) {
+		t.Errorf("String() = %q", s)
+	}
+	if s := (SeccompInfo{Mode: SeccompTrap}).String(); !strings.Contains(s, "traceback") {
+		t.Errorf("trap mode's String() = %q", s)
+	}
+	seen := map[string]bool{}
+	for _, c := range append(seccompCalls, seccompENOSYS...) {
+		if seen[c.name] || c.who == "" {
+			t.Errorf("%s: listed twice, or without who needs it", c.name)
+		}
+		seen[c.name] = true
+	}
+}
