@@ -28,6 +28,10 @@ import (
 // code and the Go runtime's sources for paths no trace took (each such
 // entry says so).
 
+// faultHook, when set, runs before each system call's handler. Only test
+// builds set it (the atollfault build tag, faultinject.go).
+var faultHook func(nr uint64, a sysArgs)
+
 // SeccompMode says whether Run confines the process, and what a call
 // outside the filter does.
 type SeccompMode int

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"atoll.dev/atoll/internal/testenv"
+	"atoll.dev/atoll/monitor"
+)
+
+// TestSeccompKills has a running atoll make host calls its seccomp filter
+// forbids — a call it never makes, and allowed calls with other arguments
+// — through the fault injection of a test build (monitor/faultinject.go):
+// each kills the process with SIGSYS before the call returns, and before
+// the guest's write it was made in. Without the filter the same calls
+// return and the guest runs on; with ATOLL_SECCOMP=trap, atoll crashes
+// with a traceback naming the caller.
+func TestSeccompKills(t *testing.T) {
+	testenv.RequireKVM(t)
+	dir := t.TempDir()
+	atoll := filepath.Join(dir, "atoll-fault")
+	if out, err := exec.Command("go", "build", "-tags", "atollfault", "-o", atoll, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build atoll with fault injection: %v\n%s", err, out)
+	}
+	hello := filepath.Join(dir, "hello")
+	build(t, hello, "amd64")
+	run := func(env ...string) (stdout, stderr string, err error) {
+		cmd := exec.Command(atoll, "run", hello)
+		cmd.Env = append(os.Environ(), env...)
+		var o, e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err = cmd.Run()
+		return o.String(), e.String(), err
+	}
+	for _, fault := range []string{"execve", "socket", "ioctl"} {
+		stdout, stderr, err := run("ATOLL_FAULT=" + fault)
+		var ee *exec.ExitError
+		killed := errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled() && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGSYS
+		if !killed || !strings.Contains(stderr, "injected fault: "+fault+"\n") || strings.Contains(stderr, "returned") || stdout != "" {
+			t.Errorf("%s: %v, want death by SIGSYS during the call\nstdout: %q\nstderr:\n%s", fault, err, stdout, stderr)
+		}
+	}
+	stdout, stderr, err := run("ATOLL_FAULT=execve", seccompEnv+"=off")
+	if err != nil || stdout != "hello from atoll\n" || !strings.Contains(stderr, "execve returned: no such file or directory") ||
+		!strings.Contains(stderr, "WARNING: "+seccompEnv+"=off") {
+		t.Errorf("unconfined: %v\nstdout: %q\nstderr:\n%s", err, stdout, stderr)
+	}
+	_, stderr, err = run("ATOLL_FAULT=socket", seccompEnv+"=trap")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(stderr, "SIGSYS: bad system call") || !strings.Contains(stderr, "monitor.injectFault(") {
+		t.Errorf("trap: %v, want exit status 2 with a traceback\n%s", err, stderr)
+	}
+}
+
+// TestSeccompStatus checks a running atoll run with /proc: every thread
+// is in seccomp filter mode (Seccomp: 2) with one filter and
+// no_new_privs, and -v names the filter and its size. The guest waits
+// for its standard input meanwhile, then answers as it would unconfined.
+func TestSeccompStatus(t *testing.T) {
+	testenv.RequireKVM(t)
+	dir := t.TempDir()
+	atoll := atollBinary(t, dir)
+	guest := filepath.Join(dir, "jsonfield")
+	build := exec.Command("go", "build", "-o", guest, "../../internal/testguests/jsonfield")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	cmd := exec.Command(atoll, "run", "-v", guest, "--", "a")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	proc := "/proc/" + strconv.Itoa(cmd.Process.Pid)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(proc + "/status")
+		if strings.Contains(string(b), "\nSeccomp:\t2\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("atoll run never confined itself:\n%s\nstderr:\n%s", b, stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tasks, err := os.ReadDir(proc + "/task")
+	if err != nil || len(tasks) < 2 {
+		t.Fatalf("threads %v: %v", tasks, err)
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(proc + "/task/" + task.Name() + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"\nSeccomp:\t2\n", "\nSeccomp_filters:\t1\n", "\nNoNewPrivs:\t1\n"} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("thread %s lacks %q", task.Name(), strings.TrimSpace(want))
+			}
+		}
+	}
+	t.Logf("%d threads confined", len(tasks))
+	stdin.Write([]byte(`{"a": "answered"}`))
+	stdin.Close()
+	if err := cmd.Wait(); err != nil || stdout.String() != "answered\n" {
+		t.Errorf("%v, stdout %q\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	info, err := monitor.Seccomp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "atoll: " + info.String() + "\n"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("-v lacks %q:\n%s", want, stderr.String())
+	}
+}
