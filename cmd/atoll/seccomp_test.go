@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"debug/buildinfo"
 	"errors"
 	"os"
 	"os/exec"
@@ -124,5 +125,92 @@ func TestSeccompStatus(t *testing.T) {
 	}
 	if want := "atoll: " + info.String() + "\n"; !strings.Contains(stderr.String(), want) {
 		t.Errorf("-v lacks %q:\n%s", want, stderr.String())
+	}
+}
+
+// TestSeccompBuilds builds atoll as other builders may — without cgo, so
+// that the Go runtime makes its threads itself rather than through glibc,
+// and with the newest Go release the project supports, whose runtime's
+// needs may differ (the release tests' toolchain, through GOTOOLCHAIN) —
+// and runs each confined: boots, the GC and goroutines on several
+// threads, preemption, random system calls, a volume, host sockets and
+// the user network under load. (The default build, with cgo and the
+// installed Go, is every other test's.)
+func TestSeccompBuilds(t *testing.T) {
+	testenv.RequireKVM(t)
+	dir := t.TempDir()
+	www := buildTestImage(t, atollBinary(t, dir), dir, "../../examples/www")
+	guests := map[string]string{}
+	for _, g := range []string{"hello", "goroutines", "preempt", "chaos", "volume", "stocknet"} {
+		guests[g] = guestBinary(t, dir, g)
+	}
+	for _, b := range []struct {
+		name, release string
+		env           []string
+	}{
+		{"nocgo", "", []string{"CGO_ENABLED=0"}},
+		{goReleaseNewest, goReleaseNewest, []string{"GOTOOLCHAIN=" + goReleaseNewest}},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			atoll := filepath.Join(dir, "atoll-"+b.name)
+			cmd := exec.Command("go", "build", "-o", atoll, ".")
+			cmd.Env = append(os.Environ(), b.env...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				if b.release != "" && os.Getenv("CI") == "" {
+					t.Skipf("toolchain %s unavailable (the module proxy serves it): %v\n%s", b.release, err, out)
+				}
+				t.Fatalf("build atoll: %v\n%s", err, out)
+			}
+			info, err := buildinfo.ReadFile(atoll)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.release != "" && info.GoVersion != b.release {
+				t.Fatalf("atoll built by %s, want %s", info.GoVersion, b.release)
+			}
+			seccompBattery(t, atoll, www, guests)
+		})
+	}
+}
+
+// goReleaseNewest is the newest Go release the project supports (as in
+// monitor/releases_test.go).
+const goReleaseNewest = "go1.27.3"
+
+// seccompBattery runs guests and examples/www under atoll, confined. A
+// run must print want ("" for anything) and end without a signal.
+func seccompBattery(t *testing.T, atoll, www string, guests map[string]string) {
+	run := func(want string, args ...string) {
+		t.Helper()
+		r := runCmd(t, exec.Command(atoll, append([]string{"run"}, args...)...))
+		if r.code == -1 || !strings.Contains(r.stdout, want) {
+			t.Errorf("atoll run %s: exit %d (-1: a signal), stdout %q, want %q\nstderr:\n%.3000s", strings.Join(args, " "), r.code, r.stdout, want, r.stderr)
+		}
+	}
+	run("hello from atoll", guests["hello"])
+	run("gc ran true", "--cpus", "2", guests["goroutines"])
+	run("main goroutine ran again: true", "--cpus", "2", guests["preempt"])
+	run("", guests["chaos"], "--", "3") // it may crash itself, not atoll
+	vol := t.TempDir()
+	os.Mkdir(filepath.Join(vol, "config"), 0o755)
+	os.WriteFile(filepath.Join(vol, "config", "settings"), []byte("x"), 0o644)
+	run("remove /config refused with EROFS: true", "--volume", vol+":/data", "--volume", filepath.Join(vol, "config")+":/config:ro", guests["volume"])
+	run("200 hello from GET /inside", "--net", "host,outbound=none", guests["stocknet"], "--", "selftest")
+	port := testenv.FreePort(t)
+	cmd := exec.Command(atoll, "run", "-p", strconv.Itoa(port)+":80", www)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for i := 0; i < 50; i++ {
+		if code, body := get(t, "http://127.0.0.1:"+strconv.Itoa(port)+"/api/hello"); code != 200 || !strings.Contains(body, "hello from www") {
+			t.Fatalf("www: %d %q\nstderr:\n%s", code, body, stderr.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); cmd.ProcessState.ExitCode() != 128+15 {
+		t.Errorf("www after SIGTERM: %v, want exit status 143\nstderr:\n%s", err, stderr.String())
 	}
 }
