@@ -23,8 +23,8 @@ import (
 // other call kills the process (SIGSYS). The list is what the monitor and
 // the Go runtime were seen to make after that point — strace of the boot
 // tests' guests, examples/www under load, examples/dns with updates and
-// transfers, volumes, block devices and the user and host network
-// backends, with atoll built with and without cgo — completed from the
+// transfers, volumes (every file call: internal/testguests/fileops), block
+// devices and the user and host network backends, with atoll built with and without cgo — completed from the
 // code and the Go runtime's sources for paths no trace took (each such
 // entry says so).
 
@@ -144,8 +144,8 @@ var kvmRequests = []string{
 // calls run the filter each time, and ioctl, the hottest (KVM_RUN), is
 // first.
 var seccompCalls = []hostCall{
-	{"ioctl", "vCPUs (`KVM_*`, above); the host backend's sockets (`FIONREAD`, `SIOCOUTQ`: the guest's ioctls)", nil},
-	{"futex", "Go runtime (locks, sleeping threads); guest futexes on the host backend's blocking calls", nil},
+	{"ioctl", "vCPU loops, signal delivery, vCPUs for new guest threads, guest mmap, frame-ring doorbells (`KVM_*`); the host backend's sockets (the guest's `FIONREAD`, `SIOCOUTQ`)", nil},
+	{"futex", "Go runtime (locks, sleeping threads); the guest's futexes (host futexes on guest memory)", nil},
 	{"nanosleep", "Go runtime (sysmon, spinning)", nil},
 	{"read", "console, pipes, eventfds, volumes, block devices, sockets, tap; Go runtime", nil},
 	{"write", "console and log, pipes, eventfds, volumes, block devices, sockets, tap", nil},
@@ -161,8 +161,8 @@ var seccompCalls = []hostCall{
 	{"sendto", "host backend sockets; user NAT (Go's net)", nil},
 	{"recvmsg", "host backend sockets; user NAT (Go's net)", nil},
 	{"sendmsg", "host backend sockets; user NAT (Go's net)", nil},
-	{"recvmmsg", "host backend (the guest's recvmmsg); the user NAT's frame device", nil},
-	{"sendmmsg", "host backend (the guest's sendmmsg); the user NAT's frame device", nil},
+	{"recvmmsg", "the guest's recvmmsg (network devices without rings, host sockets); the user NAT's frame device", nil},
+	{"sendmmsg", "the guest's sendmmsg (network devices without rings, host sockets); the user NAT's frame device", nil},
 	{"getsockopt", "host backend (`SO_ERROR`, `SO_PROTOCOL`, `TCP_INFO`); Go's net", nil},
 	{"setsockopt", "host backend (its allow-list of options); Go's net (the NAT's connections)", nil},
 	{"close", "every descriptor the guest or the monitor closes", nil},
@@ -187,7 +187,7 @@ var seccompCalls = []hostCall{
 	{"exit_group", "atoll exits", nil},
 	{"rseq", "glibc: each new thread registers (cgo builds)", nil},
 	{"set_robust_list", "glibc: each new thread (cgo builds)", nil},
-	{"restart_syscall", "the kernel restarts an interrupted sleep with it after SIGSTOP and SIGCONT (no trace took it)", nil},
+	{"restart_syscall", "the kernel resumes the threads' interrupted sleeps with it after SIGSTOP and SIGCONT (^Z, fg)", nil},
 	{"getrandom", "the guest's getrandom; crypto/rand and the vDSO's rekeying", nil},
 	{"prctl", "Go runtime 1.25+: names its anonymous mappings (`PR_SET_VMA`), on kernels that can", nil},
 	{"fcntl", "os.NewFile for a new vCPU's descriptor (`F_GETFL`); the guest's O_NONBLOCK on host descriptors", nil},
@@ -203,12 +203,12 @@ var seccompCalls = []hostCall{
 	{"linkat", "volumes", nil},
 	{"readlinkat", "volumes", nil},
 	{"fchmodat", "volumes: chmod through /proc/self/fd", nil},
-	{"fchmod", "volumes: fchmod (no trace took it)", nil},
-	{"utimensat", "volumes: utimes and futimens (no trace took it)", nil},
-	{"ftruncate", "volumes; the guest's /tmp is memory, not this", nil},
+	{"fchmod", "volumes: fchmod", nil},
+	{"utimensat", "volumes: utimes and futimens", nil},
+	{"ftruncate", "volumes", nil},
 	{"fsync", "volumes, block devices: the guest's fsync and fdatasync", nil},
-	{"fstatfs", "volumes: statfs (no trace took it)", nil},
-	{"flock", "volumes: the guest's flock (no trace took it)", nil},
+	{"fstatfs", "volumes: statfs and fstatfs", nil},
+	{"flock", "volumes: the guest's flock", nil},
 	{"pipe2", "the guest's pipes", nil},
 	{"eventfd2", "the guest's eventfds; frame-ring doorbells", nil},
 	{"epoll_create1", "the guest's epoll instances", nil},

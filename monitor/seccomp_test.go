@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"atoll.dev/atoll/internal/testenv"
 	"atoll.dev/atoll/monitor/kvm"
 )
 
@@ -85,6 +86,13 @@ func page() []byte {
 var seccompProbes = []seccompProbe{
 	// Allowed, with the arguments the monitor and the Go runtime use.
 	{"ioctl-KVM_RUN", true, func() string { return sys(unix.SYS_IOCTL, devNull(), uintptr(kvm.Requests["KVM_RUN"]), 0) }},
+	{"ioctl-KVM-all", true, func() string {
+		fd, out := devNull(), ""
+		for _, r := range kvmRequests {
+			out += r + " " + sys(unix.SYS_IOCTL, fd, uintptr(kvm.Requests[r]), 0) + ", "
+		}
+		return out
+	}},
 	{"ioctl-FIONREAD", true, func() string {
 		var n int32
 		return sys(unix.SYS_IOCTL, devNull(), unix.SIOCINQ, uintptr(unsafe.Pointer(&n)))
@@ -136,6 +144,27 @@ var seccompProbes = []seccompProbe{
 	{"prctl-GET_DUMPABLE", false, func() string { return sys(unix.SYS_PRCTL, unix.PR_GET_DUMPABLE) }},
 	{"kill-init", false, func() string { return sys(unix.SYS_KILL, 1, 0) }},
 	{"tgkill-init", false, func() string { return sys(unix.SYS_TGKILL, 1, 1, 0) }},
+	// getpid through the 32-bit system-call ABI, which the filter's
+	// architecture check refuses whatever the call.
+	{"int80-getpid", false, func() string { return fmt.Sprint(testenv.CallSysV(int80Code, 0, 0, 0, 0, 0)) }},
+}
+
+// int80Code is machine code mapped executable before the filter (which
+// forbids mapping it after): mov eax, 20 (getpid in the i386 ABI);
+// int 0x80; ret.
+var int80Code uintptr
+
+// mapInt80Code maps int80Code.
+func mapInt80Code() {
+	b, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		panic(err)
+	}
+	copy(b, []byte{0xb8, 20, 0, 0, 0, 0xcd, 0x80, 0xc3})
+	if err := unix.Mprotect(b, unix.PROT_READ|unix.PROT_EXEC); err != nil {
+		panic(err)
+	}
+	int80Code = uintptr(unsafe.Pointer(&b[0]))
 }
 
 // errorText describes err, nil included.
@@ -189,6 +218,7 @@ func runSeccompProbe(spec string) {
 		fmt.Println("no probe", name)
 		os.Exit(3)
 	}
+	mapInt80Code()
 	ready, do, done := make(chan struct{}), make(chan struct{}), make(chan string)
 	go func() {
 		runtime.LockOSThread()
@@ -250,6 +280,7 @@ func TestSeccompFilter(t *testing.T) {
 			"clone3-ENOSYS":    "errno ENOSYS",
 			"threads-confined": "threads confined",
 			"ioctl-KVM_RUN":    "errno ENOTTY",
+			"ioctl-KVM-all":    "KVM_IOEVENTFD errno ENOTTY",
 		} {
 			if out, _ := probe(t, "kill:"+name); !strings.Contains(out, want) {
 				t.Errorf("%s: want %q:\n%s", name, want, out)
@@ -291,3 +322,4 @@ func TestSeccompInfo(t *testing.T) {
 		seen[c.name] = true
 	}
 }
+

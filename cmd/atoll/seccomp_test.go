@@ -64,7 +64,8 @@ func TestSeccompKills(t *testing.T) {
 // TestSeccompStatus checks a running atoll run with /proc: every thread
 // is in seccomp filter mode (Seccomp: 2) with one filter and
 // no_new_privs, and -v names the filter and its size. The guest waits
-// for its standard input meanwhile, then answers as it would unconfined.
+// for its standard input meanwhile, atoll is stopped and continued, and
+// then the guest answers as it would unconfined.
 func TestSeccompStatus(t *testing.T) {
 	testenv.RequireKVM(t)
 	dir := t.TempDir()
@@ -114,6 +115,12 @@ func TestSeccompStatus(t *testing.T) {
 		}
 	}
 	t.Logf("%d threads confined", len(tasks))
+	// Stopped and continued (^Z, fg), the threads' interrupted sleeps
+	// resume through restart_syscall, which the filter allows.
+	cmd.Process.Signal(syscall.SIGSTOP)
+	time.Sleep(100 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGCONT)
+	time.Sleep(100 * time.Millisecond)
 	stdin.Write([]byte(`{"a": "answered"}`))
 	stdin.Close()
 	if err := cmd.Wait(); err != nil || stdout.String() != "answered\n" {
@@ -128,26 +135,27 @@ func TestSeccompStatus(t *testing.T) {
 	}
 }
 
-// TestSeccompBuilds builds atoll as other builders may — without cgo, so
-// that the Go runtime makes its threads itself rather than through glibc,
-// and with the newest Go release the project supports, whose runtime's
-// needs may differ (the release tests' toolchain, through GOTOOLCHAIN) —
-// and runs each confined: boots, the GC and goroutines on several
-// threads, preemption, random system calls, a volume, host sockets and
-// the user network under load. (The default build, with cgo and the
-// installed Go, is every other test's.)
+// TestSeccompBuilds runs a battery under atoll's filter — boots, the GC
+// and goroutines on several threads, preemption, random system calls,
+// every file call a volume serves, host sockets and the user network
+// under load — with atoll built by default (cgo, the installed Go: every
+// other test's build), without cgo, so that the Go runtime makes its
+// threads itself rather than through glibc, and with the newest Go
+// release the project supports, whose runtime's needs may differ (the
+// release tests' toolchain, through GOTOOLCHAIN).
 func TestSeccompBuilds(t *testing.T) {
 	testenv.RequireKVM(t)
 	dir := t.TempDir()
 	www := buildTestImage(t, atollBinary(t, dir), dir, "../../examples/www")
 	guests := map[string]string{}
-	for _, g := range []string{"hello", "goroutines", "preempt", "chaos", "volume", "stocknet"} {
+	for _, g := range []string{"hello", "goroutines", "preempt", "chaos", "volume", "fileops", "stocknet"} {
 		guests[g] = guestBinary(t, dir, g)
 	}
 	for _, b := range []struct {
 		name, release string
 		env           []string
 	}{
+		{"default", "", nil},
 		{"nocgo", "", []string{"CGO_ENABLED=0"}},
 		{goReleaseNewest, goReleaseNewest, []string{"GOTOOLCHAIN=" + goReleaseNewest}},
 	} {
@@ -195,6 +203,8 @@ func seccompBattery(t *testing.T, atoll, www string, guests map[string]string) {
 	os.Mkdir(filepath.Join(vol, "config"), 0o755)
 	os.WriteFile(filepath.Join(vol, "config", "settings"), []byte("x"), 0o644)
 	run("remove /config refused with EROFS: true", "--volume", vol+":/data", "--volume", filepath.Join(vol, "config")+":/config:ro", guests["volume"])
+	files := t.TempDir()
+	run("all file calls succeeded", "--volume", files+":/data", guests["fileops"])
 	run("200 hello from GET /inside", "--net", "host,outbound=none", guests["stocknet"], "--", "selftest")
 	port := testenv.FreePort(t)
 	cmd := exec.Command(atoll, "run", "-p", strconv.Itoa(port)+":80", www)
