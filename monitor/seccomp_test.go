@@ -323,3 +323,60 @@ func TestSeccompInfo(t *testing.T) {
 	}
 }
 
+// The generated part of docs/threat-model.md lies between these lines.
+const (
+	seccompDocBegin = "<!-- BEGIN seccomp filter: generated from monitor/seccomp.go by `go generate ./monitor`; do not edit -->\n"
+	seccompDocEnd   = "<!-- END seccomp filter -->\n"
+)
+
+// seccompDoc is the filter's call list in Markdown, with its size.
+func seccompDoc(t *testing.T) string {
+	info, err := Seccomp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "The filter allows **%d host calls** and is **%d BPF instructions** long. In the order it tests them:\n\n", info.Calls, info.Instructions)
+	b.WriteString("| call | who makes it once the guest runs | arguments allowed |\n| --- | --- | --- |\n")
+	for _, c := range seccompCalls {
+		args := "any"
+		switch {
+		case c.name == "tgkill" || c.name == "kill":
+			args = ownProcess(0).doc
+		case c.check != nil:
+			args = c.check.doc
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", c.name, c.who, strings.ReplaceAll(args, "|", `\|`))
+	}
+	b.WriteString("\nAnswered `ENOSYS` without being made:\n\n")
+	for _, c := range seccompENOSYS {
+		fmt.Fprintf(&b, "- `%s`: %s.\n", c.name, c.who)
+	}
+	return b.String()
+}
+
+// TestSeccompDocMatchesFilter fails when docs/threat-model.md's call list
+// differs from the filter; -update rewrites it.
+func TestSeccompDocMatchesFilter(t *testing.T) {
+	const path = "../docs/threat-model.md"
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(doc)
+	i, j := strings.Index(s, seccompDocBegin), strings.Index(s, seccompDocEnd)
+	if i < 0 || j < i {
+		t.Fatalf("%s lacks the markers of the filter's call list", path)
+	}
+	want := s[:i+len(seccompDocBegin)] + seccompDoc(t) + s[j:]
+	if want == s {
+		return
+	}
+	if *update {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Errorf("%s's seccomp call list differs from the filter: run go generate ./monitor", path)
+}
