@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"atoll.dev/atoll/abi"
+	"atoll.dev/atoll/internal/testenv"
 	"atoll.dev/atoll/manifest"
 	"atoll.dev/atoll/monitor"
 )
@@ -56,7 +57,7 @@ type vmResult struct {
 // TestMain runs the tests, or, in a child of runVM, one confined VM.
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(confinedEnv); spec != "" {
-		os.Exit(confinedChild(spec))
+		testenv.ExitConfined(confinedChild(spec))
 	}
 	os.Exit(m.Run())
 }

@@ -32,7 +32,7 @@ const asAtollEnv = "ATOLL_TEST_AS_ATOLL"
 // the arguments as atoll would.
 func TestMain(m *testing.M) {
 	if os.Getenv(asAtollEnv) == "1" {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+		testenv.ExitConfined(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
