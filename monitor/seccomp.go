@@ -20,13 +20,16 @@ import (
 // first instruction, once the VM, its memory, devices, network backends
 // and volumes are set up: from then on every thread may make only the
 // host calls of seccompCalls, with the arguments listed there, and any
-// other call kills the process (SIGSYS). The list is what the monitor and
+// other call kills the process (SIGSYS). The filter is two programs: the
+// call list, by name (github.com/elastic/go-seccomp-bpf), and the
+// argument checks (seccomp_args.go, which says why they are not the
+// library's). The list is what the monitor and
 // the Go runtime were seen to make after that point — strace of the boot
 // tests' guests, examples/www under load, examples/dns with updates and
 // transfers, volumes (every file call: internal/testguests/fileops), block
-// devices and the user and host network backends, with atoll built with and without cgo — completed from the
-// code and the Go runtime's sources for paths no trace took (each such
-// entry says so).
+// devices, the user, host and tap network backends, with atoll built with
+// and without cgo — completed from the code and the Go runtime's sources
+// for paths no trace took (each such entry says so).
 
 // faultHook, when set, runs before each system call's handler. Only test
 // builds set it (the atollfault build tag, faultinject.go).
@@ -62,10 +65,13 @@ type hostCall struct {
 	check *argCheck
 }
 
-// argCheck allows a call when its arguments pass any one of rules.
+// argCheck allows a call when its arguments pass any one of rules, or,
+// with ownPID, when its first argument is the process's ID (known only
+// as the filter is made).
 type argCheck struct {
-	rules []argRule
-	doc   string // the rules in words, for docs/threat-model.md
+	rules  []argRule
+	ownPID bool
+	doc    string // the rules in words, for docs/threat-model.md
 }
 
 // argRule is one alternative of an argument check: every test must pass.
@@ -124,8 +130,8 @@ func joinOr(words []string) string {
 // (KVM_GET_TSC_KHZ) happen before the filter.
 var kvmRequests = []string{
 	"KVM_RUN",                    // the vCPU loops
-	"KVM_GET_SREGS",              // faults and the vCPU loop (trapPending), new vCPUs
-	"KVM_GET_VCPU_EVENTS",        // faults: the pending exception
+	"KVM_GET_SREGS",              // faults (CR2), new vCPUs
+	"KVM_GET_VCPU_EVENTS",        // faults, and a trap pending when a kick interrupted KVM_RUN
 	"KVM_SET_REGS",               // new vCPUs (machine_kvm.go setup)
 	"KVM_SET_SREGS",              // new vCPUs
 	"KVM_SET_MSRS",               // new vCPUs, arch_prctl(ARCH_SET_FS)
@@ -138,13 +144,21 @@ var kvmRequests = []string{
 	"KVM_IOEVENTFD",              // a network device's doorbell, when the guest maps its frame rings
 }
 
-// seccompCalls is the filter's list. The filter compares the call number
-// with each entry in order; the kernel caches the verdict of calls allowed
-// whatever their arguments (Linux 5.11 and later), so only the checked
-// calls run the filter each time, and ioctl, the hottest (KVM_RUN), is
-// first.
+// seccompCalls is the filter's list. Each program compares the call
+// number with its entries in order. The kernel caches the verdict of calls
+// allowed whatever their arguments (Linux 5.11 and later), so only the
+// calls whose arguments are checked run the programs each time: they come
+// first, ioctl, the hottest (KVM_RUN: one per VM exit), before them all.
 var seccompCalls = []hostCall{
 	{"ioctl", "vCPU loops, signal delivery, vCPUs for new guest threads, guest mmap, frame-ring doorbells (`KVM_*`); the host backend's sockets (the guest's `FIONREAD`, `SIOCOUTQ`)", nil},
+	{"mmap", "Go runtime (heap, stacks); guest memory; a new vCPU's kvm_run; glibc thread stacks (cgo builds)", nil},
+	{"madvise", "Go runtime (scavenger, huge pages); memory the guest releases; glibc thread stacks", nil},
+	{"tgkill", "vCPU kicks (SIGURG), Go's preemption", nil},
+	{"mprotect", "glibc thread stacks' guard pages (cgo builds)", nil},
+	{"clone", "Go runtime: new threads (directly, or through glibc's pthread_create in cgo builds)", nil},
+	{"kill", "Go runtime: re-raising a fatal signal (dieFromSignal; no trace took it)", nil},
+	{"prctl", "Go runtime 1.25+: names its anonymous mappings (`PR_SET_VMA`), on kernels that can", nil},
+	{"socket", "host backend sockets; the user NAT's outbound connections and its resolver forwarding", nil},
 	{"futex", "Go runtime (locks, sleeping threads); the guest's futexes (host futexes on guest memory)", nil},
 	{"nanosleep", "Go runtime (sysmon, spinning)", nil},
 	{"read", "console, pipes, eventfds, volumes, block devices, sockets, tap; Go runtime", nil},
@@ -168,8 +182,6 @@ var seccompCalls = []hostCall{
 	{"close", "every descriptor the guest or the monitor closes", nil},
 	{"getpid", "vCPU kicks and Go's preemption (tgkill's first argument)", nil},
 	{"gettid", "Go runtime (new threads); vCPU loops (their kick target)", nil},
-	{"tgkill", "vCPU kicks (SIGURG), Go's preemption; only to threads of this process", nil},
-	{"kill", "Go runtime: re-raising a fatal signal (dieFromSignal); only to this process (no trace took it)", nil},
 	{"rt_sigreturn", "return from every signal handler", nil},
 	{"rt_sigprocmask", "Go runtime (new threads, signal handling)", nil},
 	{"rt_sigaction", "Go runtime (os/signal: signal.Stop as atoll ends; dieFromSignal)", nil},
@@ -177,19 +189,14 @@ var seccompCalls = []hostCall{
 	{"sched_yield", "Go runtime; the guest's sched_yield", nil},
 	{"sched_getaffinity", "Go runtime (sysmon follows the CPU count for GOMAXPROCS)", nil},
 	{"clock_gettime", "Go runtime where the vDSO falls back to the system call (paravirtual clocks); the guest's clock_gettime", nil},
-	{"mmap", "Go runtime (heap, stacks); guest memory; a new vCPU's kvm_run; glibc thread stacks (cgo builds)", nil},
 	{"munmap", "Go runtime; guest memory; released vCPUs and VM teardown", nil},
-	{"mprotect", "glibc thread stacks' guard pages (cgo builds)", nil},
-	{"madvise", "Go runtime (scavenger, huge pages); memory the guest releases; glibc thread stacks", nil},
 	{"brk", "glibc's malloc growing its main arena (cgo builds; no trace took it)", nil},
-	{"clone", "Go runtime: new threads (directly, or through glibc's pthread_create in cgo builds)", nil},
 	{"exit", "Go runtime: a thread that ends locked (vCPU loops)", nil},
 	{"exit_group", "atoll exits", nil},
 	{"rseq", "glibc: each new thread registers (cgo builds)", nil},
 	{"set_robust_list", "glibc: each new thread (cgo builds)", nil},
 	{"restart_syscall", "the kernel resumes the threads' interrupted sleeps with it after SIGSTOP and SIGCONT (^Z, fg)", nil},
 	{"getrandom", "the guest's getrandom; crypto/rand and the vDSO's rekeying", nil},
-	{"prctl", "Go runtime 1.25+: names its anonymous mappings (`PR_SET_VMA`), on kernels that can", nil},
 	{"fcntl", "os.NewFile for a new vCPU's descriptor (`F_GETFL`); the guest's O_NONBLOCK on host descriptors", nil},
 	{"fstat", "volumes (every lookup checks the file's type), block devices", nil},
 	{"lseek", "volumes (directory offsets)", nil},
@@ -212,7 +219,6 @@ var seccompCalls = []hostCall{
 	{"pipe2", "the guest's pipes", nil},
 	{"eventfd2", "the guest's eventfds; frame-ring doorbells", nil},
 	{"epoll_create1", "the guest's epoll instances", nil},
-	{"socket", "host backend sockets; the user NAT's outbound connections and its resolver forwarding", nil},
 	{"bind", "host backend", nil},
 	{"listen", "host backend", nil},
 	{"accept4", "host backend; the user NAT's port forwards", nil},
@@ -255,6 +261,8 @@ func init() {
 		"mprotect": bitsClear(2, "`prot` lacks `PROT_EXEC`", unix.PROT_EXEC),
 		"madvise": oneOf(2, "advice", named{"MADV_DONTNEED", unix.MADV_DONTNEED}, named{"MADV_FREE", unix.MADV_FREE},
 			named{"MADV_HUGEPAGE", unix.MADV_HUGEPAGE}, named{"MADV_NOHUGEPAGE", unix.MADV_NOHUGEPAGE}, named{"MADV_COLLAPSE", unix.MADV_COLLAPSE}),
+		"tgkill": {ownPID: true, doc: "`tgid` is atoll's process ID"},
+		"kill":   {ownPID: true, doc: "`pid` is atoll's process ID"},
 		"prctl": {rules: []argRule{{{0, seccomp.Equal, unix.PR_SET_VMA}, {1, seccomp.Equal, unix.PR_SET_VMA_ANON_NAME}}},
 			doc: "`option` is `PR_SET_VMA` with `PR_SET_VMA_ANON_NAME`"},
 	}
@@ -265,31 +273,14 @@ func init() {
 	}
 }
 
-// ownProcess is the check that confines tgkill and kill to this process.
-func ownProcess(pid int) *argCheck {
-	return &argCheck{rules: []argRule{{{0, seccomp.Equal, uint64(pid)}}}, doc: "the first argument is atoll's process ID"}
-}
-
-// seccompPolicy is the filter for process pid as the library takes it:
-// the calls, then those answered ENOSYS, and otherwise the action.
-func seccompPolicy(pid int, otherwise seccomp.Action) seccomp.Policy {
+// seccompPolicy is the call list as the library takes it: every call by
+// name, whatever its arguments (the argument checks are the second
+// filter's, seccomp_args.go), then those answered ENOSYS, and otherwise
+// the action.
+func seccompPolicy(otherwise seccomp.Action) seccomp.Policy {
 	allow := seccomp.SyscallGroup{Action: seccomp.ActionAllow}
 	for _, c := range seccompCalls {
-		check := c.check
-		if c.name == "tgkill" || c.name == "kill" {
-			check = ownProcess(pid)
-		}
-		if check == nil {
-			allow.Names = append(allow.Names, c.name)
-			continue
-		}
-		for _, r := range check.rules {
-			var conds seccomp.ArgumentConditions
-			for _, t := range r {
-				conds = append(conds, seccomp.Condition{Argument: uint32(t.arg), Operation: t.op, Value: t.v})
-			}
-			allow.NamesWithCondtions = append(allow.NamesWithCondtions, seccomp.NameWithConditions{Name: c.name, Conditions: conds})
-		}
+		allow.Names = append(allow.Names, c.name)
 	}
 	enosys := seccomp.SyscallGroup{Action: seccomp.ActionErrno | seccomp.Action(unix.ENOSYS)}
 	for _, c := range seccompENOSYS {
@@ -298,18 +289,26 @@ func seccompPolicy(pid int, otherwise seccomp.Action) seccomp.Policy {
 	return seccomp.Policy{DefaultAction: otherwise, Syscalls: []seccomp.SyscallGroup{allow, enosys}}
 }
 
-// seccompProgram assembles the filter for process pid.
-func seccompProgram(pid int, otherwise seccomp.Action) ([]unix.SockFilter, error) {
+// seccompFilters are the two programs for process pid: the call list and
+// the argument checks, each returning otherwise for what it refuses.
+func seccompFilters(pid int, otherwise seccomp.Action) (calls, args []bpf.Instruction, err error) {
 	for _, r := range kvmRequests {
 		if _, ok := kvm.Requests[r]; !ok {
-			return nil, fmt.Errorf("seccomp: package kvm has no ioctl %s", r)
+			return nil, nil, fmt.Errorf("seccomp: package kvm has no ioctl %s", r)
 		}
 	}
-	p := seccompPolicy(pid, otherwise)
-	insts, err := p.Assemble()
-	if err != nil {
-		return nil, fmt.Errorf("seccomp: %w", err)
+	p := seccompPolicy(otherwise)
+	if calls, err = p.Assemble(); err != nil {
+		return nil, nil, fmt.Errorf("seccomp: %w", err)
 	}
+	if args, err = argFilter(pid, uint32(otherwise)); err != nil {
+		return nil, nil, err
+	}
+	return calls, args, nil
+}
+
+// sockFilter assembles insts for the kernel.
+func sockFilter(insts []bpf.Instruction) ([]unix.SockFilter, error) {
 	raw, err := bpf.Assemble(insts)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: %w", err)
@@ -322,12 +321,12 @@ func seccompProgram(pid int, otherwise seccomp.Action) ([]unix.SockFilter, error
 }
 
 // SeccompInfo describes the monitor's filter: how many host calls it
-// allows (some only with certain arguments), its size, and what any other
-// call does.
+// allows and for how many it checks the arguments, the size of its two
+// programs in BPF instructions, and what any other call does.
 type SeccompInfo struct {
-	Calls        int
-	Instructions int // BPF instructions
-	Mode         SeccompMode
+	Calls, Checked                    int
+	CallInstructions, ArgInstructions int
+	Mode                              SeccompMode
 }
 
 // String is the line atoll run -v prints.
@@ -336,16 +335,28 @@ func (s SeccompInfo) String() string {
 	if s.Mode == SeccompTrap {
 		other = "crashes atoll with a traceback (trap)"
 	}
-	return fmt.Sprintf("seccomp filter: %d host calls allowed, %d BPF instructions; any other call %s", s.Calls, s.Instructions, other)
+	return fmt.Sprintf("seccomp filter: %d host calls allowed, %d with argument checks; %d BPF instructions (%d for the calls, %d for their arguments); any other call %s",
+		s.Calls, s.Checked, s.CallInstructions+s.ArgInstructions, s.CallInstructions, s.ArgInstructions, other)
+}
+
+// seccompInfo describes the filter of programs calls and args.
+func seccompInfo(calls, args []bpf.Instruction, mode SeccompMode) SeccompInfo {
+	info := SeccompInfo{Calls: len(seccompCalls), CallInstructions: len(calls), ArgInstructions: len(args), Mode: mode}
+	for _, c := range seccompCalls {
+		if c.check != nil {
+			info.Checked++
+		}
+	}
+	return info
 }
 
 // Seccomp describes the filter Run installs with Config.Seccomp.
 func Seccomp() (SeccompInfo, error) {
-	prog, err := seccompProgram(unix.Getpid(), seccomp.ActionKillProcess)
+	calls, args, err := seccompFilters(unix.Getpid(), seccomp.ActionKillProcess)
 	if err != nil {
 		return SeccompInfo{}, err
 	}
-	return SeccompInfo{Calls: len(seccompCalls), Instructions: len(prog), Mode: SeccompKill}, nil
+	return seccompInfo(calls, args, SeccompKill), nil
 }
 
 // confine installs the filter on every thread of the process. It cannot
@@ -355,9 +366,17 @@ func confine(mode SeccompMode) (SeccompInfo, error) {
 	if mode == SeccompTrap {
 		otherwise = seccomp.ActionTrap
 	}
-	prog, err := seccompProgram(unix.Getpid(), otherwise)
+	calls, args, err := seccompFilters(unix.Getpid(), otherwise)
 	if err != nil {
 		return SeccompInfo{}, err
+	}
+	// The argument checks go in first: the call list, once in, refuses
+	// seccomp itself.
+	var progs [2][]unix.SockFilter
+	for i, insts := range [][]bpf.Instruction{args, calls} {
+		if progs[i], err = sockFilter(insts); err != nil {
+			return SeccompInfo{}, err
+		}
 	}
 	// no_new_privs belongs to a thread; seccomp, called from the same
 	// thread, sets it on every thread it synchronizes (TSYNC). The
@@ -369,14 +388,16 @@ func confine(mode SeccompMode) (SeccompInfo, error) {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return SeccompInfo{}, fmt.Errorf("seccomp: prctl(PR_SET_NO_NEW_PRIVS): %w", err)
 	}
-	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	r, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog)))
-	runtime.KeepAlive(prog)
-	switch {
-	case e != 0:
-		return SeccompInfo{}, fmt.Errorf("seccomp(SECCOMP_SET_MODE_FILTER): %w", e)
-	case r != 0:
-		return SeccompInfo{}, fmt.Errorf("seccomp(SECCOMP_SET_MODE_FILTER): thread %d cannot take the filter", r)
+	for _, prog := range progs {
+		fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+		r, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog)))
+		runtime.KeepAlive(prog)
+		switch {
+		case e != 0:
+			return SeccompInfo{}, fmt.Errorf("seccomp(SECCOMP_SET_MODE_FILTER): %w", e)
+		case r != 0:
+			return SeccompInfo{}, fmt.Errorf("seccomp(SECCOMP_SET_MODE_FILTER): thread %d cannot take the filter", r)
+		}
 	}
-	return SeccompInfo{Calls: len(seccompCalls), Instructions: len(prog), Mode: mode}, nil
+	return seccompInfo(calls, args, mode), nil
 }

@@ -1,8 +1,10 @@
 package monitor
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"runtime"
@@ -11,6 +13,8 @@ import (
 	"testing"
 	"unsafe"
 
+	seccomp "github.com/elastic/go-seccomp-bpf"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"atoll.dev/atoll/internal/testenv"
@@ -194,7 +198,7 @@ func threadsConfined() string {
 		if err != nil {
 			return err.Error()
 		}
-		for _, want := range []string{"\nSeccomp:\t2\n", "\nSeccomp_filters:\t1\n", "\nNoNewPrivs:\t1\n"} {
+		for _, want := range []string{"\nSeccomp:\t2\n", "\nSeccomp_filters:\t2\n", "\nNoNewPrivs:\t1\n"} {
 			if !strings.Contains(string(b), want) {
 				return fmt.Sprintf("%s lacks %q", p, want)
 			}
@@ -305,14 +309,22 @@ func TestSeccompInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Calls != len(seccompCalls) || info.Instructions < info.Calls || info.Instructions > 4096 {
+	if info.Calls != len(seccompCalls) || info.Checked < 9 || info.CallInstructions < info.Calls || info.ArgInstructions < 4*info.Checked || info.CallInstructions+info.ArgInstructions > 1024 {
 		t.Errorf("implausible filter: %+v", info)
 	}
-	if s := info.String(); !strings.Contains(s, fmt.Sprintf("%d host calls allowed, %d BPF instructions", info.Calls, info.Instructions)) {
-		t.Errorf("String() = %q", s)
+	if s, want := info.String(), fmt.Sprintf("%d host calls allowed, %d with argument checks; %d BPF instructions", info.Calls, info.Checked, info.CallInstructions+info.ArgInstructions); !strings.Contains(s, want) {
+		t.Errorf("String() = %q, want it to contain %q", s, want)
 	}
 	if s := (SeccompInfo{Mode: SeccompTrap}).String(); !strings.Contains(s, "traceback") {
 		t.Errorf("trap mode's String() = %q", s)
+	}
+	// The calls with argument checks come first, as the filter tests
+	// them first (seccompPolicy) and the documentation lists the calls
+	// in the filter's order.
+	for i := 1; i < len(seccompCalls); i++ {
+		if seccompCalls[i].check != nil && seccompCalls[i-1].check == nil {
+			t.Errorf("%s has an argument check but comes after %s, which has none", seccompCalls[i].name, seccompCalls[i-1].name)
+		}
 	}
 	seen := map[string]bool{}
 	for _, c := range append(seccompCalls, seccompENOSYS...) {
@@ -336,14 +348,12 @@ func seccompDoc(t *testing.T) string {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "The filter allows **%d host calls** and is **%d BPF instructions** long. In the order it tests them:\n\n", info.Calls, info.Instructions)
+	fmt.Fprintf(&b, "The filter allows **%d host calls**, %d of them with argument checks, and is **%d BPF instructions** long: %d for the call list, %d for the argument checks. In the order it tests them:\n\n",
+		info.Calls, info.Checked, info.CallInstructions+info.ArgInstructions, info.CallInstructions, info.ArgInstructions)
 	b.WriteString("| call | who makes it once the guest runs | arguments allowed |\n| --- | --- | --- |\n")
 	for _, c := range seccompCalls {
 		args := "any"
-		switch {
-		case c.name == "tgkill" || c.name == "kill":
-			args = ownProcess(0).doc
-		case c.check != nil:
+		if c.check != nil {
 			args = c.check.doc
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", c.name, c.who, strings.ReplaceAll(args, "|", `\|`))
@@ -379,4 +389,176 @@ func TestSeccompDocMatchesFilter(t *testing.T) {
 		return
 	}
 	t.Errorf("%s's seccomp call list differs from the filter: run go generate ./monitor", path)
+}
+
+// seccompData is struct seccomp_data as the x/net/bpf VM reads it: each
+// 32-bit word big-endian, so that its loads see what the kernel's
+// native-endian loads see.
+func seccompData(arch, nr uint32, args [6]uint64) []byte {
+	b := make([]byte, 64)
+	binary.BigEndian.PutUint32(b[seccompDataNr:], nr)
+	binary.BigEndian.PutUint32(b[seccompDataArch:], arch)
+	for i, a := range args {
+		binary.BigEndian.PutUint32(b[seccompDataArgs+8*i:], uint32(a))
+		binary.BigEndian.PutUint32(b[seccompDataArgs+8*i+4:], uint32(a>>32))
+	}
+	return b
+}
+
+// stricter is the verdict the kernel keeps of two filters' (the lower
+// action, as a signed number: KILL_PROCESS first, ALLOW last).
+func stricter(a, b uint32) uint32 {
+	if int32(a&unix.SECCOMP_RET_ACTION_FULL) < int32(b&unix.SECCOMP_RET_ACTION_FULL) {
+		return a
+	}
+	return b
+}
+
+// seccompVerdict is what the list says of a call, written plainly: the
+// verdict both programs together must reach.
+func seccompVerdict(pid int, arch, nr uint32, args [6]uint64) uint32 {
+	const kill, enosys = unix.SECCOMP_RET_KILL_PROCESS, unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
+	switch {
+	case arch != auditArchX8664:
+		return kill
+	case nr >= x32SyscallBit:
+		return enosys
+	}
+	for _, c := range seccompENOSYS {
+		if syscallNumbers[c.name] == nr {
+			return enosys
+		}
+	}
+	for _, c := range seccompCalls {
+		if syscallNumbers[c.name] != nr {
+			continue
+		}
+		if c.check == nil {
+			return unix.SECCOMP_RET_ALLOW
+		}
+		rules := c.check.rules
+		if c.check.ownPID {
+			rules = []argRule{{{0, seccomp.Equal, uint64(pid)}}}
+		}
+		for _, r := range rules {
+			pass := true
+			for _, t := range r {
+				a := args[t.arg]
+				switch t.op {
+				case seccomp.Equal:
+					pass = pass && a == t.v
+				case seccomp.BitsSet:
+					pass = pass && a&t.v == t.v
+				case seccomp.BitsNotSet:
+					pass = pass && a&t.v == 0
+				}
+			}
+			if pass {
+				return unix.SECCOMP_RET_ALLOW
+			}
+		}
+		return kill
+	}
+	return kill
+}
+
+// TestSeccompPrograms runs both programs of the filter in a BPF
+// interpreter on every call number, with the arguments each check allows,
+// those values changed by a bit or in their high half, random ones, and
+// high halves that are call numbers (a check that failed and went on
+// comparing an argument with call numbers would let those through), and
+// requires the verdict the list says.
+func TestSeccompPrograms(t *testing.T) {
+	const pid = 4242
+	calls, args, err := seccompFilters(pid, seccomp.ActionKillProcess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vms []*bpf.VM
+	for _, p := range [][]bpf.Instruction{calls, args} {
+		vm, err := bpf.NewVM(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vms = append(vms, vm)
+	}
+	n := 0
+	check := func(arch, nr uint32, a [6]uint64) {
+		t.Helper()
+		n++
+		got := uint32(unix.SECCOMP_RET_ALLOW)
+		for _, vm := range vms {
+			v, err := vm.Run(seccompData(arch, nr, a))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = stricter(got, uint32(v))
+		}
+		if want := seccompVerdict(pid, arch, nr, a); got != want {
+			t.Errorf("arch %#x, call %d, arguments %#x: verdict %#x, want %#x", arch, nr, a, got, want)
+		}
+	}
+	// The values the checks name, and call numbers.
+	var values []uint64
+	for _, c := range seccompCalls {
+		if c.check == nil {
+			continue
+		}
+		for _, r := range c.check.rules {
+			for _, t := range r {
+				values = append(values, t.v)
+			}
+		}
+	}
+	values = append(values, pid, 0, 1, ^uint64(0))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for nr := uint32(0); nr < 500; nr++ {
+		check(auditArchX8664, nr, [6]uint64{})
+		check(auditArchX8664|1, nr, [6]uint64{})
+		check(auditArchX8664, nr|x32SyscallBit, [6]uint64{})
+		for range 20 {
+			var a [6]uint64
+			for i := range a {
+				switch rng.IntN(4) {
+				case 0:
+					a[i] = rng.Uint64()
+				case 1:
+					a[i] = values[rng.IntN(len(values))]
+				case 2:
+					a[i] = values[rng.IntN(len(values))] ^ 1<<rng.IntN(64)
+				case 3:
+					a[i] = values[rng.IntN(len(values))] | uint64(rng.IntN(500))<<32
+				}
+			}
+			check(auditArchX8664, nr, a)
+		}
+	}
+	for _, c := range seccompCalls {
+		if c.check == nil {
+			continue
+		}
+		nr := syscallNumbers[c.name]
+		rules := c.check.rules
+		if c.check.ownPID {
+			rules = []argRule{{{0, seccomp.Equal, pid}}}
+		}
+		for _, r := range rules {
+			var a [6]uint64
+			for _, t := range r {
+				a[t.arg] = t.v
+			}
+			check(auditArchX8664, nr, a) // allowed
+			for _, t := range r {
+				for other := uint32(0); other < 500; other++ {
+					b := a
+					b[t.arg] |= uint64(other) << 32
+					check(auditArchX8664, nr, b)
+					b = a
+					b[t.arg] = uint64(other)
+					check(auditArchX8664, nr, b)
+				}
+			}
+		}
+	}
+	t.Logf("%d calls judged", n)
 }
