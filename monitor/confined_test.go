@@ -137,7 +137,7 @@ func runVM(t *testing.T, image string, cfg monitor.Config) (monitor.Result, erro
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), confinedEnv+"="+string(spec))
+	cmd.Env = testenv.ChildEnv(confinedEnv + "=" + string(spec))
 	cmd.ExtraFiles = files
 	cmd.Stdout, cmd.Stderr = cfg.Stderr, cfg.Stderr
 	runErr := cmd.Run()

@@ -257,7 +257,7 @@ func TestSeccompFilter(t *testing.T) {
 	}
 	probe := func(t *testing.T, spec string) (string, error) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestSeccompFilter$")
-		cmd.Env = append(os.Environ(), seccompProbeEnv+"="+spec)
+		cmd.Env = testenv.ChildEnv(seccompProbeEnv + "=" + spec)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}

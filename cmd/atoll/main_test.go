@@ -67,7 +67,7 @@ func invokeChild(t *testing.T, args []string, stdout, stderr *os.File) int {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(self, args...)
-	cmd.Env = append(os.Environ(), asAtollEnv+"=1")
+	cmd.Env = testenv.ChildEnv(asAtollEnv + "=1")
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	err = cmd.Run()
 	var ee *exec.ExitError

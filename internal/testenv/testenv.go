@@ -88,6 +88,24 @@ func FreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// ChildEnv is the environment for a child process that is this test
+// binary run again: this process's, plus extra, with the race detector
+// told not to sleep a second as the child exits (GORACE atexit_sleep_ms,
+// 1000 by default), which tests that run many children would pay each
+// time.
+func ChildEnv(extra ...string) []string {
+	var env []string
+	gorace := "atexit_sleep_ms=0"
+	for _, kv := range os.Environ() {
+		if v, ok := strings.CutPrefix(kv, "GORACE="); ok {
+			gorace = strings.TrimSpace(v + " " + gorace)
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(append(env, "GORACE="+gorace), extra...)
+}
+
 // ExitConfined ends a child process — a test binary run again — that has
 // confined itself with the monitor's seccomp filter, with status code:
 // os.Exit, except in a coverage build (go test -cover), whose exit hook
