@@ -2,7 +2,6 @@ package monitor_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -66,8 +65,8 @@ func native(t *testing.T, bin string, args, env []string) outcome {
 	return outcome{o.String(), e.String(), code}
 }
 
-// boot runs bin as a unikernel, its pages mapped from the file as atoll
-// run does, and checks that the guest's writes did not reach the file.
+// boot runs bin as a unikernel, its pages mapped from the file and its
+// monitor confined by seccomp as atoll run does (runVM), and checks that the guest's writes did not reach the file.
 func boot(t *testing.T, bin string, args, env []string, mem uint64) (outcome, monitor.Result) {
 	t.Helper()
 	image, err := os.ReadFile(bin)
@@ -84,7 +83,7 @@ func boot(t *testing.T, bin string, args, env []string, mem uint64) (outcome, mo
 	stderr, _ := os.Create(filepath.Join(dir, "stderr"))
 	defer stdout.Close()
 	defer stderr.Close()
-	res, err := monitor.Run(context.Background(), monitor.Config{
+	res, err := runVM(t, bin, monitor.Config{
 		Image: image, ImageFile: file, Name: filepath.Base(bin), Args: args, Env: env,
 		MemBytes: mem, CPUs: 2, Stdout: stdout, Stderr: stderr, Log: stderr,
 	})
@@ -155,14 +154,15 @@ func TestGuestsMatchNative(t *testing.T) {
 // Verbose, once per distinct call.
 func TestVerboseLogsOnce(t *testing.T) {
 	testenv.RequireKVM(t)
-	image, err := os.ReadFile(guest(t, "noaccess"))
+	bin := guest(t, "noaccess")
+	image, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, verbose := range []bool{false, true} {
 		var log bytes.Buffer
 		out, _ := os.Create(filepath.Join(t.TempDir(), "out"))
-		_, err := monitor.Run(context.Background(), monitor.Config{Image: image, Name: "noaccess", Args: []string{"x"}, MemBytes: 256 << 20,
+		_, err := runVM(t, bin, monitor.Config{Image: image, Name: "noaccess", Args: []string{"x"}, MemBytes: 256 << 20,
 			Stdout: out, Stderr: out, Log: &log, Verbose: verbose})
 		out.Close()
 		if err != nil {
@@ -175,7 +175,8 @@ func TestVerboseLogsOnce(t *testing.T) {
 			}
 			continue
 		}
-		for _, want := range []string{`open "/proc/atoll-probe": read-only file system`, "socket: not supported (the guest has no host sockets"} {
+		// The child ran confined (runVM), and said so.
+		for _, want := range []string{`open "/proc/atoll-probe": read-only file system`, "socket: not supported (the guest has no host sockets", "seccomp filter: "} {
 			if strings.Count(got, want) != 1 {
 				t.Errorf("verbose log has %q %d times, want once:\n%s", want, strings.Count(got, want), got)
 			}
@@ -287,7 +288,7 @@ func TestCPUs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := monitor.Run(context.Background(), monitor.Config{Image: image, Name: "gomaxprocs", MemBytes: 256 << 20, CPUs: n, Stdout: out, Stderr: out})
+		res, err := runVM(t, bin, monitor.Config{Image: image, Name: "gomaxprocs", MemBytes: 256 << 20, CPUs: n, Stdout: out, Stderr: out})
 		out.Close()
 		b, _ := os.ReadFile(out.Name())
 		if err != nil || res.ExitCode != 0 || string(b) != fmt.Sprintf("GOMAXPROCS %d\n", n) {
@@ -325,7 +326,8 @@ func TestOutOfMemory(t *testing.T) {
 // guest ends, counts the pages the guest wrote: goroutines writes 100 MB.
 func TestHostMemory(t *testing.T) {
 	testenv.RequireKVM(t)
-	image, err := os.ReadFile(guest(t, "goroutines"))
+	bin := guest(t, "goroutines")
+	image, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +336,7 @@ func TestHostMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer null.Close()
-	res, err := monitor.Run(context.Background(), monitor.Config{Image: image, Name: "goroutines",
+	res, err := runVM(t, bin, monitor.Config{Image: image, Name: "goroutines",
 		MemBytes: 512 << 20, Stdout: null, Stderr: null, Log: null, MeasureMemory: true})
 	if err != nil {
 		t.Fatal(err)

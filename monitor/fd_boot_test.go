@@ -93,7 +93,8 @@ func TestExitWithBlockedReader(t *testing.T) {
 // closed one's number.
 func TestCloseDupWriteRace(t *testing.T) {
 	testenv.RequireKVM(t)
-	image, err := os.ReadFile(guest(t, "fdio"))
+	bin := guest(t, "fdio")
+	image, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestCloseDupWriteRace(t *testing.T) {
 	}
 	defer out.Close()
 	for run := 0; run < 4; run++ {
-		res, err := monitor.Run(context.Background(), monitor.Config{Image: image, Name: "fdio", Args: []string{"race"},
+		res, err := runVM(t, bin, monitor.Config{Image: image, Name: "fdio", Args: []string{"race"},
 			MemBytes: 256 << 20, CPUs: 3, Stdout: out, Stderr: out,
 			Devices: []monitor.Device{{Device: manifest.Device{Name: "data", Kind: abi.KindBlock,
 				Spec: &manifest.BlockSpec{Size: size, SectorSize: 512}}, File: dev}}})

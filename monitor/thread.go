@@ -78,6 +78,9 @@ func (t *thread) fastPathSignal() bool {
 // call runs system call nr from the table (systable.go).
 func (t *thread) call(nr uint64, a sysArgs) (uint64, unix.Errno) {
 	t.nr = nr
+	if faultHook != nil {
+		faultHook(nr, a)
+	}
 	s := lookupSyscall(nr)
 	switch {
 	case s == nil:

@@ -65,6 +65,13 @@ type Config struct {
 	Nameservers []string
 	// HostNet, if set, serves the guest's own sockets (hostnet.go).
 	HostNet *HostNet
+	// Seccomp, unless SeccompOff, confines this process with the
+	// monitor's seccomp filter (seccomp.go) just before the guest's first
+	// instruction: from then on every thread of the process may make
+	// only the host calls the monitor needs. It cannot be undone, so a
+	// process that sets it runs one VM and then exits (atoll run). With
+	// Verbose, the filter's size is logged.
+	Seccomp SeccompMode
 }
 
 // Device is a declared device attached to the guest: a host object the
@@ -399,6 +406,14 @@ func (v *VM) run(ctx context.Context) (Result, error) {
 	if err := v.startVDSO(t.cpu.(*kvmCPU).VCPU); err != nil {
 		v.exitThread(t, 0)
 		return Result{}, err
+	}
+	if v.cfg.Seccomp != SeccompOff {
+		info, err := confine(v.cfg.Seccomp)
+		if err != nil {
+			v.exitThread(t, 0)
+			return Result{}, err
+		}
+		v.log.printf("%v", info)
 	}
 	v.timeline.mark(stageGuest)
 	v.mach.start(t)

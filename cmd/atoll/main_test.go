@@ -25,18 +25,65 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-// invoke runs the command line in-process and returns its output with the
-// temporary directory replaced by $DIR.
+// asAtollEnv makes the test binary atoll itself (TestMain), for invoke.
+const asAtollEnv = "ATOLL_TEST_AS_ATOLL"
+
+// TestMain runs the tests, or, with asAtollEnv set, the command line in
+// the arguments as atoll would.
+func TestMain(m *testing.M) {
+	if os.Getenv(asAtollEnv) == "1" {
+		testenv.ExitConfined(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// invoke runs the command line and returns its output with the temporary
+// directory replaced by $DIR. It runs in-process, except atoll run: that
+// confines its process with the monitor's seccomp filter for good, so it
+// runs in a child process, this test binary acting as atoll. A child the
+// filter killed fails the test.
 func invoke(t *testing.T, dir string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	o, _ := os.Create(filepath.Join(t.TempDir(), "stdout"))
 	e, _ := os.Create(filepath.Join(t.TempDir(), "stderr"))
 	defer o.Close()
 	defer e.Close()
-	code = run(args, o, e)
+	if len(args) > 0 && args[0] == "run" {
+		code = invokeChild(t, args, o, e)
+	} else {
+		code = run(args, o, e)
+	}
 	ob, _ := os.ReadFile(o.Name())
 	eb, _ := os.ReadFile(e.Name())
 	return normalize(string(ob), dir), normalize(string(eb), dir), code
+}
+
+// invokeChild runs the command line in a child process, this test binary
+// as atoll, and returns its exit status (128+N for a death by signal N).
+func invokeChild(t *testing.T, args []string, stdout, stderr *os.File) int {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Env = testenv.ChildEnv(asAtollEnv + "=1")
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case !errors.As(err, &ee):
+		t.Fatal(err)
+	}
+	if ws := ee.Sys().(syscall.WaitStatus); ws.Signaled() {
+		if ws.Signal() == syscall.SIGSYS {
+			t.Errorf("atoll %s: killed by its seccomp filter (SIGSYS)", strings.Join(args, " "))
+		}
+		return 128 + int(ws.Signal())
+	}
+	return ee.ExitCode()
 }
 
 // normalize replaces what differs between runs and machines.

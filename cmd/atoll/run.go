@@ -56,6 +56,12 @@ loopback and forwarded ports. Either way it is 10.0.2.15, the host's
 loopback is 10.0.2.2, and its resolver 10.0.2.3 forwards to the host's
 (or --dns).
 
+Before the guest's first instruction atoll confines itself with a seccomp
+filter: the host calls it needs, nothing else (docs/threat-model.md).
+ATOLL_SECCOMP=trap makes a call outside it crash atoll with a traceback
+naming the caller, to report; ATOLL_SECCOMP=off runs without it, for
+debugging only.
+
 Flags:
 `
 
@@ -116,6 +122,11 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	if *verbose {
 		netstack.Verbose()
 	}
+	confinement, err := seccompMode(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "atoll run: %v\n", err)
+		return exitUsage
+	}
 	att, err := attachDevices(m, tg.plain, kinds)
 	defer att.close()
 	if err != nil {
@@ -157,6 +168,7 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 		Workdir:       *workdir,
 		Argv0:         *argv0,
 		HostNet:       att.hostNet,
+		Seccomp:       confinement,
 
 		Nameservers: att.nameservers,
 	})
@@ -178,6 +190,30 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 		return 128 + int(sig)
 	}
 	return res.ExitCode
+}
+
+// seccompEnv chooses how atoll run confines itself (docs/threat-model.md,
+// "Seccomp"): unset, a call outside the monitor's seccomp filter kills
+// atoll; "trap" makes it crash with a Go traceback that names the caller
+// instead (to report a call the filter lacks); "off" runs without the
+// filter, for debugging only.
+const seccompEnv = "ATOLL_SECCOMP"
+
+// seccompMode reads seccompEnv, warning on stderr on every run that
+// weakens the filter.
+func seccompMode(stderr *os.File) (monitor.SeccompMode, error) {
+	switch v := os.Getenv(seccompEnv); v {
+	case "", "kill":
+		return monitor.SeccompKill, nil
+	case "trap":
+		fmt.Fprintf(stderr, "atoll: warning: %s=trap: a host call outside the seccomp filter crashes atoll with a traceback instead of killing it; for diagnosis only\n", seccompEnv)
+		return monitor.SeccompTrap, nil
+	case "off":
+		fmt.Fprintf(stderr, "atoll: WARNING: %s=off: the monitor runs WITHOUT its seccomp filter; a guest that took it over would have all of atoll's host privileges; for debugging only\n", seccompEnv)
+		return monitor.SeccompOff, nil
+	default:
+		return 0, fmt.Errorf("%s=%q: want kill (the default), trap or off", seccompEnv, v)
+	}
 }
 
 // processStart is when atoll's package variables were initialized: as

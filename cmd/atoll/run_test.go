@@ -1,12 +1,14 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"atoll.dev/atoll/internal/testenv"
+	"atoll.dev/atoll/monitor"
 )
 
 // TestMemoryBelowImage checks that a memory limit the image cannot start
@@ -25,5 +27,33 @@ func TestMemoryBelowImage(t *testing.T) {
 	stdout, stderr, code := invoke(t, dir, "run", "--mem", m[1], hello)
 	if code != 0 || !strings.Contains(stdout, "hello from atoll") {
 		t.Fatalf("at the minimum %s: exit %d, stdout %q, stderr %s", m[1], code, stdout, stderr)
+	}
+}
+
+// TestSeccompMode checks ATOLL_SECCOMP's values, and that each that
+// weakens the filter says so.
+func TestSeccompMode(t *testing.T) {
+	for _, c := range []struct {
+		value, warning string
+		mode           monitor.SeccompMode
+		bad            bool
+	}{
+		{"", "", monitor.SeccompKill, false},
+		{"kill", "", monitor.SeccompKill, false},
+		{"trap", "ATOLL_SECCOMP=trap", monitor.SeccompTrap, false},
+		{"off", "WARNING: ATOLL_SECCOMP=off: the monitor runs WITHOUT its seccomp filter", monitor.SeccompOff, false},
+		{"no", "", 0, true},
+	} {
+		t.Setenv(seccompEnv, c.value)
+		f, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mode, err := seccompMode(f)
+		f.Close()
+		out, _ := os.ReadFile(f.Name())
+		if (err != nil) != c.bad || err == nil && mode != c.mode || c.warning == "" && len(out) > 0 || !strings.Contains(string(out), c.warning) {
+			t.Errorf("%s=%q: mode %v, error %v, stderr %q", seccompEnv, c.value, mode, err, out)
+		}
 	}
 }

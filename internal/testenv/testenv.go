@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -85,4 +86,34 @@ func FreePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// ChildEnv is the environment for a child process that is this test
+// binary run again: this process's, plus extra, with the race detector
+// told not to sleep a second as the child exits (GORACE atexit_sleep_ms,
+// 1000 by default), which tests that run many children would pay each
+// time.
+func ChildEnv(extra ...string) []string {
+	var env []string
+	gorace := "atexit_sleep_ms=0"
+	for _, kv := range os.Environ() {
+		if v, ok := strings.CutPrefix(kv, "GORACE="); ok {
+			gorace = strings.TrimSpace(v + " " + gorace)
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(append(env, "GORACE="+gorace), extra...)
+}
+
+// ExitConfined ends a child process — a test binary run again — that has
+// confined itself with the monitor's seccomp filter, with status code:
+// os.Exit, except in a coverage build (go test -cover), whose exit hook
+// would write the coverage counters, which the filter forbids; that one
+// exits at once (syscall.Exit), its coverage lost.
+func ExitConfined(code int) {
+	if testing.CoverMode() != "" {
+		syscall.Exit(code)
+	}
+	os.Exit(code)
 }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -44,5 +45,25 @@ func TestRequireCommands(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestChildEnv checks that a child's environment keeps the parent's, adds
+// the extra variables, and keeps GORACE's options with atexit_sleep_ms=0
+// last.
+func TestChildEnv(t *testing.T) {
+	t.Setenv("GORACE", "halt_on_error=1")
+	t.Setenv("ATOLL_TEST_KEPT", "yes")
+	env := ChildEnv("EXTRA=1")
+	has := map[string]bool{}
+	for _, kv := range env {
+		has[kv] = true
+	}
+	if !has["ATOLL_TEST_KEPT=yes"] || !has["EXTRA=1"] || !has["GORACE=halt_on_error=1 atexit_sleep_ms=0"] {
+		t.Errorf("ChildEnv: %q", env)
+	}
+	os.Unsetenv("GORACE")
+	if env := ChildEnv(); env[len(env)-1] != "GORACE=atexit_sleep_ms=0" {
+		t.Errorf("without GORACE: %q", env)
 	}
 }

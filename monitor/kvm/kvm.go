@@ -39,6 +39,21 @@ const (
 	ioctlIOEventFD           = 0x4040ae79
 )
 
+// Requests names every ioctl the package makes, as linux/kvm.h spells it,
+// with its number: the monitor's seccomp filter allows those it needs by
+// name.
+var Requests = map[string]uint64{
+	"KVM_GET_API_VERSION": ioctlGetAPIVersion, "KVM_CREATE_VM": ioctlCreateVM,
+	"KVM_CHECK_EXTENSION": ioctlCheckExtension, "KVM_GET_VCPU_MMAP_SIZE": ioctlGetVCPUMmapSize,
+	"KVM_GET_SUPPORTED_CPUID": ioctlGetSupportedCPUID, "KVM_CREATE_VCPU": ioctlCreateVCPU,
+	"KVM_SET_USER_MEMORY_REGION": ioctlSetUserMemoryRegion, "KVM_RUN": ioctlRun,
+	"KVM_GET_REGS": ioctlGetRegs, "KVM_SET_REGS": ioctlSetRegs, "KVM_GET_SREGS": ioctlGetSregs,
+	"KVM_SET_SREGS": ioctlSetSregs, "KVM_GET_MSRS": ioctlGetMSRs, "KVM_SET_MSRS": ioctlSetMSRs,
+	"KVM_SET_CPUID2": ioctlSetCPUID2, "KVM_GET_VCPU_EVENTS": ioctlGetVCPUEvents,
+	"KVM_GET_XSAVE": ioctlGetXsave, "KVM_SET_XSAVE": ioctlSetXsave,
+	"KVM_ENABLE_CAP": ioctlEnableCap, "KVM_GET_TSC_KHZ": ioctlGetTSCKHz, "KVM_IOEVENTFD": ioctlIOEventFD,
+}
+
 // Capabilities queried with CheckExtension.
 const (
 	CapSyncRegs = 74
