@@ -27,6 +27,23 @@ const (
 	dnsKey       = "hmac-sha256:" + dnsKeyName + ":" + dnsKeySecret
 )
 
+// dnsSetup builds atoll and the examples/dns image, and a zones
+// directory holding a copy of the example zone.
+func dnsSetup(t *testing.T) (atoll, img, zones string) {
+	t.Helper()
+	dir := t.TempDir()
+	atoll = atollBinary(t, dir)
+	img = buildTestImage(t, atoll, dir, "../../examples/dns")
+	zones = filepath.Join(dir, "zones")
+	os.Mkdir(zones, 0o755)
+	src, err := os.ReadFile("../../examples/dns/zones/example.org.zone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(zones, "example.org.zone"), src, 0o644)
+	return atoll, img, zones
+}
+
 // dnsUnikernel is one atoll run of examples/dns.
 type dnsUnikernel struct {
 	cmd    *exec.Cmd
@@ -101,16 +118,7 @@ func dnsUpdate(addr, name, ip string) (int, error) {
 // kill -9 of atoll run and a restart.
 func TestDNSUnikernel(t *testing.T) {
 	testenv.RequireKVM(t)
-	dir := t.TempDir()
-	atoll := atollBinary(t, dir)
-	img := buildTestImage(t, atoll, dir, "../../examples/dns")
-	zones := filepath.Join(dir, "zones")
-	os.Mkdir(zones, 0o755)
-	src, err := os.ReadFile("../../examples/dns/zones/example.org.zone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(zones, "example.org.zone"), src, 0o644)
+	atoll, img, zones := dnsSetup(t)
 	// The secondary: a UDP socket on the host's loopback, 10.0.2.2 to
 	// the guest.
 	sec, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -298,24 +306,8 @@ func TestDNSHostBackendAndPacked(t *testing.T) {
 // the last quarter's peak within 25 % (and 16 MiB) of the second's.
 func TestDNSSoak(t *testing.T) {
 	testenv.RequireKVM(t)
-	soak := 20 * time.Second
-	if s := os.Getenv("ATOLL_SOAK"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatalf("ATOLL_SOAK=%q: %v", s, err)
-		}
-		soak = d
-	}
-	dir := t.TempDir()
-	atoll := atollBinary(t, dir)
-	img := buildTestImage(t, atoll, dir, "../../examples/dns")
-	zones := filepath.Join(dir, "zones")
-	os.Mkdir(zones, 0o755)
-	src, err := os.ReadFile("../../examples/dns/zones/example.org.zone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(zones, "example.org.zone"), src, 0o644)
+	soak := soakDuration(t, 20*time.Second)
+	atoll, img, zones := dnsSetup(t)
 	port := testenv.FreePort(t)
 	acked := 0
 	for half := 0; half < 2; half++ {

@@ -26,14 +26,7 @@ import (
 // bench/soak.sh runs 10 minutes).
 func TestRingSoak(t *testing.T) {
 	testenv.RequireKVM(t)
-	soak := 10 * time.Second
-	if s := os.Getenv("ATOLL_SOAK"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatalf("ATOLL_SOAK=%q: %v", s, err)
-		}
-		soak = d
-	}
+	soak := soakDuration(t, 10*time.Second)
 	dir := t.TempDir()
 	atoll := atollBinary(t, dir)
 	img := buildTestImage(t, atoll, dir, "../../internal/testguests/ringsoak")
@@ -117,4 +110,18 @@ func TestRingSoak(t *testing.T) {
 	if requests.Load() == 0 {
 		t.Error("no requests")
 	}
+}
+
+// soakDuration is how long a soak test runs: ATOLL_SOAK, else def.
+func soakDuration(t *testing.T, def time.Duration) time.Duration {
+	t.Helper()
+	s := os.Getenv("ATOLL_SOAK")
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatalf("ATOLL_SOAK=%q: %v", s, err)
+	}
+	return d
 }
