@@ -32,6 +32,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
@@ -197,6 +198,16 @@ func run(addr, dirFlag string) error {
 	cfg, err := configure(os.Getenv, dirFlag)
 	if err != nil {
 		return err
+	}
+	// At least two Ps, even on one CPU. A thread in a system call keeps
+	// its P until the runtime's monitor thread notices, 20 µs to 10 ms
+	// later; with one P every goroutine waits meanwhile. The journal's
+	// fsync is such a call, and in a unikernel every system call is a VM
+	// exit, ~100 µs on a nested host: a second P runs the other clients
+	// through them (on one core, under redis-benchmark, 25-40% more
+	// requests per second, and no collapses of the fsync groups).
+	if runtime.GOMAXPROCS(0) < 2 && os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(2)
 	}
 	if cfg.dir == "" {
 		log.Printf("kv: WARNING: NO DATA VOLUME: the data is kept in memory only and is lost when kv stops; attach one (atoll run --volume data=DIR) or give -dir")
