@@ -37,6 +37,9 @@ type machine interface {
 	doorbell(gpa uint64, fd int) error
 	// retire takes back the vCPU of a thread that has ended.
 	retire(c cpu)
+	// flushTLBs returns once no vCPU can use a guest translation cached
+	// before the call: page-table entries cleared before it are seen.
+	flushTLBs()
 	// close releases the vCPUs and the VM.
 	close()
 }

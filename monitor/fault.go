@@ -29,7 +29,11 @@ func (t *thread) fault() bool {
 		t.crash(fmt.Sprintf("triple fault (sregs unreadable: %v)", err), ExitVMFault)
 		return false
 	}
-	return t.exception(int(ev.Exception.Nr), uint64(ev.Exception.ErrorCode), s.CR2, true)
+	vec, code := int(ev.Exception.Nr), uint64(ev.Exception.ErrorCode)
+	if held, ok := t.demand(vec, code, s.CR2); held {
+		return ok // retried with the registers as they are
+	}
+	return t.exception(vec, code, s.CR2, true)
 }
 
 // inFastPath reports whether pc is in the trampoline's fast paths, before
@@ -81,6 +85,38 @@ func (t *thread) exception(vec int, code, cr2 uint64, fastPath bool) bool {
 		return false
 	}
 	return t.deliverFault(f)
+}
+
+// pfPresent is the page-fault error code's bit for a fault on a present
+// page (a protection violation, not a missing page).
+const pfPresent = 1 << 0
+
+// demand answers a page fault on a page not present that the guest may
+// hold (guestmem/hold.go): held says the fault is answered — the access
+// can be retried, or, when ok is false, the guest is out of memory and
+// the VM ended. Any other fault is the guest's own.
+func (t *thread) demand(vec int, code, cr2 uint64) (held, ok bool) {
+	if vec != vecPF || code&pfPresent != 0 {
+		return false, true
+	}
+	switch t.vm.mem.Hold(guestmem.GuestAddr(cr2)) {
+	case guestmem.HoldDone:
+		return true, true
+	case guestmem.HoldOutOfMemory:
+		t.outOfMemory(cr2)
+		return true, false
+	}
+	return false, true
+}
+
+// outOfMemory ends the VM as Linux's OOM killer ends a process in a
+// memory cgroup: the guest touched memory that would take it past its
+// limit, and none it had given back was left to reclaim.
+func (t *thread) outOfMemory(addr uint64) {
+	t.ctl = ctlStop
+	fmt.Fprintf(t.vm.cfg.Log, "atoll: guest out of memory: it holds %d MiB, all its --mem %d MiB, and touched more (address %#x, thread %d); killed\n",
+		t.vm.mem.Committed()>>20, t.vm.mem.Limit()>>20, addr, t.tid)
+	t.vm.exit(ExitOutOfMemory)
 }
 
 // inMonitorCode reports whether pc is in monitor-owned code other than the

@@ -76,6 +76,8 @@ func (m *fakeMachine) start(t *thread) {
 
 func (m *fakeMachine) retire(cpu) {}
 
+func (m *fakeMachine) flushTLBs() {}
+
 // doorbell records nothing: a test rings a doorbell by writing its
 // eventfd.
 func (m *fakeMachine) doorbell(uint64, int) error { return nil }

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -25,6 +26,10 @@ type kvmMachine struct {
 
 	spares sync.WaitGroup // makeSpares, which close waits for
 
+	// tlbGen counts flushTLBs calls: a vCPU whose own count is behind
+	// flushes before it runs guest code again.
+	tlbGen atomic.Uint64
+
 	mu     sync.Mutex // guards the fields below
 	all    []*kvmCPU  // every vCPU made, for close
 	idle   []*kvmCPU  // vCPUs of ended threads (KVM cannot destroy one, so they are reused) and spares
@@ -42,6 +47,12 @@ type kvmCPU struct {
 	// return to the program through the stub's iretq. Owned by the
 	// thread's goroutine.
 	inStub bool
+	// runSeq is odd while the vCPU's thread is in KVM_RUN or about to
+	// enter it, past its check of tlbGen (flushTLBs).
+	runSeq atomic.Uint64
+	// tlbGen is the machine's tlbGen when the vCPU last flushed its
+	// translations. Owned by the thread's goroutine.
+	tlbGen uint64
 }
 
 var _ cpu = (*kvmCPU)(nil)
@@ -100,6 +111,45 @@ func (m *kvmMachine) retire(c cpu) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.idle = append(m.idle, c.(*kvmCPU))
+}
+
+// flushTLBs makes every vCPU reload its translations before it next runs
+// guest code (flushTLB), and kicks those in KVM_RUN out of it, waiting
+// until each has left: none of them then uses an entry cached before the
+// call. Called by guest memory's reclaim, which is rare: only at the
+// memory limit, with chunks to release.
+func (m *kvmMachine) flushTLBs() {
+	m.tlbGen.Add(1)
+	m.mu.Lock()
+	cpus := append([]*kvmCPU(nil), m.all...)
+	m.mu.Unlock()
+	for _, c := range cpus {
+		seq := c.runSeq.Load()
+		if seq%2 == 0 {
+			continue // it checks tlbGen before it next enters
+		}
+		c.Kick()
+		for c.runSeq.Load() == seq {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+}
+
+// cr3PWT is CR3's page-level write-through bit.
+const cr3PWT = 1 << 3
+
+// flushTLB makes KVM drop c's cached translations, as a CR3 write does:
+// KVM_SET_SREGS with CR3's write-through bit flipped makes KVM reset the
+// vCPU's MMU, which flushes its TLB before it next enters the guest (a
+// CR3 KVM_SET_SREGS finds unchanged may not). The bit only says how the
+// top-level table itself is cached.
+func flushTLB(c *kvmCPU) error {
+	var s kvm.Sregs
+	if err := c.GetSregs(&s); err != nil {
+		return err
+	}
+	s.CR3 ^= cr3PWT
+	return c.SetSregs(&s)
 }
 
 func (m *kvmMachine) close() {
@@ -270,7 +320,17 @@ func (m *kvmMachine) loop(t *thread, c *kvmCPU) {
 			run.DirtyRegs |= kvm.SyncRegs
 		}
 		t.publishPending()
+		c.runSeq.Add(1)
+		if g := m.tlbGen.Load(); c.tlbGen != g {
+			if err := flushTLB(c); err != nil {
+				c.runSeq.Add(1)
+				t.crash(fmt.Sprintf("flushing the vCPU's translations: %v", err), ExitVMFault)
+				return
+			}
+			c.tlbGen = g
+		}
 		err := c.RunOnce()
+		c.runSeq.Add(1)
 		started = true
 		m.exits.total.Add(1)
 		if errors.Is(err, unix.EINTR) {
@@ -359,13 +419,6 @@ func (m *kvmMachine) stubExit(t *thread, c *kvmCPU) bool {
 		t.crash(fmt.Sprintf("exception vector %d: %v", vec, err), ExitVMFault)
 		return false
 	}
-	r.RIP, r.RSP, r.RFLAGS = f.rip, f.rsp, f.rflags
-	c.inStub = true
-	kernel := f.cs&3 == 0
-	if kernel && !inFastPath(f.rip) {
-		t.crash(fmt.Sprintf("CPU exception vector %d (error code %#x) in the monitor's stub", vec, f.errorCode), ExitVMFault)
-		return false
-	}
 	var cr2 uint64
 	if vec == vecPF {
 		var s kvm.Sregs
@@ -374,6 +427,20 @@ func (m *kvmMachine) stubExit(t *thread, c *kvmCPU) bool {
 			return false
 		}
 		cr2 = s.CR2
+	}
+	kernel := f.cs&3 == 0
+	r.RIP, r.RSP, r.RFLAGS = f.rip, f.rsp, f.rflags
+	c.inStub = true
+	if held, ok := t.demand(vec, f.errorCode, cr2); held {
+		// Retry the access where it faulted: in the program, through the
+		// stub's return; in the stub's fast path, at CPL 0, where the
+		// vCPU already is.
+		c.inStub = !kernel
+		return ok
+	}
+	if kernel && !inFastPath(f.rip) {
+		t.crash(fmt.Sprintf("CPU exception vector %d (error code %#x) in the monitor's stub", vec, f.errorCode), ExitVMFault)
+		return false
 	}
 	return t.exception(vec, f.errorCode, cr2, kernel)
 }

@@ -131,7 +131,7 @@ func (v *VM) mapRing(n *netDevice) (uint64, unix.Errno) {
 
 // newRing makes ring number i of device n in guest memory at addr.
 func (v *VM) newRing(n *netDevice, addr guestmem.GuestAddr, i int) (*netRing, error) {
-	b, err := v.mem.Slice(addr, framering.Size)
+	b, err := v.mem.Populate(addr, framering.Size)
 	if err != nil {
 		return nil, err
 	}

@@ -190,6 +190,7 @@ var seccompCalls = []hostCall{
 	{"sched_getaffinity", "Go runtime (sysmon follows the CPU count for GOMAXPROCS)", nil},
 	{"clock_gettime", "Go runtime where the vDSO falls back to the system call (paravirtual clocks); the guest's clock_gettime", nil},
 	{"munmap", "Go runtime; guest memory; released vCPUs and VM teardown", nil},
+	{"mincore", "guest memory: whether a chunk the guest gave back is still resident, at its memory limit", nil},
 	{"brk", "glibc's malloc growing its main arena (cgo builds; no trace took it)", nil},
 	{"exit", "Go runtime: a thread that ends locked (vCPU loops)", nil},
 	{"exit_group", "atoll exits", nil},

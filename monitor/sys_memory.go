@@ -48,9 +48,10 @@ func sysMmap(t *thread, a sysArgs) (uint64, unix.Errno) {
 	if e != 0 || src == nil {
 		return uint64(addr), e
 	}
-	b, err := t.vm.mem.Slice(addr, a[1])
+	b, err := t.vm.mem.Populate(addr, a[1])
 	if err != nil {
-		return 0, unix.EFAULT
+		t.vm.mem.Munmap(addr, a[1])
+		return 0, unix.ENOMEM // holding the pages would pass the limit
 	}
 	for off := 0; off < len(b); {
 		n, e := src.h.ReadAt(b[off:], int64(a[5])+int64(off))

@@ -104,6 +104,12 @@ var deviceKinds = map[abi.Kind]func(d Device, host int) (file, error){}
 // the log. The value is EX_SOFTWARE from sysexits.h.
 const ExitVMFault = 70
 
+// ExitOutOfMemory is the exit status of a guest that touched memory past
+// its limit (--mem) with nothing left to reclaim: 128 + SIGKILL, as a
+// shell reports a process Linux's OOM killer ended. A line saying so goes
+// to the log.
+const ExitOutOfMemory = 128 + 9
+
 // Result is how a run ended.
 type Result struct {
 	ExitCode int  // the guest's exit status; -1 when stopped
@@ -125,6 +131,12 @@ const (
 	// the first heap arena's pages, stacks and GC metadata. Measured with
 	// Go 1.26: hello needs 42 MiB, examples/www 44–48 MiB.
 	runtimeStartup = 48 << 20
+	// arenaMin is the least address space for mappings without a usable
+	// hint (4 GiB reservations, read-only or not, must fit whatever the
+	// limit);
+	// it costs nothing until the guest holds some of it
+	// (guestmem/hold.go).
+	arenaMin = 16 << 30
 )
 
 // VM is one running unikernel.
@@ -302,11 +314,12 @@ func newVM(cfg Config, img *elfimage.Image, mach machine, slots guestmem.Slots) 
 		StackSize:  stackSize,
 		ZoneSize:   zoneSize,
 		ZoneWords:  zoneCursorAddr,
-		ArenaSize:  cfg.MemBytes,
+		ArenaSize:  max(cfg.MemBytes, arenaMin),
 	}, cfg.MemBytes)
 	if err != nil {
 		return nil, err
 	}
+	v.mem.SetFlush(mach.flushTLBs)
 	v.sigs.mem = v.mem
 	v.fds.init()
 	if v.fds.cache, err = v.mem.Slice(fdCacheAddr, 8*fdCached); err != nil {
@@ -455,18 +468,22 @@ func (v *VM) exiting() bool {
 	}
 }
 
-// Stats counts VM exits by cause, and what moved through frame rings
-// without an exit.
+// Stats counts VM exits by cause, what moved through frame rings without
+// an exit, and the memory the guest held.
 type Stats struct {
 	Total    uint64
 	Syscalls map[string]uint64 // by system call name
 	Other    map[string]uint64 // faults, interruptions, ...
 	Rings    []RingStats
+	// Memory the guest held against its limit (guestmem/hold.go), in
+	// bytes: at the end and at most, and the 2 MiB chunks reclaimed.
+	Held, PeakHeld, Limit, Reclaimed uint64
 }
 
 // snapshot returns the VM's counts so far.
 func (v *VM) snapshot() Stats {
 	s := v.stats.snapshot()
+	s.Held, s.PeakHeld, s.Limit, s.Reclaimed = v.mem.Committed(), v.mem.Peak(), v.mem.Limit(), v.mem.Released()
 	v.ringsMu.Lock()
 	for _, r := range v.rings {
 		s.Rings = append(s.Rings, r.stats())
@@ -492,6 +509,10 @@ func (s Stats) String() string {
 		for _, e := range l {
 			fmt.Fprintf(&b, "  %-20s %d\n", e.k, e.v)
 		}
+	}
+	if s.Limit != 0 {
+		fmt.Fprintf(&b, "guest memory: held %.1f MiB at the end, %.1f MiB at most, of --mem %.0f MiB; %d chunks of 2 MiB reclaimed\n",
+			float64(s.Held)/(1<<20), float64(s.PeakHeld)/(1<<20), float64(s.Limit)/(1<<20), s.Reclaimed)
 	}
 	for _, r := range s.Rings {
 		fmt.Fprintf(&b, "ring %s: %d frames out, %d in, %d dropped, %d out and %d in still in the rings; %d doorbells, %d guest wake-ups\n",

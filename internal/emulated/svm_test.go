@@ -59,7 +59,7 @@ func TestEmulatedSVM(t *testing.T) {
 	}
 	goBuild(t, filepath.Join(root, "atoll"), "./cmd/atoll")
 	guests := []string{"hello", "goroutines", "args", "exitcode", "nilrecover", "nilpanic", "preempt", "sigaction",
-		"timenow", "clock", "crash", "hostile", "privileged", "getpid", "random", "fastpath"}
+		"timenow", "clock", "crash", "hostile", "privileged", "getpid", "random", "fastpath", "memlimit"}
 	for _, g := range guests {
 		goBuild(t, filepath.Join(root, "g", g), "./internal/testguests/"+g)
 	}
@@ -166,6 +166,16 @@ func svmCases() []svmCase {
 			t.Errorf("%d getrandom exits for 40,000 reads on %d threads:\n%s", n, threads, r.stderr)
 		}
 	}
+	// Memory cycled through past the limit: chunks reclaimed, which
+	// needs every vCPU's translations flushed (guestmem/hold.go).
+	memlimit := same("memlimit", "cycle", "256")
+	memlimit.cmd = "/atoll run --stats --mem 80M /g/memlimit -- cycle 256"
+	memlimit.check = func(t *testing.T, r result) {
+		m := regexp.MustCompile(`(\d+) chunks of 2 MiB reclaimed`).FindStringSubmatch(r.stderr)
+		if m == nil || m[1] == "0" {
+			t.Errorf("no chunks reclaimed:\n%s", r.stderr)
+		}
+	}
 	nilpanic := same("nilpanic")
 	nilpanic.check = contains("stderr", "invalid memory address or nil pointer dereference")
 	return []svmCase{
@@ -181,6 +191,7 @@ func svmCases() []svmCase {
 		same("timenow"),
 		same("privileged"),
 		random,
+		memlimit,
 		{name: "clock", cmd: "/atoll run /g/clock", check: func(t *testing.T, r result) {
 			if r.code != 0 || !strings.Contains(r.stdout, "monotonic ok: true") {
 				t.Errorf("exit %d, stdout %q", r.code, r.stdout)

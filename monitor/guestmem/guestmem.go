@@ -5,7 +5,7 @@
 // The address space is made of a few large regions, each one host mapping
 // (MAP_NORESERVE, so untouched pages cost nothing) registered with KVM as
 // memory slots where the guest maps memory (slots.go), mapped with 2 MiB
-// pages:
+// pages as the guest holds them (hold.go):
 //
 //	[0, 2 MiB)          page-table pool; physical only, never mapped, so
 //	                    nil dereferences fault
@@ -81,10 +81,12 @@ type region struct {
 	arena uint64
 	// The bitmaps are guarded by Memory.mu.
 	alloc  bitmap // pages the guest has mapped (any protection)
-	commit bitmap // pages mapped readable or writable: counted in the limit
+	access bitmap // pages mapped readable or writable
 	// slotted marks the granules registered with KVM (slots.go).
 	slotted bitmap
 	granule uint64 // bytes
+	// held marks the 2 MiB chunks present in the page tables (hold.go).
+	held heldSet
 }
 
 func (r *region) end() GuestAddr { return r.base + GuestAddr(len(r.host)) }
@@ -100,7 +102,10 @@ type Memory struct {
 	// mu guards the fields below and the regions' bitmaps.
 	mu        sync.Mutex
 	limit     uint64  // bytes
-	committed uint64  // bytes
+	committed uint64  // bytes: the fixed part, the held chunks, Charge's
+	peak      uint64  // the most committed has been
+	released  uint64  // chunks reclaim has released
+	flush     func()  // makes every vCPU drop cached translations (hold.go)
 	ptNext    uint64  // next free page-table page (guest-physical)
 	systemPT  uint64  // the system area's 4 KiB page table (guest-physical)
 	heap      *region // nil until placed at the runtime's hint
@@ -167,8 +172,13 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 	if err := m.mapSystemArea(); err != nil {
 		return nil, 0, err
 	}
-	if err := m.mapRange(SystemBase+SystemSize, GuestAddr(end), uint64(SystemBase+SystemSize)); err != nil {
+	// Below the arena the address space is present from the start;
+	// above, as the guest holds it (hold.go).
+	if err := m.mapRange(SystemBase+SystemSize, GuestAddr(stackTop), uint64(SystemBase+SystemSize)); err != nil {
 		return nil, 0, err
+	}
+	for c := uint64(0); c < stackTop/LargePage; c++ {
+		low.held.set(c)
 	}
 	// The system area, image and stack are committed from the start. The
 	// gap between image and stack is not mapped by mmap.
@@ -178,9 +188,10 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 	} {
 		lo, hi := r[0]/PageSize, r[1]/PageSize
 		low.alloc.set(lo, hi)
-		m.committed += low.commit.set(lo, hi) * PageSize
+		m.committed += low.access.set(lo, hi) * PageSize
 	}
 	low.alloc.set(uint64(SystemBase+SystemSize)/PageSize, uint64(l.ImageStart)/PageSize)
+	m.peak = m.committed
 	if m.committed > limit {
 		return nil, 0, fmt.Errorf("memory limit %d MiB is smaller than the image and stack (%d MiB)", limit>>20, m.committed>>20)
 	}
@@ -201,8 +212,8 @@ func (m *Memory) newRegion(base GuestAddr, phys, size, granule uint64) (*region,
 		return nil, fmt.Errorf("reserve %d MiB of host memory: %w", size>>20, err)
 	}
 	pages := size / PageSize
-	return &region{base: base, phys: phys, host: host, alloc: newBitmap(pages), commit: newBitmap(pages),
-		slotted: newBitmap(size / granule), granule: granule}, nil
+	return &region{base: base, phys: phys, host: host, alloc: newBitmap(pages), access: newBitmap(pages),
+		slotted: newBitmap(size / granule), granule: granule, held: newHeldSet(size / LargePage)}, nil
 }
 
 // Close releases the host memory behind every region. The VM using it
@@ -235,6 +246,7 @@ func (m *Memory) Charge(delta int64) bool {
 		return false
 	}
 	m.committed = uint64(int64(m.committed) + delta)
+	m.peak = max(m.peak, m.committed)
 	return true
 }
 
@@ -257,21 +269,27 @@ func (m *Memory) find(a GuestAddr) *region {
 // Slice returns the host bytes backing [a, a+n). It fails with ErrFault
 // unless the whole range lies in guest memory. n == 0 is valid anywhere.
 func (m *Memory) Slice(a GuestAddr, n uint64) ([]byte, error) {
+	_, b, err := m.slice(a, n)
+	return b, err
+}
+
+// slice is Slice, with the region holding the range (nil for n == 0).
+func (m *Memory) slice(a GuestAddr, n uint64) (*region, []byte, error) {
 	if n == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if a < SystemBase || uint64(a)+n < uint64(a) {
-		return nil, ErrFault
+		return nil, nil, ErrFault
 	}
 	r := m.find(a)
 	if r == nil {
-		return nil, ErrFault
+		return nil, nil, ErrFault
 	}
 	off := uint64(a - r.base)
 	if n > uint64(len(r.host))-off {
-		return nil, ErrFault
+		return nil, nil, ErrFault
 	}
-	return r.host[off : off+n : off+n], nil
+	return r, r.host[off : off+n : off+n], nil
 }
 
 // GuestSlice is Slice for a range the guest named — a system call's
@@ -279,12 +297,40 @@ func (m *Memory) Slice(a GuestAddr, n uint64) ([]byte, error) {
 // pool and the monitor's system area. The guest cannot write those pages
 // itself (they are mapped for the monitor's code only, or read-only);
 // nor may it have the monitor write them for it, or read the monitor's
-// data there.
+// data there. Its chunks are held (hold.go): the pages in those the guest
+// does not hold yet must be mapped readable or writable, and holding them
+// must fit in the limit.
 func (m *Memory) GuestSlice(a GuestAddr, n uint64) ([]byte, error) {
 	if n != 0 && a < SystemBase+SystemSize {
 		return nil, ErrFault
 	}
-	return m.Slice(a, n)
+	return m.heldSlice(a, n, true)
+}
+
+// Populate is Slice for guest memory the monitor fills for the guest (a
+// file it maps, a frame ring), whatever its protection: its chunks are
+// held, as GuestSlice's.
+func (m *Memory) Populate(a GuestAddr, n uint64) ([]byte, error) {
+	return m.heldSlice(a, n, false)
+}
+
+func (m *Memory) heldSlice(a GuestAddr, n uint64, check bool) ([]byte, error) {
+	r, b, err := m.slice(a, n)
+	if err != nil || n == 0 {
+		return b, err
+	}
+	for c := r.chunk(a); c <= r.chunk(a+GuestAddr(n-1)); c++ {
+		if !r.held.get(c) {
+			m.mu.Lock()
+			err = m.holdRange(r, a, n, check)
+			m.mu.Unlock()
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // ReadU64 reads a little-endian word at a.
@@ -314,7 +360,7 @@ func (m *Memory) CString(a GuestAddr, max int) (string, error) {
 	}
 	var out []byte
 	for len(out) < max {
-		b, err := m.Slice(a+GuestAddr(len(out)), 1)
+		b, err := m.GuestSlice(a+GuestAddr(len(out)), 1)
 		if err != nil {
 			return "", err
 		}

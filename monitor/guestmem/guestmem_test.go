@@ -1,7 +1,6 @@
 package guestmem
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -75,12 +74,25 @@ func (m *Memory) leaf(a uint64) (uint64, bool) {
 func TestPageTablesIdentityMap(t *testing.T) {
 	m, stackTop, _ := newTest(t)
 	end := uint64(m.low.end())
-	for _, a := range []uint64{uint64(SystemBase), testImageStart, testImageEnd - 1, uint64(stackTop) - 8, end - 1} {
+	for _, a := range []uint64{uint64(SystemBase), testImageStart, testImageEnd - 1, uint64(stackTop) - 8} {
 		if p, ok := m.walk(a); !ok || p != a {
 			t.Errorf("walk(%#x) = %#x, %v; want identity", a, p, ok)
 		}
 	}
-	for _, a := range []uint64{0, 0x10, 0x1000, uint64(SystemBase) - 1, end, 1 << 46} {
+	// Above the stack, the arena is mapped as the guest holds it.
+	if _, e := m.Mmap(GuestAddr(end-PageSize), PageSize, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != 0 {
+		t.Fatal(e)
+	}
+	if p, ok := m.walk(end - 1); ok {
+		t.Errorf("walk(%#x) = %#x before the guest held it", end-1, p)
+	}
+	if h := m.Hold(GuestAddr(end - 1)); h != HoldDone {
+		t.Fatalf("Hold: %v", h)
+	}
+	if p, ok := m.walk(end - 1); !ok || p != end-1 {
+		t.Errorf("walk(%#x) = %#x, %v once held; want identity", end-1, p, ok)
+	}
+	for _, a := range []uint64{0, 0x10, 0x1000, uint64(SystemBase) - 1, uint64(stackTop), end, 1 << 46} {
 		if p, ok := m.walk(a); ok {
 			t.Errorf("walk(%#x) = %#x: mapped, want a fault", a, p)
 		}
@@ -112,29 +124,23 @@ func TestSliceBounds(t *testing.T) {
 	}
 }
 
-func TestMmapLimitAndReuse(t *testing.T) {
+func TestMmapAndReuse(t *testing.T) {
 	m, _, _ := newTest(t)
 	base := m.Committed()
-	// Reservations do not count against the limit.
+	// Mappings take address space, not memory: more than the limit's
+	// worth, of either protection.
 	r, e := m.Mmap(0, 1<<30-64<<20, unix.PROT_NONE, 0)
 	if e != 0 {
 		t.Fatalf("reserve: %v", e)
 	}
+	if _, e := m.Mmap(r, 2*testLimit, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != 0 {
+		t.Fatalf("map twice the limit: %v", e)
+	}
 	if m.Committed() != base {
-		t.Fatalf("PROT_NONE reservation counted: %d", m.Committed()-base)
-	}
-	// Committing inside the reservation counts, up to the limit.
-	if _, e := m.Mmap(r, 16<<20, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != 0 {
-		t.Fatalf("commit: %v", e)
-	}
-	if got := m.Committed() - base; got != 16<<20 {
-		t.Fatalf("committed %d, want %d", got, 16<<20)
-	}
-	if _, e := m.Mmap(r+16<<20, testLimit, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != unix.ENOMEM {
-		t.Fatalf("commit past the limit: %v, want ENOMEM", e)
+		t.Fatalf("mappings counted: %d", m.Committed()-base)
 	}
 	// A fixed mapping over used memory reads back zero.
-	b, _ := m.Slice(r, 8)
+	b, _ := m.GuestSlice(r, 8)
 	b[0] = 0xaa
 	if _, e := m.Mmap(r, 4096, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != 0 {
 		t.Fatal(e)
@@ -145,18 +151,118 @@ func TestMmapLimitAndReuse(t *testing.T) {
 	if _, e := m.Mmap(r, 4096, unix.PROT_READ, FixedNoReplace); e != unix.EEXIST {
 		t.Fatalf("MAP_FIXED_NOREPLACE over a mapping: %v, want EEXIST", e)
 	}
-	// Unmapping returns the memory and the addresses.
+	// Unmapping returns the addresses.
 	if e := m.Munmap(r, 1<<30-64<<20); e != 0 {
 		t.Fatal(e)
-	}
-	if m.Committed() != base {
-		t.Fatalf("munmap left %d committed", m.Committed()-base)
 	}
 	if r2, e := m.Mmap(0, 4096, unix.PROT_READ, 0); e != 0 || r2 != r {
 		t.Fatalf("reuse: %#x, %v; want %#x", r2, e, r)
 	}
 	if _, e := m.Mmap(0, 1<<40, unix.PROT_NONE, 0); e != unix.ENOMEM {
 		t.Fatalf("huge mapping: %v, want ENOMEM", e)
+	}
+}
+
+// TestHold checks what the guest holds: chunks count as they are touched
+// (Hold) or named as a buffer (GuestSlice), only where a page is readable
+// or writable, up to the limit; released chunks are reclaimed at the
+// limit, after a flush, and not while a vCPU's touch left a page there.
+func TestHold(t *testing.T) {
+	m, _, _ := newTest(t)
+	base := m.Committed()
+	flushes := 0
+	m.SetFlush(func() { flushes++ })
+	r, e := m.Mmap(0, 2*testLimit, unix.PROT_READ|unix.PROT_WRITE, 0)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	r = GuestAddr(alignUp(uint64(r), LargePage))
+	// A PROT_NONE chunk is not held: the guest's own SIGSEGV.
+	if _, e := m.Mmap(r, LargePage, unix.PROT_NONE, Fixed); e != 0 {
+		t.Fatal(e)
+	}
+	if h := m.Hold(r + 5); h != HoldNotMapped {
+		t.Errorf("Hold in a PROT_NONE chunk: %v", h)
+	}
+	if _, err := m.GuestSlice(r+5, 8); err != ErrFault {
+		t.Errorf("GuestSlice in a PROT_NONE chunk: %v", err)
+	}
+	if _, err := m.GuestSlice(r+LargePage-4, 8); err != ErrFault {
+		t.Errorf("GuestSlice straddling into a PROT_NONE chunk: %v", err)
+	}
+	if m.Committed() != base {
+		t.Fatalf("refused holds counted %d", m.Committed()-base)
+	}
+	// Fill the limit, chunk by chunk.
+	chunks := (testLimit - base) / LargePage
+	for i := range chunks {
+		a := r + GuestAddr((i+1)*LargePage)
+		if i%2 == 0 {
+			if h := m.Hold(a); h != HoldDone {
+				t.Fatalf("Hold chunk %d: %v", i, h)
+			}
+		} else if _, err := m.GuestSlice(a+100, 16); err != nil {
+			t.Fatalf("GuestSlice chunk %d: %v", i, err)
+		}
+		b, _ := m.Slice(a, 1)
+		b[0] = 1 // the guest writes it
+	}
+	if got := m.Committed() - base; got != chunks*LargePage {
+		t.Fatalf("committed %d, want %d", got, chunks*LargePage)
+	}
+	next := r + GuestAddr((chunks+1)*LargePage)
+	if h := m.Hold(next); h != HoldOutOfMemory || flushes != 0 {
+		t.Fatalf("Hold past the limit with nothing released: %v (%d flushes)", h, flushes)
+	}
+	if _, err := m.GuestSlice(next, 8); err != ErrFault {
+		t.Errorf("GuestSlice past the limit: %v", err)
+	}
+	// The guest gives back two chunks: one whole, one page by page. The
+	// next hold reclaims both, with one flush.
+	first := r + LargePage
+	if e := m.Discard(first, LargePage); e != 0 {
+		t.Fatal(e)
+	}
+	second := r + 2*LargePage
+	if e := m.Munmap(second, LargePage/2); e != 0 {
+		t.Fatal(e)
+	}
+	if e := m.Discard(second+LargePage/2, LargePage/2); e != 0 {
+		t.Fatal(e)
+	}
+	if h := m.Hold(next); h != HoldDone || flushes != 1 || m.Released() != 2 {
+		t.Fatalf("Hold after releases: %v, %d flushes, %d released", h, flushes, m.Released())
+	}
+	if _, ok := m.walk(uint64(first)); ok {
+		t.Error("a released chunk is still mapped")
+	}
+	if got := m.Committed() - base; got != (chunks-1)*LargePage {
+		t.Fatalf("committed %d after reclaiming, want %d", got, (chunks-1)*LargePage)
+	}
+	// A released chunk is held again on the next touch, and reads zero.
+	if h := m.Hold(first); h != HoldDone {
+		t.Fatalf("Hold a released chunk again: %v", h)
+	}
+	if b, _ := m.Slice(first, 1); b[0] != 0 {
+		t.Error("a released chunk kept its data")
+	}
+	for _, a := range []GuestAddr{first, next} {
+		b, _ := m.Slice(a, 1)
+		b[0] = 1 // the guest writes both
+	}
+	// A touch between the first look and the flush keeps the chunk.
+	if e := m.Discard(r+3*LargePage, LargePage); e != 0 {
+		t.Fatal(e)
+	}
+	m.SetFlush(func() {
+		b, _ := m.Slice(r+3*LargePage, 1)
+		b[0] = 7 // a vCPU's write through a cached translation
+	})
+	if h := m.Hold(next + LargePage); h != HoldOutOfMemory {
+		t.Fatalf("Hold with the only released chunk touched again: %v", h)
+	}
+	if _, ok := m.walk(uint64(r + 3*LargePage)); !ok {
+		t.Error("a chunk touched during the flush was unmapped")
 	}
 }
 
@@ -169,13 +275,16 @@ func TestHeapHint(t *testing.T) {
 	}
 	// The region sits at the hint in virtual space, and just above the
 	// low region in physical space: below 2^39, whatever the hint. Its
-	// memory becomes a slot when the runtime maps some of it writable.
+	// memory becomes a slot when the guest first holds some of it.
 	phys := alignUp(uint64(m.low.end()), 1<<30)
 	if len(f.gpas) != 1 {
 		t.Fatalf("slots %#x: a reservation was registered", f.gpas)
 	}
-	if _, e := m.Mmap(hint, 4<<20, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != 0 {
-		t.Fatal(e)
+	if _, e := m.Mmap(hint, 4<<20, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != 0 || len(f.gpas) != 1 {
+		t.Fatalf("map: %v, slots %#x", e, f.gpas)
+	}
+	if h := m.Hold(hint + 12345); h != HoldDone {
+		t.Fatal(h)
 	}
 	if len(f.gpas) != 2 || f.gpas[1] != phys || f.sizes[1] != heapGranule || phys+m.heapSize() > 1<<39 {
 		t.Fatalf("slots %#x (sizes %#x), want a second at %#x", f.gpas, f.sizes, phys)
@@ -210,25 +319,6 @@ func TestHeapHintTooLarge(t *testing.T) {
 	}
 	if len(f.gpas) != 1 {
 		t.Fatalf("a heap region was created: slots %#x", f.gpas)
-	}
-}
-
-// TestUnmapRangeRestores checks the undo of a failed mapping leaves the
-// page tables as they were.
-func TestUnmapRangeRestores(t *testing.T) {
-	m, _, _ := newTest(t)
-	before := append([]byte(nil), m.low.host[:ptPoolEnd]...)
-	next := m.ptNext
-	const base = GuestAddr(0x100000000000)
-	if err := m.mapRange(base, base+4<<30, 1<<30); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := m.walk(uint64(base) + 123); !ok {
-		t.Fatal("mapRange did not map")
-	}
-	m.unmapRange(base, base+4<<30, next)
-	if m.ptNext != next || !bytes.Equal(before, m.low.host[:ptPoolEnd]) {
-		t.Fatal("page tables differ after undo")
 	}
 }
 
@@ -270,7 +360,7 @@ func TestCorruptTablesRefused(t *testing.T) {
 	if err := m.mapRange(base, base+LargePage, 1<<30); err == nil {
 		t.Fatal("mapRange followed an entry outside the pool")
 	}
-	m.unmapRange(base, base+LargePage, m.ptNext) // must not panic
+	m.clearPTE(base) // must not panic
 }
 
 // TestZone checks the reservation zone: the monitor's PROT_NONE
@@ -331,5 +421,27 @@ func TestZone(t *testing.T) {
 	}
 	if a, e := m.Mmap(lo, PageSize, unix.PROT_READ, 0); e != 0 || a != lo {
 		t.Errorf("a hint at an unmapped zone page: %#x (%v)", a, e)
+	}
+}
+
+// TestHoldRangeWhole checks that a buffer needing more than the limit
+// fails whole: reclaim never releases its own chunks to make room for the
+// rest (the monitor is about to write all of them).
+func TestHoldRangeWhole(t *testing.T) {
+	m, _, _ := newTest(t)
+	m.SetFlush(func() {})
+	base := m.Committed()
+	r, e := m.Mmap(0, 4*testLimit, unix.PROT_READ|unix.PROT_WRITE, 0)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	if _, err := m.GuestSlice(r, 2*testLimit); err != ErrFault {
+		t.Fatalf("a buffer of twice the limit: %v, want ErrFault", err)
+	}
+	if m.Committed() != base || m.Released() != 0 {
+		t.Fatalf("a refused buffer held %d bytes, released %d chunks", m.Committed()-base, m.Released())
+	}
+	if _, err := m.GuestSlice(r, testLimit-base); err != nil {
+		t.Fatalf("a buffer of what is left: %v", err)
 	}
 }

@@ -16,7 +16,8 @@ const (
 // Mmap maps length bytes of anonymous, zeroed memory and returns where.
 // With Fixed, the mapping replaces whatever was at hint. Otherwise hint is
 // honoured when it can be (the Go heap's arena hints) and ignored when not,
-// as Linux does. Readable or writable mappings count against the limit.
+// as Linux does. A mapping takes address space only: memory counts against
+// the limit as the guest holds it (hold.go).
 func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (GuestAddr, unix.Errno) {
 	fixed := flags&(Fixed|FixedNoReplace) != 0
 	if length == 0 || length > maxUserAddr || (fixed && hint%PageSize != 0) {
@@ -62,15 +63,9 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (
 	}
 	lo, hi := r.page(at), r.page(at)+length/PageSize
 	if prot != unix.PROT_NONE {
-		if grow := (hi - lo - r.commit.count(lo, hi)) * PageSize; m.committed+grow > m.limit {
-			return 0, unix.ENOMEM
-		}
-		if m.back(r, lo, hi) != nil {
-			return 0, unix.ENOMEM
-		}
-		m.committed += r.commit.set(lo, hi) * PageSize
+		r.access.set(lo, hi)
 	} else {
-		m.committed -= r.commit.clear(lo, hi) * PageSize
+		r.access.clear(lo, hi)
 	}
 	if r.alloc.count(lo, hi) != 0 {
 		r.zero(lo, hi)
@@ -92,15 +87,16 @@ func (m *Memory) Munmap(a GuestAddr, length uint64) unix.Errno {
 	if e != 0 {
 		return e
 	}
-	m.committed -= r.commit.clear(lo, hi) * PageSize
+	r.access.clear(lo, hi)
 	r.alloc.clear(lo, hi)
 	r.zero(lo, hi)
 	return 0
 }
 
-// Mprotect changes whether [a, a+length) counts against the limit. The
-// guest's memory is all accessible whatever the protection, so protections
-// are bookkeeping, not enforcement (see docs/abi.md).
+// Mprotect changes whether the guest may hold [a, a+length): a chunk
+// (hold.go) with no readable or writable page is never present, so
+// touching it is a SIGSEGV; in a chunk the guest holds, every page is
+// accessible whatever its protection (see docs/abi.md).
 func (m *Memory) Mprotect(a GuestAddr, length uint64, prot int) unix.Errno {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -113,16 +109,10 @@ func (m *Memory) Mprotect(a GuestAddr, length uint64, prot int) unix.Errno {
 		return unix.ENOMEM // as Linux: part of the range is not mapped
 	}
 	if prot == unix.PROT_NONE {
-		m.committed -= r.commit.clear(lo, hi) * PageSize
-		return 0
+		r.access.clear(lo, hi)
+	} else {
+		r.access.set(lo, hi)
 	}
-	if grow := (hi - lo - r.commit.count(lo, hi)) * PageSize; m.committed+grow > m.limit {
-		return unix.ENOMEM
-	}
-	if m.back(r, lo, hi) != nil {
-		return unix.ENOMEM
-	}
-	m.committed += r.commit.set(lo, hi) * PageSize
 	return 0
 }
 
@@ -168,9 +158,12 @@ func (m *Memory) mappable(a GuestAddr, length uint64) *region {
 	return nil
 }
 
-// heapSize is the heap region's size: the limit, rounded up to whole
-// arenas, plus one.
-func (m *Memory) heapSize() uint64 { return alignUp(m.limit, heapHintMin) + heapHintMin }
+// heapSize is the heap region's size: four times the limit, rounded up to
+// whole arenas, plus one. Address space is cheap (hold.go): the room lets
+// a heap that frees what it allocates grow past the limit in address
+// space, as Go's does when what it frees does not fit what it allocates
+// next.
+func (m *Memory) heapSize() uint64 { return alignUp(4*m.limit, heapHintMin) + heapHintMin }
 
 // createHeap adds the heap region at base, sized for the memory limit.
 // On failure nothing of it remains.
@@ -182,12 +175,6 @@ func (m *Memory) createHeap(base GuestAddr, length uint64) error {
 	phys := alignUp(uint64(m.low.end()), 1<<30)
 	r, err := m.newRegion(base, phys, size, heapGranule)
 	if err != nil {
-		return err
-	}
-	ptNext := m.ptNext
-	if err := m.mapRange(base, base+GuestAddr(size), phys); err != nil {
-		m.unmapRange(base, base+GuestAddr(size), ptNext)
-		unix.Munmap(r.host)
 		return err
 	}
 	m.heap = r

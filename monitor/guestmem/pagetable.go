@@ -145,32 +145,16 @@ func (m *Memory) putPTE(table, i, v uint64) {
 	binary.LittleEndian.PutUint64(m.low.host[table+i*8:], v)
 }
 
-// unmapRange clears the leaf entries mapRange wrote for [lo, hi) and
-// returns the page-table pages allocated since ptNext to the pool (they
-// are zeroed). Used to undo a mapping that failed part-way.
-func (m *Memory) unmapRange(lo, hi GuestAddr, ptNext uint64) {
-	for a := uint64(lo); a < uint64(hi); a += LargePage {
-		pdpt, ok := m.tableIfPresent(ptPoolBase, (a>>39)&511)
-		if !ok {
-			continue
-		}
-		pd, ok := m.tableIfPresent(pdpt, (a>>30)&511)
-		if !ok {
-			continue
-		}
-		m.putPTE(pd, (a>>21)&511, 0)
+// clearPTE takes the 2 MiB page at a out of the page tables, if mapped.
+// Called with mu held; vCPUs may use the entry until flushed (hold.go).
+func (m *Memory) clearPTE(a GuestAddr) {
+	pdpt, ok := m.tableIfPresent(ptPoolBase, (uint64(a)>>39)&511)
+	if !ok {
+		return
 	}
-	// Entries pointing into the released pages go too.
-	for table := uint64(ptPoolBase); table < ptNext; table += PageSize {
-		for i := uint64(0); i < 512; i++ {
-			e := binary.LittleEndian.Uint64(m.low.host[table+i*8:])
-			if e&ptePresent != 0 && e&pteLarge == 0 && e&^0xfff >= ptNext && e&^0xfff < m.ptNext {
-				m.putPTE(table, i, 0)
-			}
-		}
+	if pd, ok := m.tableIfPresent(pdpt, (uint64(a)>>30)&511); ok {
+		m.putPTE(pd, (uint64(a)>>21)&511, 0)
 	}
-	clear(m.low.host[ptNext:m.ptNext])
-	m.ptNext = ptNext
 }
 
 func (m *Memory) tableIfPresent(phys, i uint64) (uint64, bool) {

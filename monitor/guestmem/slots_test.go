@@ -1,6 +1,7 @@
 package guestmem
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -8,8 +9,8 @@ import (
 )
 
 // TestLazySlots checks that the mmap arena becomes KVM memory only where
-// the guest maps pages readable or writable, a run of granules per slot,
-// and that a mapping KVM cannot back fails with ENOMEM, counting nothing.
+// the guest holds it (hold.go), a granule per slot, and that a chunk KVM
+// cannot back is not held and counts nothing.
 func TestLazySlots(t *testing.T) {
 	m, stackTop, f := newTest(t)
 	if len(f.gpas) != 1 || f.gpas[0] != 0 || f.sizes[0] != uint64(stackTop) {
@@ -20,27 +21,31 @@ func TestLazySlots(t *testing.T) {
 	if e != 0 || len(f.gpas) != 1 {
 		t.Fatalf("a reservation: %v, slots %#x", e, f.gpas)
 	}
+	if _, e := m.Mmap(res+6<<20, 16<<20, rw, Fixed); e != 0 || len(f.gpas) != 1 {
+		t.Fatalf("a mapping: %v, slots %#x", e, f.gpas)
+	}
 	g := uint64(res)
+	hold := func(a GuestAddr, n uint64) func() error {
+		return func() error { _, err := m.GuestSlice(a, n); return err }
+	}
 	steps := []struct {
 		name        string
-		do          func() unix.Errno
+		do          func() error
 		gpas, sizes []uint64 // the new slots
 	}{
-		{"one page", func() unix.Errno { _, e := m.Mmap(res+8<<20+4096, 4096, rw, Fixed); return e },
-			[]uint64{g + 8<<20}, []uint64{arenaGranule}},
-		{"the same granule", func() unix.Errno { _, e := m.Mmap(res+8<<20, 4096, rw, Fixed); return e },
-			nil, nil},
-		{"both sides of it", func() unix.Errno { _, e := m.Mmap(res+6<<20, 6<<20, rw, Fixed); return e },
-			[]uint64{g + 6<<20, g + 10<<20}, []uint64{arenaGranule, arenaGranule}},
-		{"a run of granules", func() unix.Errno { return m.Mprotect(res+10<<20, 8<<20, unix.PROT_READ) },
-			[]uint64{g + 12<<20}, []uint64{6 << 20}},
-		{"made inaccessible", func() unix.Errno { return m.Mprotect(res+32<<20, 4<<20, unix.PROT_NONE) },
-			nil, nil},
+		{"one touch", func() error {
+			if h := m.Hold(res + 8<<20 + 4096); h != HoldDone {
+				return fmt.Errorf("%v", h)
+			}
+			return nil
+		}, []uint64{g + 8<<20}, []uint64{arenaGranule}},
+		{"the same granule", hold(res+8<<20, 4096), nil, nil},
+		{"both sides of it", hold(res+6<<20, 6<<20), []uint64{g + 6<<20, g + 10<<20}, []uint64{arenaGranule, arenaGranule}},
 	}
 	for _, s := range steps {
 		n := len(f.gpas)
-		if e := s.do(); e != 0 {
-			t.Fatalf("%s: %v", s.name, e)
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
 		}
 		if !slices.Equal(f.gpas[n:], s.gpas) || !slices.Equal(f.sizes[n:], s.sizes) {
 			t.Errorf("%s: new slots at %#x (+%#x), want %#x (+%#x)", s.name, f.gpas[n:], f.sizes[n:], s.gpas, s.sizes)
@@ -48,13 +53,13 @@ func TestLazySlots(t *testing.T) {
 	}
 	f.max = len(f.gpas)
 	before := m.Committed()
-	if _, e := m.Mmap(res+40<<20, 4096, rw, Fixed); e != unix.ENOMEM {
-		t.Errorf("a mapping KVM cannot back: %v, want ENOMEM", e)
+	if h := m.Hold(res + 14<<20); h != HoldOutOfMemory {
+		t.Errorf("a chunk KVM cannot back: %v, want HoldOutOfMemory", h)
 	}
-	if e := m.Mprotect(res+44<<20, 4096, rw); e != unix.ENOMEM {
-		t.Errorf("mprotect KVM cannot back: %v, want ENOMEM", e)
+	if _, err := m.GuestSlice(res+16<<20, 8); err != ErrFault {
+		t.Errorf("a buffer KVM cannot back: %v, want ErrFault", err)
 	}
 	if m.Committed() != before {
-		t.Errorf("refused mappings counted: %d bytes", m.Committed()-before)
+		t.Errorf("refused holds counted: %d bytes", m.Committed()-before)
 	}
 }

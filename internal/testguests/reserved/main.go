@@ -1,8 +1,8 @@
 // Command reserved reserves 1 GiB of address space (PROT_NONE), maps one
 // page readable and writable in each 2 MiB of it and uses them all — under
 // atoll, one KVM memory slot each — then touches the reservation between
-// two of those pages: natively a SIGSEGV, under atoll the end of the VM
-// (docs/abi.md: reserved space that was never mapped is no guest memory).
+// two of those pages: a SIGSEGV, natively and under atoll (docs/abi.md:
+// reserved space that was never mapped is no guest memory).
 package main
 
 import (
