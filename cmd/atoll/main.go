@@ -29,7 +29,12 @@ Usage:
   atoll inspect [--json] IMAGE      show an image's manifest and facts
   atoll run [flags] IMAGE|DIR [-- ARGS...]
                                     boot an image, a static Go executable,
-                                    or a package directory (built first)
+                                    or a package directory (built first);
+                                    with -d, in the background
+  atoll ps                          list the unikernels run with -d
+  atoll logs [-f] NAME              show a detached unikernel's output
+  atoll stop [-t SECONDS] NAME...   stop detached unikernels
+  atoll rm [-f] NAME...             remove detached unikernels
   atoll test [go test flags] [packages]
                                     run packages' tests, each booted as a unikernel
   atoll abi [--json]                list the system calls the guest ABI
@@ -44,7 +49,8 @@ appended: it still runs as an ordinary Linux process.
 Exit status: a booted guest's own; 1 when go build failed; 2 for a bad
 command line; 70 when the VM failed in a way no signal describes (with a
 crash report on stderr); 125 when atoll could not do what was asked;
-128+N when the guest died of signal N (with a crash report on stderr).
+128+N when the guest died of signal N (with a crash report on stderr);
+137 when it touched memory past its limit (--mem).
 
 Run 'atoll COMMAND -h' for a command's flags and examples.
 `
@@ -60,6 +66,10 @@ var commands = map[string]func(args []string, stdout, stderr *os.File) int{
 	"build":   cmdBuild,
 	"inspect": cmdInspect,
 	"run":     cmdRun,
+	"ps":      cmdPs,
+	"logs":    cmdLogs,
+	"stop":    cmdStop,
+	"rm":      cmdRm,
 	"test":    cmdTest,
 	"abi":     cmdABI,
 	"version": cmdVersion,
@@ -89,13 +99,16 @@ func run(args []string, stdout, stderr *os.File) int {
 	if args[0] == "test-exec" { // go test -exec's program, for atoll test
 		return cmdTestExec(args[1:], stdout, stderr)
 	}
+	if args[0] == superviseCmd && len(args) == 2 { // a detached unikernel's supervisor
+		return supervise(args[1])
+	}
 	fmt.Fprintf(stderr, "atoll: unknown command %q\n\n%s", args[0], usage)
 	return exitUsage
 }
 
 // commandNames lists the commands in the order the usage shows them.
 func commandNames() string {
-	return "new, lib, build, inspect, run, test, abi, version and help"
+	return "new, lib, build, inspect, run, ps, logs, stop, rm, test, abi, version and help"
 }
 
 // sizeFlag is a byte count with an optional K/M/G suffix.

@@ -44,6 +44,7 @@ Examples:
   atoll run --net service=tap:tap0,ip=10.1.0.2/24 www.img   # a real tap device (root)
   atoll run --volume data=/srv/kv kv.img       # the declared volume "data" is /srv/kv on the host
   atoll run --volume $PWD:/work:ro --workdir /work ./tool   # a plain executable, given a directory
+  atoll run -d -p 8080:80 --restart on-failure:3 www.img   # in the background: atoll ps, logs, stop, rm
 
 The guest's files: what its manifest packs (read-only), /etc and /dev as a
 Go program expects, /proc/self/exe, a private /tmp and its volumes
@@ -55,6 +56,11 @@ sockets are served by the host's, where it may listen only on its own
 loopback and forwarded ports. Either way it is 10.0.2.15, the host's
 loopback is 10.0.2.2, and its resolver 10.0.2.3 forwards to the host's
 (or --dns).
+
+With -d, atoll run starts a supervisor in a session of its own and
+returns; the supervisor runs the unikernel (again, as --restart says)
+with its output in a log, under a name (--name, default the manifest's).
+atoll ps, logs, stop and rm manage such unikernels, from any shell.
 
 Before the guest's first instruction atoll confines itself with a seccomp
 filter: the host calls it needs, nothing else (docs/threat-model.md).
@@ -79,6 +85,9 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	argv0 := fs.String("argv0", "", "the guest's argv[0] (default: the unikernel's name)")
 	verbose := fs.Bool("v", false, "log each distinct unsupported call the guest makes, once, with what the ABI says of it")
 	stats := fs.Bool("stats", false, "print VM exit counts by cause, and the host memory used, when the guest exits")
+	detached := fs.Bool("d", false, "run in the background, supervised, with the output in a log (atoll ps, logs, stop, rm)")
+	name := fs.String("name", "", "with -d, the unikernel's name (default: the manifest's)")
+	restart := fs.String("restart", "no", "with -d, when to start it again: no, on-failure[:N] or always")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -98,6 +107,13 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 	}
 	if mem.set && mem.n < manifest.MinMemory {
 		fmt.Fprintln(stderr, "atoll run: --mem must be at least 32M")
+		return exitUsage
+	}
+	if *detached {
+		return runDetached(fs, args, target, mem, *name, *restart, stdout, stderr)
+	}
+	if *name != "" || *restart != "no" {
+		fmt.Fprintln(stderr, "atoll run: --name and --restart are for -d")
 		return exitUsage
 	}
 	tg, code := loadTarget(target, stderr)
