@@ -111,8 +111,8 @@ func (s *socket) close() {
 	k := portKey{s.udp, s.local.Port()}
 	if s.local.IsValid() && n.ports[k] == s {
 		delete(n.ports, k)
-		if s.forward.IsValid() {
-			fwd = k
+		if _, configured := n.forwards[k]; configured && s.forward.IsValid() {
+			fwd = k // not a ListenAny port, which has no reservation
 		}
 	}
 	abort := s.linger.Onoff != 0 && s.linger.Linger == 0
@@ -164,7 +164,7 @@ func (s *socket) ipv6Only() bool {
 
 // bind gives the socket guest address ap: on its loopback, anywhere; on
 // its other addresses, only a forwarded port (EACCES) or an ephemeral
-// one. A forwarded port's host socket takes the forward's host address at
+// one — or, with ListenAny, any port, at the host's unspecified address. A forwarded port's host socket takes the forward's host address at
 // once; the others are bound on the host when they are first used.
 func (s *socket) bind(ap netip.AddrPort) unix.Errno {
 	n := s.net
@@ -180,6 +180,12 @@ func (s *socket) bind(ap netip.AddrPort) unix.Errno {
 	k := portKey{s.udp, ap.Port()}
 	fwd := n.forwards[k]
 	exposed := !ap.Addr().IsLoopback() && ap.Port() != 0
+	if exposed && !fwd.IsValid() && n.cfg.ListenAny {
+		fwd = netip.AddrPortFrom(netip.IPv4Unspecified(), ap.Port())
+		if s.v6() {
+			fwd = netip.AddrPortFrom(netip.IPv6Unspecified(), ap.Port())
+		}
+	}
 	if exposed && !fwd.IsValid() {
 		n.log.printf("bind %s: guest port %s is not forwarded (-p); answered EACCES", ap, k)
 		return unix.EACCES

@@ -27,6 +27,11 @@ type HostNet struct {
 	// Resolver is where the guest's resolver address leads; the zero
 	// value refuses it.
 	Resolver netip.AddrPort
+	// ListenAny lets the guest bind any port on its addresses beyond its
+	// loopback, taken at the host's unspecified address: for a monitor in
+	// a network namespace of the guest's own (a container's), where that
+	// is the guest's to take.
+	ListenAny bool
 }
 
 // hostNet is a VM's host network: its guest port space, and which host

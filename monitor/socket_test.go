@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -289,6 +290,36 @@ func TestSocketForward(t *testing.T) {
 	if l, err := net.Listen("tcp", fwd.HostAddr); err == nil {
 		l.Close()
 		t.Errorf("the forward's host port was not reserved again after the guest closed it")
+	}
+}
+
+// TestSocketListenAny checks HostNet.ListenAny: the guest binds any port
+// beyond its loopback, taken at the host's unspecified address, twice
+// over (a closed socket's port is free again, with no reservation).
+func TestSocketListenAny(t *testing.T) {
+	st := newSockTest(t, HostNet{ListenAny: true, Outbound: netpolicy.OutboundNone})
+	for round := 0; round < 2; round++ {
+		port := freePort(t, false)
+		ln := st.socket(unix.AF_INET, unix.SOCK_STREAM)
+		st.mustCall(t, unix.SYS_BIND, ln, st.buf(sin("0.0.0.0", port)), 16)
+		st.mustCall(t, unix.SYS_LISTEN, ln, 16)
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatalf("round %d: a host client: %v", round, err)
+		}
+		srv := st.mustCall(t, unix.SYS_ACCEPT4, ln, 0, 0, 0)
+		c.Write([]byte("hi"))
+		if got := st.read(srv, 16); got != "hi" {
+			t.Errorf("read %q", got)
+		}
+		c.Close()
+		st.mustCall(t, unix.SYS_CLOSE, srv)
+		st.mustCall(t, unix.SYS_CLOSE, ln)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+			t.Errorf("round %d: the port after the guest closed it: %v", round, err)
+		} else {
+			l.Close()
+		}
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"atoll.dev/atoll/monitor"
 )
 
 // The local fleet: unikernels started with atoll run -d, each a directory
@@ -198,8 +200,10 @@ func (e *entry) status(now time.Time) (string, time.Duration) {
 		return "stopped (" + what + ")", now.Sub(x.Ended)
 	case x.Code == 0 && x.Signal == "":
 		return "exited (0)", now.Sub(x.Ended)
+	case x.Signal != "" || x.Code == monitor.ExitVMFault || x.Code > 128:
+		return "crashed (" + what + ")", now.Sub(x.Ended) // a signal, a VM fault, out of memory
 	}
-	return "crashed (" + what + ")", now.Sub(x.Ended)
+	return "failed (" + what + ")", now.Sub(x.Ended) // the guest's own non-zero exit
 }
 
 // vmRSS returns the resident memory of the VM's process, if it runs: a

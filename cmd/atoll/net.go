@@ -49,7 +49,7 @@ func (f *netFlags) Set(s string) error {
 
 func (netKind) flags(fs *flag.FlagSet) kindFlags {
 	f := &netFlags{ports: new(portList)}
-	fs.Var(f, "net", "attach the declared network device NAME to a backend: user (the default), host (the guest's own sockets, served by the host) or tap:IFACE, with options ip=ADDR/PREFIX or ip=dhcp, gw=ADDR (user, tap), outbound=all|noloopback|none (user, host), rings=on|off (user, tap: shared-memory frame rings, on by default); a plain executable takes host[,OPTION]... (`NAME=BACKEND[,OPTION]...`; repeatable)")
+	fs.Var(f, "net", "attach the declared network device NAME to a backend: user (the default), host (the guest's own sockets, served by the host) or tap:IFACE, with options ip=ADDR/PREFIX or ip=dhcp, gw=ADDR (user, tap), outbound=all|noloopback|none (user, host), listen=any (host: any port, on the host's addresses, for a network namespace of the guest's own), rings=on|off (user, tap: shared-memory frame rings, on by default); a plain executable takes host[,OPTION]... (`NAME=BACKEND[,OPTION]...`; repeatable)")
 	fs.Var(f.ports, "p", "forward a host port to the guest, on the user or host backend (a plain executable gets the host backend); HOSTIP defaults to 127.0.0.1 (`[HOSTIP:]HOSTPORT:GUESTPORT[/udp]`; repeatable)")
 	f.dns = fs.String("dns", "", "the resolver the guest's resolver address (10.0.2.3) forwards to, `IP[:PORT]` (default: the host's first nameserver)")
 	return f
@@ -165,14 +165,26 @@ func (f *netFlags) attachHost(spec string, a *attached) error {
 	if _, rest, _ := strings.Cut(spec, ","); strings.HasPrefix(rest, "rings=") || strings.Contains(rest, ",rings=") {
 		return fmt.Errorf("rings= applies to frame devices (user, tap): on the host backend the monitor serves the guest's sockets, and there are no frames")
 	}
-	o, err := f.options(spec)
+	listenAny := false
+	var kept []string
+	for i, p := range strings.Split(spec, ",") {
+		switch {
+		case i > 0 && p == "listen=any":
+			listenAny = true
+		case i > 0 && strings.HasPrefix(p, "listen="):
+			return fmt.Errorf("%s: want listen=any (the guest may listen on any port of the host's addresses: for a network namespace of its own)", p)
+		default:
+			kept = append(kept, p)
+		}
+	}
+	o, err := f.options(strings.Join(kept, ","))
 	if err != nil {
 		return err
 	}
 	if o.Addr.IsValid() || o.Gateway.IsValid() || o.DHCP {
-		return fmt.Errorf("the host backend takes no addressing: the guest is 10.0.2.15 with the host at 10.0.2.2 (only outbound= applies)")
+		return fmt.Errorf("the host backend takes no addressing: the guest is 10.0.2.15 with the host at 10.0.2.2 (only outbound= and listen= apply)")
 	}
-	a.hostNet = &monitor.HostNet{Forwards: o.Forwards, Outbound: o.Outbound, Resolver: o.Resolver}
+	a.hostNet = &monitor.HostNet{Forwards: o.Forwards, Outbound: o.Outbound, Resolver: o.Resolver, ListenAny: listenAny}
 	a.resolver()
 	return nil
 }
