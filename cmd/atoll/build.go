@@ -33,9 +33,14 @@ built with Go's embedded time-zone database (-tags timetzdata, added to
 any tags GOFLAGS gives; manifest: tzdata off). go build's own errors are
 shown unchanged.
 
+With --oci, it also writes an OCI image archive (podman load -i, ctr
+image import) whose entry point is the image, with the files its tree
+packs; atoll-oci runs it (docs/kubernetes.md).
+
 Examples:
   atoll build                    # writes NAME.img, NAME from the manifest
   atoll build -o web.img ./web
+  atoll build --oci web.tar ./web   # an OCI image archive, localhost/web:latest
 
 Flags:
 `
@@ -44,9 +49,15 @@ func cmdBuild(args []string, stdout, stderr *os.File) int {
 	fs := flag.NewFlagSet("build", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), buildUsage); fs.PrintDefaults() }
-	out := fs.String("o", "", "write the image to `IMAGE` (default NAME.img)")
+	out := fs.String("o", "", "write the image to `IMAGE` (default NAME.img, or none with --oci)")
+	oci := fs.String("oci", "", "also write an OCI image archive to `ARCHIVE`")
+	tag := fs.String("tag", "", "with --oci, the image's reference (default localhost/NAME:latest)")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
+	}
+	if *tag != "" && *oci == "" {
+		fmt.Fprintln(stderr, "atoll build: --tag is for --oci")
+		return exitUsage
 	}
 	if fs.NArg() > 1 {
 		fmt.Fprintln(stderr, "atoll build: more than one DIR")
@@ -61,10 +72,35 @@ func cmdBuild(args []string, stdout, stderr *os.File) int {
 		fmt.Fprintf(stderr, "atoll: %v\n", err)
 		return exitFailure
 	}
-	if *out == "" {
-		*out = m.Name + ".img"
+	if *oci == "" {
+		if *out == "" {
+			*out = m.Name + ".img"
+		}
+		return buildImage(dir, m, *out, *out, stderr)
 	}
-	return buildImage(dir, m, *out, *out, stderr)
+	img := *out
+	if img == "" {
+		tmp, err := os.MkdirTemp(filepath.Dir(*oci), ".atoll-oci-")
+		if err != nil {
+			fmt.Fprintf(stderr, "atoll: %v\n", err)
+			return exitFailure
+		}
+		defer os.RemoveAll(tmp)
+		img = filepath.Join(tmp, m.Name+".img")
+	}
+	if code := buildImage(dir, m, img, *out, stderr); code != 0 {
+		return code
+	}
+	ref := *tag
+	if ref == "" {
+		ref = ociRef(m.Name)
+	}
+	if err := writeOCIArchive(img, *oci, ref); err != nil {
+		fmt.Fprintf(stderr, "atoll: %s: %v\n", *oci, err)
+		return exitFailure
+	}
+	fmt.Fprintf(stderr, "atoll: wrote %s (OCI image %s)\n", *oci, ref)
+	return 0
 }
 
 // parseFlags parses args; done reports that the command is over (help was

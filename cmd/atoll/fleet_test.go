@@ -182,23 +182,7 @@ func TestFleet(t *testing.T) {
 	if des, _ := os.ReadDir(f.state); len(des) != 0 {
 		t.Errorf("the state directory holds %d entries after rm", len(des))
 	}
-	if ps := processesMentioning(t, dir); len(ps) != 0 {
+	if ps := testenv.ProcessesMentioning(t, dir); len(ps) != 0 {
 		t.Errorf("processes left: %v", ps)
 	}
-}
-
-// processesMentioning lists the processes whose command line holds s.
-func processesMentioning(t *testing.T, s string) []string {
-	des, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, de := range des {
-		b, err := os.ReadFile(filepath.Join("/proc", de.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), s) {
-			out = append(out, de.Name()+": "+strings.ReplaceAll(string(b), "\x00", " "))
-		}
-	}
-	return out
 }

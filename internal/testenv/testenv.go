@@ -117,3 +117,21 @@ func ExitConfined(code int) {
 	}
 	os.Exit(code)
 }
+
+// ProcessesMentioning lists the processes whose command line holds s: a
+// test's leftovers, when s is a directory only its processes name.
+func ProcessesMentioning(t testing.TB, s string) []string {
+	t.Helper()
+	des, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, de := range des {
+		b, err := os.ReadFile("/proc/" + de.Name() + "/cmdline")
+		if err == nil && strings.Contains(string(b), s) {
+			out = append(out, de.Name()+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
+}
