@@ -247,6 +247,9 @@ func volumes(mounts []mount, m *manifest.Manifest, rootfs string) ([]string, err
 		if engineMounts[dst] || strings.HasPrefix(dst, "/proc/") || strings.HasPrefix(dst, "/sys/") || strings.HasPrefix(dst, "/dev/") {
 			continue
 		}
+		if mt.Type == "tmpfs" && (dst == "/run" || dst == "/var/run") {
+			continue // containerd's default: the guest has a /tmp of its own
+		}
 		bind := mt.Type == "bind"
 		for _, o := range mt.Options {
 			bind = bind || o == "bind" || o == "rbind"

@@ -103,6 +103,9 @@ func create(g globals, args []string) error {
 	if bundle, err = filepath.Abs(bundle); err != nil {
 		return err
 	}
+	if isSandbox(bundle) {
+		return g.delegate(id, args)
+	}
 	if err := checkKVM(); err != nil {
 		return err
 	}

@@ -211,3 +211,65 @@ func TestLifecycle(t *testing.T) {
 		}
 	}
 }
+
+// TestSandboxToRunc checks that a pod's sandbox container (a pause
+// process, here busybox's sleep) is runc's: created, started, reported,
+// killed and deleted through atoll-oci, with runc doing the work.
+func TestSandboxToRunc(t *testing.T) {
+	testenv.RequireCommands(t, "runc", "busybox")
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	r := newRuntime(t)
+	bundle := t.TempDir()
+	if out, err := exec.Command("runc", "spec", "--bundle", bundle).CombinedOutput(); err != nil {
+		t.Fatalf("runc spec: %v\n%s", err, out)
+	}
+	busybox, _ := exec.LookPath("busybox")
+	os.MkdirAll(filepath.Join(bundle, "rootfs", "bin"), 0o755)
+	b, _ := os.ReadFile(busybox)
+	os.WriteFile(filepath.Join(bundle, "rootfs", "bin", "busybox"), b, 0o755)
+	var s map[string]any
+	b, _ = os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	proc := s["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"/bin/busybox", "sleep", "60"}
+	s["annotations"] = map[string]string{"io.kubernetes.cri.container-type": "sandbox"}
+	b, _ = json.Marshal(s)
+	os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644)
+
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	if _, err := r.call("create", "--bundle", bundle, "--pid-file", pidFile, "pod"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(pidFile)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("pid file %q", b)
+	}
+	if st := r.state("pod"); st.Status != "created" || st.Pid != pid {
+		t.Errorf("after create: %+v", st)
+	}
+	if _, err := r.call("start", "pod"); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.state("pod"); st.Status != "running" {
+		t.Errorf("after start: %+v", st)
+	}
+	if _, err := r.call("kill", "pod", "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil || ws.Signal() != unix.SIGKILL {
+		t.Errorf("the sandbox's end: %v, %v", err, ws)
+	}
+	if _, err := r.call("delete", "pod"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(r.root, "pod")); !os.IsNotExist(err) {
+		t.Errorf("delete left the container's directory: %v", err)
+	}
+}

@@ -5,6 +5,10 @@
 // --runtime, containerd through its runc shim's BinaryName, CRI-O as a
 // runtime handler (docs/kubernetes.md).
 //
+// A pod's sandbox container (the pause process a Kubernetes runtime
+// starts first) is no unikernel: atoll-oci hands it, and every later call
+// about it, to runc (delegate.go).
+//
 // A container is a directory under the state root (--root, default
 // /run/atoll-oci) holding its state and a FIFO. create starts the
 // container's process, which enters the bundle's network namespace and
@@ -118,6 +122,9 @@ func (g globals) report(err error) {
 
 // runCommand runs one command.
 func runCommand(g globals, cmd string, args []string, stdout io.Writer) error {
+	if id := idOf(cmd, args); id != "" && g.delegated(id) {
+		return g.runc(cmd, args)
+	}
 	switch cmd {
 	case "create":
 		return create(g, args)

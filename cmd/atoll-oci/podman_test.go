@@ -156,3 +156,66 @@ func TestPodman(t *testing.T) {
 		t.Errorf("processes left: %v", ps)
 	}
 }
+
+// TestContainerd runs unikernels through containerd's runc shim with
+// atoll-oci as its runc binary, as a Kubernetes RuntimeClass does
+// (docs/kubernetes.md), on a containerd of the test's own: images from
+// atoll build --oci imported with ctr, output and exit status the
+// guest's.
+func TestContainerd(t *testing.T) {
+	testenv.RequireKVM(t)
+	testenv.RequireCommands(t, "containerd", "ctr")
+	r := newRuntime(t)
+	atoll := filepath.Join(filepath.Dir(r.bin), "atoll")
+	dir, err := os.MkdirTemp("", "atoll-containerd-") // short: the socket's path has a length limit
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "sock")
+	d := exec.Command("containerd", "--root", filepath.Join(dir, "root"), "--state", filepath.Join(dir, "state"), "--address", sock)
+	logf, _ := os.Create(filepath.Join(dir, "log"))
+	defer logf.Close()
+	d.Stdout, d.Stderr = logf, logf
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { d.Process.Kill(); d.Wait() }()
+	ctr := func(args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command("ctr", append([]string{"--address", sock}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil && cmd.ProcessState == nil {
+			t.Fatal(err)
+		}
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, code := ctr("version"); code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("containerd did not start:\n%s", b)
+		}
+	}
+	for name, pkg := range map[string]string{"hello": "../../examples/hello", "exitcode": "../../internal/testguests/exitcode"} {
+		archive := filepath.Join(dir, name+".tar")
+		if out, err := exec.Command(atoll, "build", "--oci", archive, pkg).CombinedOutput(); err != nil {
+			t.Fatalf("atoll build --oci: %v\n%s", err, out)
+		}
+		if out, code := ctr("image", "import", archive); code != 0 {
+			t.Fatalf("ctr image import: %s", out)
+		}
+	}
+	run := []string{"run", "--rm", "--runtime", "io.containerd.runc.v2", "--runc-binary", r.bin}
+	if out, code := ctr(append(run, "localhost/hello:latest", "h1")...); code != 0 || !strings.Contains(out, "hello from hello") {
+		t.Errorf("ctr run hello: exit %d\n%s", code, out)
+	}
+	if out, code := ctr(append(run, "localhost/exitcode:latest", "e1", "/exitcode", "7")...); code != 7 {
+		t.Errorf("ctr run exitcode 7: exit %d\n%s", code, out)
+	}
+	if out, _ := ctr("containers", "ls", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("containers left: %s", out)
+	}
+}
