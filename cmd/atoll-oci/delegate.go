@@ -21,7 +21,7 @@ import (
 // sandboxAnnotations are the annotations with which containerd's CRI and
 // CRI-O say a container is a pod's sandbox.
 var sandboxAnnotations = map[string]string{
-	"io.kubernetes.cri.container-type": "sandbox",
+	"io.kubernetes.cri.container-type":  "sandbox",
 	"io.kubernetes.cri-o.ContainerType": "sandbox",
 }
 
