@@ -73,8 +73,9 @@ func (v *VM) startVDSO(c *kvm.VCPU) error {
 }
 
 // guestEnv returns the environment the guest starts with: the configured
-// variables, the device list, and GOMEMLIMIT below the memory limit unless
-// one was given.
+// variables, the device list, and GOMEMLIMIT unless one was given: 7/8 of
+// the memory limit left after the image, so that the runtime's memory,
+// counted in 2 MiB chunks (guestmem/hold.go), stays under the limit.
 func (v *VM) guestEnv() []string {
 	env := append([]string(nil), v.cfg.Env...)
 	if v.devicesEnv != "" {
@@ -85,7 +86,9 @@ func (v *VM) guestEnv() []string {
 			return env
 		}
 	}
-	image := v.img.End - v.img.Start + stackSize
+	// What the guest holds besides what Go's runtime manages: the
+	// monitor's area, the image's file contents, the stack's top.
+	image := guestmem.Layout{}.Committed() + imageChunks(v.img) + guestmem.LargePage
 	limit := uint64(0)
 	if v.cfg.MemBytes > image {
 		limit = (v.cfg.MemBytes - image) / 8 * 7
@@ -101,7 +104,7 @@ func (v *VM) buildStack() (guestmem.GuestAddr, error) {
 	sp := v.stackTop
 	push := func(b []byte) guestmem.GuestAddr {
 		sp -= guestmem.GuestAddr(len(b))
-		dst, err2 := v.mem.Slice(sp, uint64(len(b)))
+		dst, err2 := v.mem.Populate(sp, uint64(len(b)))
 		if err2 != nil {
 			err = err2
 			return 0

@@ -849,14 +849,14 @@ func TestFDTableLimit(t *testing.T) {
 func TestMinMemory(t *testing.T) {
 	img := testImage()
 	min := MinMemory(img)
-	if min < 48<<20 || min > 128<<20 {
+	if min < 24<<20 || min > 128<<20 {
 		t.Fatalf("MinMemory = %d MiB", min>>20)
 	}
 	if err := CheckMemory(img, min); err != nil {
 		t.Errorf("the minimum itself refused: %v", err)
 	}
-	err := CheckMemory(img, 32<<20)
-	if want := "memory limit 32M is below what this image needs to start: at least 62M (image and stack 14M, Go runtime start-up 48M)"; err == nil || err.Error() != want {
+	err := CheckMemory(img, 20<<20)
+	if want := "memory limit 20M is below what this image needs to start: at least 28M (image, stack and monitor 4M, Go runtime start-up 24M)"; err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
 	}
 }

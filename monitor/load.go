@@ -24,19 +24,23 @@ func (v *VM) loadImage() error {
 		fileSize = uint64(st.Size())
 	}
 	for _, s := range v.img.Segments {
-		b, err := v.mem.Slice(guestmem.GuestAddr(s.Vaddr), s.Memsz)
-		if err != nil {
-			return fmt.Errorf("load segment at %#x: %w", s.Vaddr, err)
-		}
 		lo, hi := filePages(s, fileSize)
 		if hi > lo {
 			if err := v.mem.MapFile(guestmem.GuestAddr(s.Vaddr+lo), hi-lo, int(v.cfg.ImageFile.Fd()), int64(s.Off+lo)); err != nil {
 				return fmt.Errorf("load segment at %#x: %w", s.Vaddr, err)
 			}
 		}
-		copy(b[:lo], s.Data)
-		if hi < uint64(len(s.Data)) {
-			copy(b[hi:], s.Data[hi:])
+		// What is copied is written now: its chunks are held. The rest
+		// of the segment (.bss) counts as the guest touches it.
+		for _, part := range [][2]uint64{{0, min(lo, uint64(len(s.Data)))}, {max(hi, lo), uint64(len(s.Data))}} {
+			if part[1] <= part[0] {
+				continue
+			}
+			b, err := v.mem.Populate(guestmem.GuestAddr(s.Vaddr+part[0]), part[1]-part[0])
+			if err != nil {
+				return fmt.Errorf("load segment at %#x: %w", s.Vaddr, err)
+			}
+			copy(b, s.Data[part[0]:part[1]])
 		}
 	}
 	return nil

@@ -87,6 +87,10 @@ type region struct {
 	granule uint64 // bytes
 	// held marks the 2 MiB chunks present in the page tables (hold.go).
 	held heldSet
+	// fixed counts the chunks at the region's start that are present
+	// from the start and never held or released: the low region's
+	// page-table pool and system area.
+	fixed uint64
 }
 
 func (r *region) end() GuestAddr { return r.base + GuestAddr(len(r.host)) }
@@ -135,10 +139,9 @@ func (l Layout) stackTop() uint64 {
 }
 
 // Committed returns the bytes New counts against the limit from the
-// start: the system area, the image and the initial stack.
-func (l Layout) Committed() uint64 {
-	return SystemSize + l.stackTop() - uint64(l.ImageStart)
-}
+// start: the system area. The image and the stack count as the guest
+// holds them.
+func (l Layout) Committed() uint64 { return SystemSize }
 
 // New creates the low region (system area, image, stack and mmap arena) in
 // vm, maps it, and returns the address space and the stack's top.
@@ -172,28 +175,29 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 	if err := m.mapSystemArea(); err != nil {
 		return nil, 0, err
 	}
-	// Below the arena the address space is present from the start;
-	// above, as the guest holds it (hold.go).
-	if err := m.mapRange(SystemBase+SystemSize, GuestAddr(stackTop), uint64(SystemBase+SystemSize)); err != nil {
-		return nil, 0, err
-	}
-	for c := uint64(0); c < stackTop/LargePage; c++ {
+	// The page-table pool and the system area are present from the
+	// start; the image, the stack and everything above, as the guest
+	// holds them (hold.go): an image's untouched .bss or stack costs
+	// nothing.
+	low.fixed = uint64(SystemBase+SystemSize) / LargePage
+	for c := range low.fixed {
 		low.held.set(c)
 	}
-	// The system area, image and stack are committed from the start. The
-	// gap between image and stack is not mapped by mmap.
+	// The system area is committed from the start; the image and stack
+	// are mapped. The gap between image and stack is not mapped by mmap.
 	for _, r := range [][2]uint64{
 		{uint64(SystemBase), uint64(SystemBase) + SystemSize},
 		{uint64(l.ImageStart), stackTop},
 	} {
 		lo, hi := r[0]/PageSize, r[1]/PageSize
 		low.alloc.set(lo, hi)
-		m.committed += low.access.set(lo, hi) * PageSize
+		low.access.set(lo, hi)
 	}
+	m.committed = l.Committed()
 	low.alloc.set(uint64(SystemBase+SystemSize)/PageSize, uint64(l.ImageStart)/PageSize)
 	m.peak = m.committed
 	if m.committed > limit {
-		return nil, 0, fmt.Errorf("memory limit %d MiB is smaller than the image and stack (%d MiB)", limit>>20, m.committed>>20)
+		return nil, 0, fmt.Errorf("memory limit %d MiB is smaller than the monitor's own area (%d MiB)", limit>>20, m.committed>>20)
 	}
 	if err := m.initZone(GuestAddr(stackTop), GuestAddr(zoneEnd), l.ZoneWords); err != nil {
 		return nil, 0, err

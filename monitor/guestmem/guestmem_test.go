@@ -74,9 +74,22 @@ func (m *Memory) leaf(a uint64) (uint64, bool) {
 func TestPageTablesIdentityMap(t *testing.T) {
 	m, stackTop, _ := newTest(t)
 	end := uint64(m.low.end())
-	for _, a := range []uint64{uint64(SystemBase), testImageStart, testImageEnd - 1, uint64(stackTop) - 8} {
+	if p, ok := m.walk(uint64(SystemBase)); !ok || p != uint64(SystemBase) {
+		t.Errorf("walk(%#x) = %#x, %v; want identity", uint64(SystemBase), p, ok)
+	}
+	// The image and the stack are mapped as the guest holds them.
+	held := []uint64{testImageStart, testImageEnd - 1, uint64(stackTop) - 8}
+	for _, a := range held {
+		if p, ok := m.walk(a); ok {
+			t.Errorf("walk(%#x) = %#x before the guest held it", a, p)
+		}
+	}
+	for _, a := range held {
+		if h := m.Hold(GuestAddr(a)); h != HoldDone {
+			t.Fatalf("Hold(%#x): %v", a, h)
+		}
 		if p, ok := m.walk(a); !ok || p != a {
-			t.Errorf("walk(%#x) = %#x, %v; want identity", a, p, ok)
+			t.Errorf("walk(%#x) = %#x, %v once held; want identity", a, p, ok)
 		}
 	}
 	// Above the stack, the arena is mapped as the guest holds it.

@@ -2,10 +2,11 @@ package guestmem
 
 import "sync/atomic"
 
-// Memory the guest holds. Above the low region's fixed part (page tables,
-// system area, image, stack: present from the start, counted by
-// Layout.Committed), guest memory is present in the page tables in 2 MiB
-// chunks, and only once the guest holds them: a mapping takes address
+// Memory the guest holds. Above the low region's fixed part (the
+// page-table pool and the system area: present from the start, counted by
+// Layout.Committed), guest memory — the image and the stack included — is
+// present in the page tables in 2 MiB chunks, and only once the guest
+// holds them: a mapping takes address
 // space and no memory, as on Linux. The first touch of a chunk with a
 // readable or writable page in it is a page fault that Hold answers: the
 // chunk becomes present and counts 2 MiB against the limit. A chunk with
@@ -63,7 +64,7 @@ func (m *Memory) Hold(a GuestAddr) HoldResult {
 	defer m.mu.Unlock()
 	m.claim()
 	r := m.find(a)
-	if r == nil || a < r.base+GuestAddr(r.arena*PageSize) {
+	if r == nil || r.chunk(a) < r.fixed {
 		return HoldNotMapped
 	}
 	c := r.chunk(a)
@@ -92,8 +93,8 @@ func (m *Memory) holdRange(r *region, a GuestAddr, n uint64, check bool) error {
 			continue
 		}
 		cb := r.base + GuestAddr(c*LargePage)
-		if cb < r.base+GuestAddr(r.arena*PageSize) {
-			return ErrFault // below the arena everything is held
+		if c < r.fixed {
+			return ErrFault // the page-table pool and system area are the monitor's
 		}
 		if check {
 			plo, phi := r.page(max(a, cb)), r.page(min(end, cb+LargePage)-1)+1
@@ -135,7 +136,8 @@ func (m *Memory) holdChunk(r *region, c uint64) HoldResult {
 }
 
 // reclaim releases every held chunk above the fixed part with no host page
-// resident, except chunks first to last of keep, and reports whether need
+// resident (for the image's pages mapped from its file, none in the page
+// cache either, so nothing is lost), except chunks first to last of keep, and reports whether need
 // more bytes then fit in the limit. Called with mu held.
 func (m *Memory) reclaim(need uint64, keep *region, first, last uint64) bool {
 	if m.flush == nil {
@@ -147,7 +149,7 @@ func (m *Memory) reclaim(need uint64, keep *region, first, last uint64) bool {
 	}
 	var empty []held
 	for _, r := range *m.regions.Load() {
-		for c := r.arena * PageSize / LargePage; c < uint64(len(r.host))/LargePage; c++ {
+		for c := r.fixed; c < uint64(len(r.host))/LargePage; c++ {
 			if r.held.get(c) && !(r == keep && c >= first && c <= last) && !r.resident(c) {
 				empty = append(empty, held{r, c})
 			}
