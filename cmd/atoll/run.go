@@ -149,6 +149,20 @@ func cmdRun(args []string, stdout, stderr *os.File) int {
 		fmt.Fprintf(stderr, "atoll run: %v\n", err)
 		return exitFailure
 	}
+	if cg, err := joinMemoryCgroup(m.Memory + cgroupOverhead); err != nil {
+		if *verbose {
+			fmt.Fprintf(stderr, "atoll: no memory cgroup of its own (%v): the monitor's bound on guest memory applies alone\n", err)
+		}
+	} else {
+		if *verbose {
+			fmt.Fprintf(stderr, "atoll: memory cgroup %s, limit %s\n", cg.dir, manifest.FormatSize(m.Memory+cgroupOverhead))
+		}
+		defer func() {
+			if err := cg.leave(); err != nil {
+				fmt.Fprintf(stderr, "atoll: leaving memory cgroup %s: %v\n", cg.dir, err)
+			}
+		}()
+	}
 	// SIGINT and SIGTERM stop the guest; the backends then release their
 	// host ports before atoll exits.
 	sigs := make(chan os.Signal, 1)
