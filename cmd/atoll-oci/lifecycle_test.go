@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,19 +124,10 @@ func TestLifecycle(t *testing.T) {
 	if s := r.state("web"); s.Status != "running" {
 		t.Errorf("after start: %+v", s)
 	}
-	var body string
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			body = string(b)
-			break
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(out)
-			t.Fatalf("the unikernel did not answer: %v\n%s", err, b)
-		}
+	body, err := testenv.WaitGet(fmt.Sprintf("http://127.0.0.1:%d/", port), 20*time.Second)
+	if err != nil {
+		b, _ := os.ReadFile(out)
+		t.Fatalf("the unikernel did not answer: %v\n%s", err, b)
 	}
 	if !strings.Contains(body, "/") {
 		t.Errorf("body %q", body)

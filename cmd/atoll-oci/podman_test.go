@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,13 +43,7 @@ func (p podman) run(args ...string) (stdout, stderr string, code int) {
 	p.t.Helper()
 	cmd := exec.Command("podman", args...)
 	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+p.conf)
-	var o, e strings.Builder
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	if err != nil && cmd.ProcessState == nil {
-		p.t.Fatal(err)
-	}
-	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+	return testenv.Output(p.t, cmd)
 }
 
 func (p podman) must(args ...string) string {
@@ -108,19 +100,10 @@ func TestPodman(t *testing.T) {
 	port := testenv.FreePort(t)
 	web := tag + "-web"
 	p.must("run", "-d", "--name", web, "--runtime", "atoll", "-p", fmt.Sprintf("%d:80", port), images["www"])
-	var body string
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			body = string(b)
-			break
-		}
-		if time.Now().After(deadline) {
-			logs, _, _ := p.run("logs", web)
-			t.Fatalf("www through podman's port: %v\n%s", err, logs)
-		}
+	body, err := testenv.WaitGet(fmt.Sprintf("http://127.0.0.1:%d/", port), 30*time.Second)
+	if err != nil {
+		logs, _, _ := p.run("logs", web)
+		t.Fatalf("www through podman's port: %v\n%s", err, logs)
 	}
 	if !strings.Contains(body, "unikernel") {
 		t.Errorf("www answered %q", body)

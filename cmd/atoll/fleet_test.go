@@ -24,13 +24,7 @@ func (f fleet) run(args ...string) (stdout, stderr string, code int) {
 	f.t.Helper()
 	cmd := exec.Command(f.atoll, args...)
 	cmd.Env = append(os.Environ(), stateEnv+"="+f.state)
-	var o, e strings.Builder
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	if err != nil && cmd.ProcessState == nil {
-		f.t.Fatal(err)
-	}
-	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+	return testenv.Output(f.t, cmd)
 }
 
 func (f fleet) must(args ...string) string {

@@ -335,20 +335,18 @@ func detachArgs(fs *flag.FlagSet, args []string, image string) (child, ports []s
 			return append(child, args[i+1:]...), ports
 		}
 		n, v, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		f := fs.Lookup(n)
-		takesValue := f != nil && !isBoolFlag(f)
-		if takesValue && !hasValue && i+1 < len(args) {
+		tokens := []string{a}
+		if f := fs.Lookup(n); f != nil && !isBoolFlag(f) && !hasValue && i+1 < len(args) {
 			i++
 			v = args[i]
-			a += "\x00" + v
+			tokens = append(tokens, v)
 		}
 		if n == "p" {
 			ports = append(ports, v)
 		}
-		if n == "d" || n == "name" || n == "restart" {
-			continue
+		if n != "d" && n != "name" && n != "restart" {
+			child = append(child, tokens...)
 		}
-		child = append(child, strings.Split(a, "\x00")...)
 	}
 	return append(child, image), ports
 }

@@ -4,12 +4,15 @@ package testenv
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -134,4 +137,33 @@ func ProcessesMentioning(t testing.TB, s string) []string {
 		}
 	}
 	return out
+}
+
+// Output runs cmd with its standard output and error collected, and
+// returns them with its exit status; a command that cannot start fails
+// the test.
+func Output(t testing.TB, cmd *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Run(); err != nil && cmd.ProcessState == nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+}
+
+// WaitGet fetches url until it answers or timeout passes, and returns the
+// body, or the last error.
+func WaitGet(url string, timeout time.Duration) (string, error) {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(b), err
+		}
+		if time.Now().After(deadline) {
+			return "", err
+		}
+	}
 }
