@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"atoll.dev/atoll/abi"
+	"atoll.dev/atoll/monitor/kvm"
 )
 
 // initCmd is the hidden command of a container's process before start.
@@ -460,13 +461,15 @@ func features(stdout io.Writer) error {
 	return nil
 }
 
-// checkKVM refuses to create a container on a host without a usable KVM.
+// checkKVM refuses to create a container on a host without a usable KVM:
+// /dev/kvm missing, not openable, or not KVM (the monitor's own check of
+// the API version and capabilities).
 func checkKVM() error {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	s, err := kvm.Open()
 	if err != nil {
 		return fmt.Errorf("atoll needs /dev/kvm: %w", err)
 	}
-	return f.Close()
+	return s.Close()
 }
 
 // atollBinary finds atoll: $ATOLL_BINARY, else beside this executable,

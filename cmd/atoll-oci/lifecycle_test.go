@@ -262,3 +262,47 @@ func TestSandboxToRunc(t *testing.T) {
 		t.Errorf("delete left the container's directory: %v", err)
 	}
 }
+
+// TestNoKVM checks create on a host without a usable KVM, made in a mount
+// namespace of the test's own: /dev/kvm missing (an empty /dev), and a
+// device that opens but is not KVM (/dev/null bound over it). Each gets a
+// runc-style error, on standard error and in the engine's JSON log, and
+// leaves no state directory and no pid file behind.
+func TestNoKVM(t *testing.T) {
+	testenv.RequireCommands(t, "unshare", "mount")
+	if os.Geteuid() != 0 {
+		testenv.SkipOrFail(t, "a mount namespace needs root")
+	}
+	r := newRuntime(t)
+	bundle := writeBundle(t, spec{Process: &process{Args: []string{"/hello"}}}, map[string]string{"hello": staticGuest(t)})
+	for _, c := range []struct{ name, setup, want string }{
+		{"missing", "mount -t tmpfs tmpfs /dev", "/dev/kvm does not exist"},
+		{"not KVM", "mount --bind /dev/null /dev/kvm", "unexpected KVM API version"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			os.Remove(r.logPath)
+			pidFile := filepath.Join(t.TempDir(), "pid")
+			cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", c.setup+` && exec "$0" "$@"`,
+				r.bin, "--root", r.root, "--log", r.logPath, "--log-format", "json",
+				"create", "--bundle", bundle, "--pid-file", pidFile, "nokvm")
+			_, stderr, code := testenv.Output(t, cmd)
+			if code != 1 || !strings.Contains(stderr, "atoll needs /dev/kvm") || !strings.Contains(stderr, c.want) {
+				t.Fatalf("exit status %d, stderr %q; want 1 and %q", code, stderr, c.want)
+			}
+			b, err := os.ReadFile(r.logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var entry struct{ Level, Msg string }
+			if err := json.Unmarshal(b, &entry); err != nil || entry.Level != "error" || !strings.Contains(entry.Msg, c.want) {
+				t.Errorf("log %q: %v", b, err)
+			}
+			if _, err := os.Stat(filepath.Join(r.root, "nokvm")); !os.IsNotExist(err) {
+				t.Errorf("state directory left: %v", err)
+			}
+			if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
+				t.Errorf("pid file written: %v", err)
+			}
+		})
+	}
+}
