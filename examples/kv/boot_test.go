@@ -29,25 +29,59 @@ import (
 	"atoll.dev/atoll/internal/testenv"
 )
 
-// atollBinary builds atoll, from the repository this module sits in, into
-// dir. examples/kv is a module of its own, so the build runs there.
-func atollBinary(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "atoll")
-	if out, err := exec.Command("go", "build", "-C", "../..", "-o", bin, "./cmd/atoll").CombinedOutput(); err != nil {
-		t.Fatalf("build atoll: %v\n%s", err, out)
-	}
-	return bin
+// built is atoll, built from the repository this module sits in, and
+// this program's image, made once for every boot test in a directory
+// TestMain removes.
+var built struct {
+	once       sync.Once
+	dir        string
+	atoll, img string
+	err        error
 }
 
-// kvImage builds this program's image with atoll into dir.
-func kvImage(t *testing.T, atoll, dir string) string {
-	t.Helper()
-	img := filepath.Join(dir, "kv.img")
-	if out, err := exec.Command(atoll, "build", "-o", img, ".").CombinedOutput(); err != nil {
-		t.Fatalf("atoll build: %v\n%s", err, out)
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
 	}
-	return img
+	os.Exit(code)
+}
+
+// kvBuild returns atoll and the kv image, building them on first use.
+// examples/kv is a module of its own, so atoll is built from ../.. .
+func kvBuild(t *testing.T) (atoll, img string) {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "kv-boot-"); built.err != nil {
+			return
+		}
+		built.atoll, built.img = filepath.Join(built.dir, "atoll"), filepath.Join(built.dir, "kv.img")
+		for _, c := range [][]string{
+			{"go", "build", "-C", "../..", "-o", built.atoll, "./cmd/atoll"},
+			{built.atoll, "build", "-o", built.img, "."},
+		} {
+			if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+				built.err = fmt.Errorf("%v: %v\n%s", c, err, out)
+				return
+			}
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.atoll, built.img
+}
+
+// kvVolume returns atoll, the kv image and an empty directory, data in
+// the test's temporary directory, for a data volume.
+func kvVolume(t *testing.T) (atoll, img, data string) {
+	t.Helper()
+	atoll, img = kvBuild(t)
+	data = filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return atoll, img, data
 }
 
 // kvUnikernel is one atoll run of examples/kv.
@@ -340,11 +374,7 @@ func TestKVKill9(t *testing.T) {
 		rounds, _ = strconv.Atoi(s)
 	}
 	const clients = 8
-	dir := t.TempDir()
-	atoll := atollBinary(t, dir)
-	img := kvImage(t, atoll, dir)
-	data := filepath.Join(dir, "data")
-	os.Mkdir(data, 0o755)
+	atoll, img, data := kvVolume(t)
 	port := testenv.FreePort(t)
 	run := []string{"--net", "service=host", "-e", "APPENDFSYNC=always"}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 13))
@@ -456,9 +486,8 @@ func TestKVKill9(t *testing.T) {
 // warns that it keeps nothing.
 func TestKVUnikernel(t *testing.T) {
 	testenv.RequireKVM(t)
+	atoll, img := kvBuild(t)
 	dir := t.TempDir()
-	atoll := atollBinary(t, dir)
-	img := kvImage(t, atoll, dir)
 	for _, mode := range []string{"always", "everysec"} {
 		t.Run(mode, func(t *testing.T) {
 			data := filepath.Join(dir, "data-"+mode)
@@ -640,11 +669,8 @@ func kvNormalize(out string, unordered bool) string {
 func TestKVRedisCompat(t *testing.T) {
 	testenv.RequireKVM(t)
 	testenv.RequireCommands(t, "redis-server", "redis-cli")
-	dir := t.TempDir()
-	atoll := atollBinary(t, dir)
-	img := kvImage(t, atoll, dir)
-	data := filepath.Join(dir, "data")
-	os.Mkdir(data, 0o755)
+	atoll, img, data := kvVolume(t)
+	dir := filepath.Dir(data)
 	kvPort, redisPort := testenv.FreePort(t), testenv.FreePort(t)
 	startKV(t, atoll, img, data, kvPort, false)
 	startRedis(t, dir, redisPort)
@@ -669,11 +695,7 @@ func TestKVRedisCompat(t *testing.T) {
 // application makes, scans and pipelines included.
 func TestKVGoRedis(t *testing.T) {
 	testenv.RequireKVM(t)
-	dir := t.TempDir()
-	atoll := atollBinary(t, dir)
-	img := kvImage(t, atoll, dir)
-	data := filepath.Join(dir, "data")
-	os.Mkdir(data, 0o755)
+	atoll, img, data := kvVolume(t)
 	port := testenv.FreePort(t)
 	u := startKV(t, atoll, img, data, port, true, "-e", "REQUIREPASS=pa55", "-e", "APPENDFSYNC=everysec")
 	ctx := context.Background()
@@ -842,11 +864,7 @@ func kvInfo(t *testing.T, c *kvConn, field string) string {
 // buffers and is still running within its memory.
 func TestKVHostile(t *testing.T) {
 	testenv.RequireKVM(t)
-	dir := t.TempDir()
-	atoll := atollBinary(t, dir)
-	img := kvImage(t, atoll, dir)
-	data := filepath.Join(dir, "data")
-	os.Mkdir(data, 0o755)
+	atoll, img, data := kvVolume(t)
 	port := testenv.FreePort(t)
 	u := startKV(t, atoll, img, data, port, false, "--mem", "256M", "--net", "service=host", "-e", "KV_QUERY_TIMEOUT=2s")
 	good, err := kvDial(u.addr)
@@ -1023,11 +1041,7 @@ func kvFill(addr, prefix string, size int) (stored, oom int, other []string) {
 // on, and the unikernel does not die of its memory limit.
 func TestKVMemoryBound(t *testing.T) {
 	testenv.RequireKVM(t)
-	dir := t.TempDir()
-	atoll := atollBinary(t, dir)
-	img := kvImage(t, atoll, dir)
-	data := filepath.Join(dir, "data")
-	os.Mkdir(data, 0o755)
+	atoll, img, data := kvVolume(t)
 	port := testenv.FreePort(t)
 	u := startKV(t, atoll, img, data, port, false, "--mem", "256M", "--net", "service=host", "-e", "APPENDFSYNC=everysec")
 	c, err := kvDial(u.addr)
@@ -1081,9 +1095,8 @@ func TestKVDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: mounting a tmpfs needs root")
 	}
+	atoll, img := kvBuild(t)
 	dir := t.TempDir()
-	atoll := atollBinary(t, dir)
-	img := kvImage(t, atoll, dir)
 	vol := filepath.Join(dir, "vol")
 	os.Mkdir(vol, 0o755)
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", vol).CombinedOutput(); err != nil {
