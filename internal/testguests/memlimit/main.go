@@ -1,13 +1,14 @@
 // Command memlimit exercises a memory limit three ways (the first
 // argument):
 //
-//   - cycle N: allocates and frees N MiB in all, twice. First from Go's
+//   - cycle N: allocates and frees N MiB in all, three times. First from Go's
 //     heap, in blocks of growing size that each stay live alone, a small
 //     allocation pinned after each, returning what it frees
 //     (debug.FreeOSMemory). Then with mmap and munmap, blocks of growing
 //     size with a page left mapped after each, so that no block fits where
 //     an earlier one was: the pages it writes span N MiB of address space
-//     while it holds one block at a time.
+//     while it holds one block at a time. Last, it writes and gives back
+//     (MADV_DONTNEED) a page in every 2 MiB of N MiB.
 //   - reserve: maps 4 GiB read-only and 4 GiB PROT_NONE, reads a page in
 //     each 256 MiB of the first, and unmaps both.
 //   - hog: maps read-write all the address space it can get, 1 GiB at a
@@ -88,6 +89,23 @@ func cycle(total int) {
 		size += 2
 	}
 	fmt.Printf("mapped and unmapped %d MiB\n", done)
+	// Then a page in every 2 MiB of N MiB of fresh address space, each
+	// written and given back at once (MADV_DONTNEED): what the guest holds
+	// is a chunk per page with nothing in it, which only reclaim at the
+	// limit frees.
+	b, err := syscall.Mmap(-1, 0, total<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	if err != nil {
+		fmt.Println("mmap:", err)
+		os.Exit(1)
+	}
+	for off := 0; off < len(b); off += 2 << 20 {
+		b[off] = 1
+		if err := syscall.Madvise(b[off:off+4096], syscall.MADV_DONTNEED); err != nil {
+			fmt.Println("madvise:", err)
+			os.Exit(1)
+		}
+	}
+	fmt.Printf("touched a page in each 2 MiB of %d MiB\n", total)
 }
 
 func reserve() {
