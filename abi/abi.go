@@ -9,7 +9,7 @@ import (
 )
 
 // Version is the guest ABI this tree implements (docs/abi.md).
-const Version = "0.7"
+const Version = "0.8"
 
 // Kind is a device kind, as manifests declare it and DevicesEnv lists it.
 // Each kind has one file in each layer that knows it: its manifest

@@ -14,6 +14,7 @@ import (
 	"atoll.dev/atoll/monitor/guestmem"
 	"atoll.dev/atoll/monitor/kvm"
 	"atoll.dev/atoll/monitor/vdso"
+	"atoll.dev/atoll/monitor/vfs"
 )
 
 // The handler harness: a VM whose vCPUs are fakes (fakeCPU, fakeMachine)
@@ -106,6 +107,7 @@ type vmOptions struct {
 	log     io.Writer
 	mem     uint64
 	hostNet *HostNet
+	volumes []vfs.Volume
 }
 
 // newTestVM boots nothing: it builds the VM a boot would, on fakes, and
@@ -126,7 +128,7 @@ func newTestVM(t testing.TB, o vmOptions) *testVM {
 	img := &elfimage.Image{Start: 0x400000, End: 0x600000, Entry: 0x400000}
 	mach := &fakeMachine{}
 	v, err := newVM(Config{Name: "test", MemBytes: o.mem, CPUs: 2, Stdout: console, Stderr: console,
-		Log: o.log, Verbose: o.log != nil, Devices: o.devices, HostNet: o.hostNet}, img, mach, noSlots{})
+		Log: o.log, Verbose: o.log != nil, Devices: o.devices, HostNet: o.hostNet, Volumes: o.volumes}, img, mach, noSlots{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -198,7 +198,7 @@ var seccompCalls = []hostCall{
 	{"set_robust_list", "glibc: each new thread (cgo builds)", nil},
 	{"restart_syscall", "the kernel resumes the threads' interrupted sleeps with it after SIGSTOP and SIGCONT (^Z, fg)", nil},
 	{"getrandom", "the guest's getrandom; crypto/rand and the vDSO's rekeying", nil},
-	{"fcntl", "os.NewFile for a new vCPU's descriptor (`F_GETFL`); the guest's O_NONBLOCK on host descriptors", nil},
+	{"fcntl", "os.NewFile for a new vCPU's descriptor (`F_GETFL`); the guest's O_NONBLOCK on host descriptors; volumes: the guest's record locks", nil},
 	{"fstat", "volumes (every lookup checks the file's type), block devices", nil},
 	{"lseek", "volumes (directory offsets)", nil},
 	{"getdents64", "volumes: reading a directory", nil},

@@ -201,6 +201,8 @@ func sysFcntl(t *thread, a sysArgs) (uint64, unix.Errno) {
 			return uint64(v), e
 		case unix.F_SETFD:
 			return 0, 0
+		case unix.F_GETLK, unix.F_SETLK, unix.F_SETLKW, unix.F_OFD_GETLK, unix.F_OFD_SETLK, unix.F_OFD_SETLKW:
+			return recordLock(t, f, int(a[1]), a[2])
 		case unix.F_SETFL:
 			fl, ok := f.(flagged)
 			if !ok {

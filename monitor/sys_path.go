@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"path"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -513,35 +512,6 @@ func readUtimes(t *thread, addr uint64) (atime, mtime *unix.Timespec, e unix.Err
 		}
 	}
 	return out[0], out[1], 0
-}
-
-// sysFlock locks a file of the file system; on anything else it succeeds,
-// as nothing else shares it. Without LOCK_NB it waits, polling, until the
-// lock is free or a signal comes (EINTR).
-func sysFlock(t *thread, a sysArgs) (uint64, unix.Errno) {
-	op := int(a[1]) &^ unix.LOCK_NB
-	if op != unix.LOCK_SH && op != unix.LOCK_EX && op != unix.LOCK_UN {
-		return 0, unix.EINVAL
-	}
-	return t.withFile(a[0], func(f file) (uint64, unix.Errno) {
-		vf, ok := f.(*vfsFile)
-		switch {
-		case !ok:
-			return 0, 0
-		case vf.pathOnly():
-			return 0, unix.EBADF
-		}
-		for wait := time.Millisecond; ; wait = min(2*wait, waitChunk) {
-			e := vf.h.Flock(op)
-			if e != unix.EWOULDBLOCK || a[1]&unix.LOCK_NB != 0 {
-				return 0, e
-			}
-			if t.interrupted() {
-				return 0, unix.EINTR
-			}
-			time.Sleep(wait)
-		}
-	})
 }
 
 func sysStatfs(t *thread, a sysArgs) (uint64, unix.Errno) {

@@ -120,7 +120,7 @@ var syscallTable = []sysEntry{
 	full(unix.SYS_DUP, "dup", subjFiles, sysDup, "The table holds at most 4096 descriptors."),
 	full(unix.SYS_DUP2, "dup2", subjFiles, sysDup2, ""),
 	full(unix.SYS_DUP3, "dup3", subjFiles, sysDup3, ""),
-	partial(unix.SYS_FCNTL, "fcntl", subjFiles, sysFcntl, "`F_DUPFD`, `F_DUPFD_CLOEXEC`, `F_GETFD`/`F_SETFD` (accepted: there is no exec), `F_GETFL`/`F_SETFL` (only `O_NONBLOCK` changes); others are `EINVAL`. `F_GETFD` and `F_GETFL` of descriptors 0–2 are answered inside the guest (trampoline) while nothing has changed them."),
+	partial(unix.SYS_FCNTL, "fcntl", subjFiles, sysFcntl, "`F_DUPFD`, `F_DUPFD_CLOEXEC`, `F_GETFD`/`F_SETFD` (accepted: there is no exec), `F_GETFL`/`F_SETFL` (only `O_NONBLOCK` changes), record locks (`F_GETLK`, `F_SETLK`, `F_SETLKW` and their `F_OFD_` forms; section 3); others are `EINVAL`. `F_GETFD` and `F_GETFL` of descriptors 0–2 are answered inside the guest (trampoline) while nothing has changed them."),
 	partial(unix.SYS_IOCTL, "ioctl", subjFiles, sysIoctl, "Sockets answer `FIONREAD`, `SIOCOUTQ` and `FIONBIO`; there is no terminal or device control: `ENOTTY` for the rest."),
 	full(unix.SYS_PIPE, "pipe", subjFiles, sysPipe, ""),
 	full(unix.SYS_PIPE2, "pipe2", subjFiles, sysPipe2, "`O_NONBLOCK` and `O_CLOEXEC`."),

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -210,5 +211,91 @@ func TestVolumeSwappedLink(t *testing.T) {
 	}
 	if in == 0 {
 		t.Errorf("never read the file inside the volume")
+	}
+}
+
+// TestVolumeRecordLocks shares a volume between two unikernels and the
+// host: a lock one unikernel holds (fcntl F_SETLK) is seen by the host and
+// refused to the other, whose F_GETLK describes it; a second waits
+// (F_SETLKW) and gets the lock once the holder exits.
+func TestVolumeRecordLocks(t *testing.T) {
+	testenv.RequireKVM(t)
+	dir := t.TempDir()
+	atoll := atollBinary(t, dir)
+	guest := guestBinary(t, dir, "recordlock")
+	data := filepath.Join(dir, "data")
+	os.Mkdir(data, 0o755)
+	start := func(mode string) (*exec.Cmd, string) {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "out")
+		f, err := os.Create(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() }) // after the run: it is the run's standard output
+		cmd := exec.Command(atoll, "run", "--volume", data+":/data", guest, "--", mode, "/data/db")
+		cmd.Stdout, cmd.Stderr = f, f
+		return cmd, out
+	}
+	waitFor := func(out, want string) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			b, _ := os.ReadFile(out)
+			if strings.Contains(string(b), want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in:\n%s", want, b)
+			}
+		}
+	}
+
+	holder, holderOut := start("hold")
+	release, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Process.Kill()
+	waitFor(holderOut, "locked")
+
+	host, err := os.Open(filepath.Join(data, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	lk := unix.Flock_t{Type: unix.F_RDLCK}
+	if err := unix.FcntlFlock(host.Fd(), unix.F_OFD_GETLK, &lk); err != nil || lk.Type != unix.F_WRLCK || lk.Pid != int32(holder.Process.Pid) {
+		t.Errorf("the host sees %+v (%v), want a write lock of atoll's process %d", lk, err, holder.Process.Pid)
+	}
+
+	other, otherOut := start("try")
+	if err := other.Run(); err != nil {
+		b, _ := os.ReadFile(otherOut)
+		t.Fatalf("try: %v\n%s", err, b)
+	}
+	b, _ := os.ReadFile(otherOut)
+	if want := "F_SETLK: resource temporarily unavailable\nF_GETLK: write lock true, pid -1\n"; string(b) != want {
+		t.Errorf("a second unikernel:\n%s\nwant:\n%s", b, want)
+	}
+
+	waiter, waiterOut := start("wait")
+	if err := waiter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer waiter.Process.Kill()
+	time.Sleep(300 * time.Millisecond)
+	if b, _ := os.ReadFile(waiterOut); strings.Contains(string(b), "locked") {
+		t.Fatalf("F_SETLKW took a held lock:\n%s", b)
+	}
+	release.Close()
+	if err := holder.Wait(); err != nil {
+		t.Errorf("holder: %v", err)
+	}
+	waitFor(waiterOut, "locked")
+	if err := waiter.Wait(); err != nil {
+		t.Errorf("waiter: %v", err)
 	}
 }

@@ -418,6 +418,19 @@ func (h *hostHandle) Utimes(atime, mtime *unix.Timespec) unix.Errno {
 
 func (h *hostHandle) Flock(how int) unix.Errno { return errnoOf(unix.Flock(h.fd, how|unix.LOCK_NB)) }
 
+// Lock is the host's record lock on the volume's file: the monitor is one
+// host process, as the guest is one process, so the host's POSIX locks
+// have the guest's semantics (its open files never conflict; closing one
+// lets go of all its locks on the file) and its OFD locks are the open
+// file's own.
+func (h *hostHandle) Lock(cmd int, lk *unix.Flock_t) unix.Errno {
+	e := errnoOf(unix.FcntlFlock(uintptr(h.fd), cmd, lk))
+	if e == unix.EACCES {
+		e = unix.EAGAIN // Linux answers either; one for the guest
+	}
+	return e
+}
+
 func (h *hostHandle) HostFD() int { return h.fd }
 
 func (h *hostHandle) Close() { unix.Close(h.fd) }

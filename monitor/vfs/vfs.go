@@ -66,6 +66,13 @@ type Handle interface {
 	// too for a volume's. It never waits: a lock held elsewhere is
 	// EWOULDBLOCK.
 	Flock(how int) unix.Errno
+	// Lock tests or sets a record lock as fcntl does with cmd (F_GETLK,
+	// F_SETLK, F_OFD_GETLK or F_OFD_SETLK), lk's l_whence SEEK_SET or
+	// SEEK_END. Process-associated (POSIX) locks belong to the guest as a
+	// whole, so only the host's other processes hold conflicting ones;
+	// open-file-description locks conflict between the guest's open
+	// files too. It never waits: a conflict is EAGAIN.
+	Lock(cmd int, lk *unix.Flock_t) unix.Errno
 	// HostFD returns a host descriptor the file can be polled or locked
 	// with, or -1.
 	HostFD() int

@@ -11,6 +11,9 @@ import (
 	"time"
 )
 
+// fOFDSetlk is F_OFD_SETLK, which package syscall does not name.
+const fOFDSetlk = 37
+
 func main() {
 	failed := false
 	check := func(what string, err error) {
@@ -33,6 +36,11 @@ func main() {
 	check("fstatfs", syscall.Fstatfs(int(f.Fd()), &st))
 	check("statfs", syscall.Statfs("/data", &st))
 	check("flock", syscall.Flock(int(f.Fd()), syscall.LOCK_EX))
+	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Len: 4}
+	check("fcntl F_SETLK", syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, &lk))
+	check("fcntl F_GETLK", syscall.FcntlFlock(f.Fd(), syscall.F_GETLK, &lk))
+	lk = syscall.Flock_t{Type: syscall.F_RDLCK, Start: 8, Len: 4}
+	check("fcntl F_OFD_SETLK", syscall.FcntlFlock(f.Fd(), fOFDSetlk, &lk))
 	check("truncate", os.Truncate("/data/f", 10))
 	check("ftruncate", f.Truncate(12))
 	check("fdatasync", syscall.Fdatasync(int(f.Fd())))
