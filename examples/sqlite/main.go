@@ -1,0 +1,81 @@
+// Command sqlite is a stock Go program on SQLite (modernc.org/sqlite, pure
+// Go, unchanged) that keeps a tally in a database on the volume "data":
+//
+//	sqlite add NAME N   adds N rows for NAME, one transaction each
+//	sqlite count        prints each name's rows and SQLite's integrity check
+//
+// Several copies — unikernels sharing the volume, and the same file run as
+// a process on the host — may add at once: SQLite serializes them with
+// fcntl record locks, which atoll serves with the host's locks.
+package main
+
+import (
+	"database/sql"
+	"fmt"
+	"os"
+	"strconv"
+
+	_ "modernc.org/sqlite"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "sqlite:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	path := os.Getenv("DB")
+	if path == "" {
+		path = "/data/tally.db"
+	}
+	// A rollback journal (SQLite's default): WAL needs writable shared
+	// file mappings, which atoll does not serve yet (docs/abi.md).
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(20000)&_pragma=journal_mode(DELETE)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE IF NOT EXISTS tally(id INTEGER PRIMARY KEY, name TEXT NOT NULL)"); err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	switch {
+	case len(args) == 3 && args[0] == "add":
+		n, err := strconv.Atoi(args[2])
+		if err != nil {
+			return err
+		}
+		for i := 0; i < n; i++ {
+			if _, err := db.Exec("INSERT INTO tally(name) VALUES (?)", args[1]); err != nil {
+				return fmt.Errorf("insert %d: %w", i, err)
+			}
+		}
+		fmt.Printf("added %d for %s\n", n, args[1])
+	case len(args) == 1 && args[0] == "count":
+		rows, err := db.Query("SELECT name, count(*) FROM tally GROUP BY name ORDER BY name")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var name string
+			var n int
+			if err := rows.Scan(&name, &n); err != nil {
+				return err
+			}
+			fmt.Printf("%s %d\n", name, n)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		var check string
+		if err := db.QueryRow("PRAGMA integrity_check").Scan(&check); err != nil {
+			return err
+		}
+		fmt.Println("integrity", check)
+	default:
+		return fmt.Errorf("usage: sqlite add NAME N | sqlite count")
+	}
+	return nil
+}
