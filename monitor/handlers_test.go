@@ -1046,7 +1046,37 @@ func TestMmapFile(t *testing.T) {
 	}
 	tv.mustCall(t, unix.SYS_MMAP, 0, 4096, unix.PROT_READ, unix.MAP_SHARED, fd, 0)
 	runErrCases(t, tv, []errCase{
-		{"shared writable", unix.SYS_MMAP, []uint64{0, 4096, unix.PROT_READ | unix.PROT_WRITE, unix.MAP_SHARED, fd, 0}, unix.ENODEV},
+		{"shared writable, in memory", unix.SYS_MMAP, []uint64{0, 4096, unix.PROT_READ | unix.PROT_WRITE, unix.MAP_SHARED, fd, 0}, unix.ENODEV},
 		{"unaligned offset", unix.SYS_MMAP, []uint64{0, 4096, unix.PROT_READ, unix.MAP_PRIVATE, fd, 1}, unix.EINVAL},
 	})
+}
+
+// TestMmapShared maps a volume's file shared and writable: the file's own
+// pages, which the monitor never reads or writes for the guest (the file
+// may shrink under them), so a system call given a buffer there is
+// EFAULT; msync and munmap work; a descriptor not open for writing is
+// EACCES.
+func TestMmapShared(t *testing.T) {
+	tv, dir := newVolumeVM(t)
+	if err := os.WriteFile(filepath.Join(dir, "shm"), bytes.Repeat([]byte("s"), 8192), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tv.put(t, tv.at(0), []byte("/data/shm\x00"))
+	fd := tv.mustCall(t, unix.SYS_OPEN, tv.at(0), unix.O_RDWR, 0)
+	ro := tv.mustCall(t, unix.SYS_OPEN, tv.at(0), unix.O_RDONLY, 0)
+	a := tv.mustCall(t, unix.SYS_MMAP, 0, 8192, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED, fd, 0)
+	runErrCases(t, tv, []errCase{
+		{"write from a shared mapping", unix.SYS_WRITE, []uint64{fd, a, 16}, unix.EFAULT},
+		{"read into a shared mapping", unix.SYS_PREAD64, []uint64{fd, a + 4000, 200, 0}, unix.EFAULT},
+		{"read-only descriptor", unix.SYS_MMAP, []uint64{0, 4096, unix.PROT_READ | unix.PROT_WRITE, unix.MAP_SHARED, ro, 0}, unix.EACCES},
+		{"negative offset", unix.SYS_MMAP, []uint64{0, 4096, unix.PROT_READ | unix.PROT_WRITE, unix.MAP_SHARED, fd, 1 << 63}, unix.EINVAL},
+		{"msync flags", unix.SYS_MSYNC, []uint64{a, 8192, unix.MS_SYNC | unix.MS_ASYNC}, unix.EINVAL},
+		{"msync unaligned", unix.SYS_MSYNC, []uint64{a + 1, 8192, unix.MS_SYNC}, unix.EINVAL},
+	})
+	tv.mustCall(t, unix.SYS_MSYNC, a, 8192, unix.MS_SYNC)
+	tv.mustCall(t, unix.SYS_MUNMAP, a, 8192)
+	tv.mustCall(t, unix.SYS_WRITE, fd, tv.at(0), 4) // the pages are the guest's again
+	if b, _ := os.ReadFile(filepath.Join(dir, "shm")); string(b[:4]) != "/dat" {
+		t.Errorf("the file starts %q after a write", b[:4])
+	}
 }

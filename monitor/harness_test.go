@@ -110,6 +110,19 @@ type vmOptions struct {
 	volumes []vfs.Volume
 }
 
+// newVolumeVM is newTestVM with a temporary directory as the volume
+// /data, which it returns.
+func newVolumeVM(t testing.TB) (*testVM, string) {
+	t.Helper()
+	dir := t.TempDir()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	return newTestVM(t, vmOptions{volumes: []vfs.Volume{{Path: "/data", Dir: d}}}), dir
+}
+
 // newTestVM boots nothing: it builds the VM a boot would, on fakes, and
 // closes it when the test ends.
 func newTestVM(t testing.TB, o vmOptions) *testVM {

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"atoll.dev/atoll/monitor/vfs"
 )
 
 // putFlock writes a struct flock into guest memory at a.
@@ -51,13 +49,7 @@ func hostLock(t *testing.T, f *os.File, typ int16, start, length int64) unix.Err
 // the file's offset; closing any descriptor of the file drops the guest's
 // POSIX locks; OFD locks conflict between the guest's open files.
 func TestRecordLocks(t *testing.T) {
-	dir := t.TempDir()
-	d, err := os.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tv := newTestVM(t, vmOptions{volumes: []vfs.Volume{{Path: "/data", Dir: d}}})
-	d.Close()
+	tv, dir := newVolumeVM(t)
 	tv.put(t, tv.at(0), []byte("/data/db\x00"))
 	fd1 := tv.mustCall(t, unix.SYS_OPEN, tv.at(0), unix.O_CREAT|unix.O_RDWR, 0o644)
 	fd2 := tv.mustCall(t, unix.SYS_OPEN, tv.at(0), unix.O_RDWR, 0)

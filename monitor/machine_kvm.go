@@ -339,7 +339,11 @@ func (m *kvmMachine) loop(t *thread, c *kvmCPU) {
 			continue
 		}
 		if err != nil {
-			t.crash(fmt.Sprintf("KVM_RUN failed: %v", err), ExitVMFault)
+			why := fmt.Sprintf("KVM_RUN failed: %v", err)
+			if errors.Is(err, unix.EFAULT) && t.vm.mem.SharedPages() != 0 {
+				why += " (the guest touched a shared file mapping past its file's end, where Linux sends SIGBUS)"
+			}
+			t.crash(why, ExitVMFault)
 			return
 		}
 		if !m.exit(t, c) {

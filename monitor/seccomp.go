@@ -151,7 +151,7 @@ var kvmRequests = []string{
 // first, ioctl, the hottest (KVM_RUN: one per VM exit), before them all.
 var seccompCalls = []hostCall{
 	{"ioctl", "vCPU loops, signal delivery, vCPUs for new guest threads, guest mmap, frame-ring doorbells (`KVM_*`); the host backend's sockets (the guest's `FIONREAD`, `SIOCOUTQ`)", nil},
-	{"mmap", "Go runtime (heap, stacks); guest memory; a new vCPU's kvm_run; glibc thread stacks (cgo builds)", nil},
+	{"mmap", "Go runtime (heap, stacks); guest memory, and a volume's file the guest maps shared; a new vCPU's kvm_run; glibc thread stacks (cgo builds)", nil},
 	{"madvise", "Go runtime (scavenger, huge pages); memory the guest releases; glibc thread stacks", nil},
 	{"tgkill", "vCPU kicks (SIGURG), Go's preemption", nil},
 	{"mprotect", "glibc thread stacks' guard pages (cgo builds)", nil},
@@ -190,6 +190,7 @@ var seccompCalls = []hostCall{
 	{"sched_getaffinity", "Go runtime (sysmon follows the CPU count for GOMAXPROCS)", nil},
 	{"clock_gettime", "Go runtime where the vDSO falls back to the system call (paravirtual clocks); the guest's clock_gettime", nil},
 	{"munmap", "Go runtime; guest memory; released vCPUs and VM teardown", nil},
+	{"msync", "the guest's msync of a shared file mapping", nil},
 	{"mincore", "guest memory: whether a chunk the guest gave back is still resident, at its memory limit", nil},
 	{"brk", "glibc's malloc growing its main arena (cgo builds; no trace took it)", nil},
 	{"exit", "Go runtime: a thread that ends locked (vCPU loops)", nil},

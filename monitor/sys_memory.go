@@ -11,10 +11,12 @@ import (
 
 // sysMmap implements mmap of anonymous memory, of files as a copy
 // (MAP_PRIVATE, or MAP_SHARED without PROT_WRITE, where a copy cannot be
-// told apart), and of a network device's frame rings.
+// told apart), of a volume's files shared and writable (the file's own
+// pages: guestmem.MapShared), and of a network device's frame rings.
 func sysMmap(t *thread, a sysArgs) (uint64, unix.Errno) {
 	flags := a[3]
 	var src *vfsFile
+	shared := -1 // the host descriptor of a shared writable file mapping
 	if flags&unix.MAP_ANONYMOUS == 0 {
 		f, ok := t.vm.fds.acquire(a[4])
 		if !ok {
@@ -30,10 +32,15 @@ func sysMmap(t *thread, a sysArgs) (uint64, unix.Errno) {
 			return t.unsupported("a descriptor that is not a file", unix.ENODEV)
 		case !vf.readable():
 			return 0, unix.EACCES
-		case flags&unix.MAP_SHARED != 0 && a[2]&unix.PROT_WRITE != 0:
-			return t.unsupported("MAP_SHARED and PROT_WRITE on a file", unix.ENODEV)
-		case a[5]%guestmem.PageSize != 0:
+		case a[5]%guestmem.PageSize != 0 || int64(a[5]) < 0:
 			return 0, unix.EINVAL
+		case flags&unix.MAP_SHARED != 0 && a[2]&unix.PROT_WRITE != 0:
+			if !vf.writable() {
+				return 0, unix.EACCES
+			}
+			if shared = vf.h.HostFD(); shared < 0 {
+				return t.unsupported("MAP_SHARED and PROT_WRITE on an in-memory file", unix.ENODEV)
+			}
 		}
 		src = vf
 	}
@@ -47,6 +54,13 @@ func sysMmap(t *thread, a sysArgs) (uint64, unix.Errno) {
 	addr, e := t.vm.mem.Mmap(guestmem.GuestAddr(a[0]), a[1], int(a[2]), mf)
 	if e != 0 || src == nil {
 		return uint64(addr), e
+	}
+	if shared >= 0 {
+		if e := t.vm.mem.MapShared(addr, a[1], shared, int64(a[5])); e != 0 {
+			t.vm.mem.Munmap(addr, a[1])
+			return 0, e
+		}
+		return uint64(addr), 0
 	}
 	b, err := t.vm.mem.Populate(addr, a[1])
 	if err != nil {
@@ -80,6 +94,11 @@ func mmapRing(t *thread, n *netDevice, a sysArgs) (uint64, unix.Errno) {
 		return 0, unix.ENODEV
 	}
 	return t.vm.mapRing(n)
+}
+
+// sysMsync writes a shared file mapping's pages back to the file.
+func sysMsync(t *thread, a sysArgs) (uint64, unix.Errno) {
+	return 0, t.vm.mem.Msync(guestmem.GuestAddr(a[0]), a[1], int(a[2]))
 }
 
 func sysMunmap(t *thread, a sysArgs) (uint64, unix.Errno) {

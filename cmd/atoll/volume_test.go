@@ -214,17 +214,25 @@ func TestVolumeSwappedLink(t *testing.T) {
 	}
 }
 
+// volumeGuest builds atoll and a test guest, and makes an empty directory
+// for a volume.
+func volumeGuest(t *testing.T, name string) (atoll, guest, data string) {
+	t.Helper()
+	testenv.RequireKVM(t)
+	dir := t.TempDir()
+	data = filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return atollBinary(t, dir), guestBinary(t, dir, name), data
+}
+
 // TestVolumeRecordLocks shares a volume between two unikernels and the
 // host: a lock one unikernel holds (fcntl F_SETLK) is seen by the host and
 // refused to the other, whose F_GETLK describes it; a second waits
 // (F_SETLKW) and gets the lock once the holder exits.
 func TestVolumeRecordLocks(t *testing.T) {
-	testenv.RequireKVM(t)
-	dir := t.TempDir()
-	atoll := atollBinary(t, dir)
-	guest := guestBinary(t, dir, "recordlock")
-	data := filepath.Join(dir, "data")
-	os.Mkdir(data, 0o755)
+	atoll, guest, data := volumeGuest(t, "recordlock")
 	start := func(mode string) (*exec.Cmd, string) {
 		t.Helper()
 		out := filepath.Join(t.TempDir(), "out")
@@ -297,5 +305,37 @@ func TestVolumeRecordLocks(t *testing.T) {
 	waitFor(waiterOut, "locked")
 	if err := waiter.Wait(); err != nil {
 		t.Errorf("waiter: %v", err)
+	}
+}
+
+// TestVolumeSharedMapping maps a volume's file shared and writable in a
+// unikernel: its stores reach the file, the host's show in it; and a
+// mapping whose file is truncated under it ends the VM with a report when
+// touched, where the program as a process dies of SIGBUS.
+func TestVolumeSharedMapping(t *testing.T) {
+	atoll, guest, data := volumeGuest(t, "sharedmap")
+	file := filepath.Join(data, "shm")
+	content := make([]byte, 8192)
+	copy(content[4096:], "from the host")
+	if err := os.WriteFile(file, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runCmd(t, exec.Command(atoll, "run", "--volume", data+":/data", guest, "--", "/data/shm"))
+	if r.code != 0 || r.stdout != "host wrote \"from the host\"\n" {
+		t.Fatalf("exit %d, stdout %q\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if b, _ := os.ReadFile(file); !strings.HasPrefix(string(b), "from the guest") {
+		t.Errorf("the file starts %q", b[:16])
+	}
+
+	os.WriteFile(file, content, 0o644)
+	native := runCmd(t, exec.Command(guest, file, "shrink"))
+	if native.code != 2 || !strings.Contains(native.stderr, "SIGBUS") {
+		t.Errorf("natively: exit %d, stderr %.300s", native.code, native.stderr)
+	}
+	os.WriteFile(file, content, 0o644)
+	r = runCmd(t, exec.Command(atoll, "run", "--volume", data+":/data", guest, "--", "/data/shm", "shrink"))
+	if r.code != 70 || r.stdout != "truncated\n" || !strings.Contains(r.stderr, "shared file mapping past its file's end") {
+		t.Errorf("exit %d, stdout %q, want 70 and a report\nstderr:\n%.2000s", r.code, r.stdout, r.stderr)
 	}
 }

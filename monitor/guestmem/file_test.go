@@ -76,3 +76,105 @@ func TestMapFile(t *testing.T) {
 		t.Fatal("a new mapping is not zero")
 	}
 }
+
+// hostBytes returns r's host bytes behind [a, a+n) without Slice's
+// checks: the guest's own view of shared pages, which Slice refuses.
+func (m *Memory) hostBytes(a GuestAddr, n uint64) []byte {
+	r := m.find(a)
+	off := uint64(a - r.base)
+	return r.host[off : off+n]
+}
+
+// TestMapShared maps a file shared: the guest's stores reach the file and
+// the file's writes show in the guest; Slice refuses the pages (the
+// monitor never touches them: the file may shrink under them); msync
+// writes them; munmap, and a mapping made over them, leave anonymous,
+// zeroed memory again, the file as the guest left it.
+func TestMapShared(t *testing.T) {
+	m, _, _ := newTest(t)
+	path := filepath.Join(t.TempDir(), "shm")
+	if err := os.WriteFile(path, bytes.Repeat([]byte{'f'}, 3*PageSize), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	a, e := m.Mmap(0, 2*PageSize, unix.PROT_READ|unix.PROT_WRITE, 0)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	if e := m.MapShared(a, 2*PageSize, int(f.Fd()), PageSize); e != 0 {
+		t.Fatal(e)
+	}
+	g := m.hostBytes(a, 2*PageSize)
+	if g[0] != 'f' {
+		t.Fatalf("the guest reads %q, want the file's 'f'", g[0])
+	}
+	g[0], g[PageSize] = 'g', 'h' // the guest's stores
+	if _, err := f.WriteAt([]byte("H"), 2*PageSize+1); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); b[PageSize] != 'g' || b[2*PageSize] != 'h' {
+		t.Errorf("the file has %q and %q, want the guest's 'g' and 'h'", b[PageSize], b[2*PageSize])
+	}
+	if g[PageSize+1] != 'H' {
+		t.Errorf("the guest reads %q, want the file's new 'H'", g[PageSize+1])
+	}
+	for _, c := range []struct {
+		a GuestAddr
+		n uint64
+	}{{a, 1}, {a + PageSize, PageSize}, {a - 8, 16}} {
+		if _, err := m.Slice(c.a, c.n); err == nil {
+			t.Errorf("Slice(%#x, %d) of a shared page succeeded", c.a, c.n)
+		}
+	}
+	if e := m.Msync(a, 2*PageSize, unix.MS_SYNC); e != 0 {
+		t.Errorf("msync: %v", e)
+	}
+	if e := m.Msync(a, 2*PageSize, unix.MS_SYNC|unix.MS_ASYNC); e != unix.EINVAL {
+		t.Errorf("msync with MS_SYNC|MS_ASYNC: %v", e)
+	}
+	if e := m.Msync(a+4*PageSize, PageSize, unix.MS_SYNC); e != unix.ENOMEM {
+		t.Errorf("msync of unmapped pages: %v", e)
+	}
+	// A mapping over the second page, then munmap of the first.
+	if _, e := m.Mmap(a+PageSize, PageSize, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != 0 {
+		t.Fatal(e)
+	}
+	if b, err := m.Slice(a+PageSize, PageSize); err != nil || !bytes.Equal(b, make([]byte, PageSize)) {
+		t.Errorf("a mapping over a shared page: %v, not zeros", err)
+	}
+	if e := m.Munmap(a, PageSize); e != 0 {
+		t.Fatal(e)
+	}
+	if _, e := m.Mmap(a, PageSize, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != 0 {
+		t.Fatal(e)
+	}
+	b, err := m.Slice(a, 2*PageSize)
+	if err != nil || !bytes.Equal(b, make([]byte, 2*PageSize)) {
+		t.Fatalf("after munmap: %v, not zeros", err)
+	}
+	b[0] = 'z'
+	if got, _ := os.ReadFile(path); got[PageSize] != 'g' || got[2*PageSize] != 'h' || got[2*PageSize+1] != 'H' {
+		t.Error("the file changed after the guest unmapped it")
+	}
+	if m.shared.Load() != 0 {
+		t.Errorf("%d pages still counted shared", m.shared.Load())
+	}
+
+	// A read-only descriptor cannot be mapped shared and writable, and
+	// leaves the pages anonymous.
+	ro, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if e := m.MapShared(a, PageSize, int(ro.Fd()), 0); e != unix.EACCES {
+		t.Errorf("a read-only descriptor: %v, want EACCES", e)
+	}
+	if b, err := m.Slice(a, 1); err != nil || b[0] != 'z' {
+		t.Errorf("after a refused MapShared: %v %q", err, b)
+	}
+}

@@ -68,6 +68,7 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (
 		r.access.clear(lo, hi)
 	}
 	if r.alloc.count(lo, hi) != 0 {
+		m.unshare(r, lo, hi)
 		r.zero(lo, hi)
 	}
 	r.alloc.set(lo, hi)
@@ -89,6 +90,7 @@ func (m *Memory) Munmap(a GuestAddr, length uint64) unix.Errno {
 	}
 	r.access.clear(lo, hi)
 	r.alloc.clear(lo, hi)
+	m.unshare(r, lo, hi)
 	r.zero(lo, hi)
 	return 0
 }
@@ -100,13 +102,9 @@ func (m *Memory) Munmap(a GuestAddr, length uint64) unix.Errno {
 func (m *Memory) Mprotect(a GuestAddr, length uint64, prot int) unix.Errno {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.claim()
-	r, lo, hi, e := m.pages(a, length, unix.ENOMEM)
+	r, lo, hi, e := m.mapped(a, length)
 	if e != 0 {
 		return e
-	}
-	if r.alloc.count(lo, hi) != hi-lo {
-		return unix.ENOMEM // as Linux: part of the range is not mapped
 	}
 	if prot == unix.PROT_NONE {
 		r.access.clear(lo, hi)
@@ -117,7 +115,8 @@ func (m *Memory) Mprotect(a GuestAddr, length uint64, prot int) unix.Errno {
 }
 
 // Discard releases the host pages behind [a, a+length); the guest reads
-// zeros there afterwards (MADV_DONTNEED semantics).
+// zeros there afterwards, or the file's bytes for a shared file mapping
+// (MADV_DONTNEED semantics).
 func (m *Memory) Discard(a GuestAddr, length uint64) unix.Errno {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -128,6 +127,17 @@ func (m *Memory) Discard(a GuestAddr, length uint64) unix.Errno {
 	}
 	r.zero(lo, hi)
 	return 0
+}
+
+// mapped is pages for a range the guest must have mapped whole: ENOMEM,
+// as on Linux, if part of it is not. Called with mu held.
+func (m *Memory) mapped(a GuestAddr, length uint64) (*region, uint64, uint64, unix.Errno) {
+	m.claim()
+	r, lo, hi, e := m.pages(a, length, unix.ENOMEM)
+	if e == 0 && r.alloc.count(lo, hi) != hi-lo {
+		e = unix.ENOMEM
+	}
+	return r, lo, hi, e
 }
 
 // pages resolves a page-aligned guest range to its region and page

@@ -9,6 +9,7 @@ import (
 	"os"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // fOFDSetlk is F_OFD_SETLK, which package syscall does not name.
@@ -41,6 +42,15 @@ func main() {
 	check("fcntl F_GETLK", syscall.FcntlFlock(f.Fd(), syscall.F_GETLK, &lk))
 	lk = syscall.Flock_t{Type: syscall.F_RDLCK, Start: 8, Len: 4}
 	check("fcntl F_OFD_SETLK", syscall.FcntlFlock(f.Fd(), fOFDSetlk, &lk))
+	if m, err := syscall.Mmap(int(f.Fd()), 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED); err != nil {
+		check("mmap shared", err)
+	} else {
+		m[0] = 'H'
+		if _, _, e := syscall.Syscall(syscall.SYS_MSYNC, uintptr(unsafe.Pointer(&m[0])), 4096, syscall.MS_SYNC); e != 0 {
+			check("msync", e)
+		}
+		check("munmap", syscall.Munmap(m))
+	}
 	check("truncate", os.Truncate("/data/f", 10))
 	check("ftruncate", f.Truncate(12))
 	check("fdatasync", syscall.Fdatasync(int(f.Fd())))
