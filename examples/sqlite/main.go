@@ -4,9 +4,12 @@
 //	sqlite add NAME N   adds N rows for NAME, one transaction each
 //	sqlite count        prints each name's rows and SQLite's integrity check
 //
-// Several copies — unikernels sharing the volume, and the same file run as
-// a process on the host — may add at once: SQLite serializes them with
-// fcntl record locks, which atoll serves with the host's locks.
+// The database is in WAL mode unless JOURNAL names another journal mode
+// (DELETE: a rollback journal). Several copies — unikernels sharing the
+// volume, and the same file run as a process on the host — may add at
+// once: SQLite serializes them with fcntl record locks, which atoll serves
+// with the host's, and in WAL mode shares the log's index through a file
+// they all map shared and writable, which atoll maps from the host's file.
 package main
 
 import (
@@ -30,9 +33,11 @@ func run(args []string) error {
 	if path == "" {
 		path = "/data/tally.db"
 	}
-	// A rollback journal (SQLite's default): WAL needs writable shared
-	// file mappings, which atoll does not serve yet (docs/abi.md).
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(20000)&_pragma=journal_mode(DELETE)")
+	journal := os.Getenv("JOURNAL")
+	if journal == "" {
+		journal = "WAL"
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(20000)&_pragma=journal_mode("+journal+")")
 	if err != nil {
 		return err
 	}
