@@ -59,7 +59,7 @@ func TestEmulatedSVM(t *testing.T) {
 	}
 	goBuild(t, filepath.Join(root, "atoll"), "./cmd/atoll")
 	guests := []string{"hello", "goroutines", "args", "exitcode", "nilrecover", "nilpanic", "preempt", "sigaction",
-		"timenow", "clock", "crash", "hostile", "privileged", "getpid", "random", "fastpath", "memlimit"}
+		"timenow", "clock", "crash", "hostile", "privileged", "getpid", "random", "fastpath", "memlimit", "sharedmap"}
 	for _, g := range guests {
 		goBuild(t, filepath.Join(root, "g", g), "./internal/testguests/"+g)
 	}
@@ -128,6 +128,10 @@ func TestEmulatedSVM(t *testing.T) {
 		t.Logf("under emulation:\n%s", s)
 	}
 }
+
+// sharedFile makes /tmp/shm, 8 KiB with "from the host" at 4096, for
+// sharedmap.
+const sharedFile = "head -c 4096 /dev/zero > /tmp/shm && echo -n 'from the host' >> /tmp/shm && head -c 4083 /dev/zero >> /tmp/shm"
 
 // svmCases are the runs: the boot tests' guests, a block device, and
 // examples/www answering through a port forward.
@@ -233,6 +237,15 @@ func svmCases() []svmCase {
 			want := "device block data\nunaligned write refused: true\nread past the end refused: true\nblock ok\n"
 			if r.code != 0 || r.stdout != want {
 				t.Errorf("exit %d, stdout %q, want %q", r.code, r.stdout, want)
+			}
+		}},
+		// A volume's file mapped shared: the host file's pages through
+		// the hardware's nested paging, and a page past the end of the
+		// file truncated under it.
+		{name: "sharedmap", cmd: sharedFile + " && /atoll run --volume /tmp:/data /g/sharedmap -- /data/shm && " +
+			sharedFile + " && /atoll run --volume /tmp:/data /g/sharedmap -- /data/shm shrink", check: func(t *testing.T, r result) {
+			if r.code != 70 || r.stdout != "host wrote \"from the host\"\ntruncated\n" || !strings.Contains(r.stderr, "shared file mapping past its file's end") {
+				t.Errorf("exit %d, stdout %q, want 70 after the two runs' output\nstderr:\n%s", r.code, r.stdout, r.stderr)
 			}
 		}},
 		{name: "www", check: func(t *testing.T, r result) {

@@ -223,6 +223,7 @@ func (m *Memory) newRegion(base GuestAddr, phys, size, granule uint64) (*region,
 	if err != nil {
 		return nil, fmt.Errorf("reserve %d MiB of host memory: %w", size>>20, err)
 	}
+	noHugePages(host)
 	pages := size / PageSize
 	return &region{base: base, phys: phys, host: host, alloc: newBitmap(pages), access: newBitmap(pages),
 		slotted: newBitmap(size / granule), granule: granule, held: newHeldSet(size / LargePage), shared: newBitmap(pages)}, nil

@@ -1,6 +1,10 @@
 package guestmem
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
 
 // Memory the guest holds. Above the low region's fixed part (the
 // page-table pool and the system area: present from the start, counted by
@@ -16,7 +20,12 @@ import "sync/atomic"
 // writes host memory for the guest that the limit does not count.
 //
 // Pages the guest gives back (munmap, MADV_DONTNEED, what Go's scavenger
-// releases) go back to the host at once (region.zero); the chunk that held
+// releases) go back to the host at once (region.zero). For that the host
+// must back guest memory with 4 KiB pages (noHugePages): on a host with
+// transparent huge pages always on, a chunk the guest touched is one huge
+// page, and giving back part of it splits it but leaves the rest resident,
+// so the chunk could never be reclaimed. The guest's own page tables map
+// 2 MiB pages all the same. The chunk that held
 // them is released when the limit is reached: reclaim takes every chunk
 // with no host page resident out of the page tables, has every vCPU drop
 // its cached translations (the flush hook), and releases those still
@@ -205,6 +214,11 @@ func (r *region) resident(c uint64) bool {
 	}
 	return false
 }
+
+// noHugePages asks the host to back b with 4 KiB pages, whatever its
+// transparent-huge-page policy (see above). A kernel without them refuses
+// the advice, which is then moot.
+func noHugePages(b []byte) { unix.Madvise(b, unix.MADV_NOHUGEPAGE) }
 
 // chunk returns the index in r of the 2 MiB chunk holding a.
 func (r *region) chunk(a GuestAddr) uint64 { return uint64(a-r.base) / LargePage }

@@ -25,6 +25,9 @@ func remap(b []byte, fd int, off int64) error {
 		flags = unix.MAP_PRIVATE | unix.MAP_ANONYMOUS | unix.MAP_FIXED | unix.MAP_NORESERVE
 	}
 	_, err := unix.MmapPtr(fd, off, unsafe.Pointer(&b[0]), uintptr(len(b)), unix.PROT_READ|unix.PROT_WRITE, flags)
+	if err == nil && fd < 0 {
+		noHugePages(b)
+	}
 	return err
 }
 
