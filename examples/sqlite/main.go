@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	_ "modernc.org/sqlite"
 )
@@ -51,12 +52,14 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
+		start := time.Now()
 		for i := 0; i < n; i++ {
 			if _, err := db.Exec("INSERT INTO tally(name) VALUES (?)", args[1]); err != nil {
 				return fmt.Errorf("insert %d: %w", i, err)
 			}
 		}
-		fmt.Printf("added %d for %s\n", n, args[1])
+		d := time.Since(start)
+		fmt.Printf("added %d for %s in %.3fs: %.0f inserts/s\n", n, args[1], d.Seconds(), float64(n)/d.Seconds())
 	case len(args) == 1 && args[0] == "count":
 		rows, err := db.Query("SELECT name, count(*) FROM tally GROUP BY name ORDER BY name")
 		if err != nil {
