@@ -89,10 +89,10 @@ func TestRecordLocks(t *testing.T) {
 	if got, want := getFlock(t, tv, lk), (unix.Flock_t{Type: unix.F_WRLCK, Start: 15, Len: 5, Pid: -1}); got != want {
 		t.Errorf("F_GETLK: %+v, want %+v", got, want)
 	}
-	putFlock(t, tv, lk, unix.F_WRLCK, unix.SEEK_SET, 100, 0, 0)
+	putFlock(t, tv, lk, unix.F_WRLCK, unix.SEEK_CUR, 100, 0, 0)
 	tv.mustCall(t, unix.SYS_FCNTL, fd1, unix.F_GETLK, lk)
-	if got := getFlock(t, tv, lk); got.Type != unix.F_UNLCK {
-		t.Errorf("F_GETLK of a free range: %+v", got)
+	if got, want := getFlock(t, tv, lk), (unix.Flock_t{Type: unix.F_UNLCK, Whence: unix.SEEK_CUR, Start: 100}); got != want {
+		t.Errorf("F_GETLK of a free range: %+v, want %+v (only l_type changed)", got, want)
 	}
 
 	// F_SETLKW waits until the host lets go, and a signal ends a wait.

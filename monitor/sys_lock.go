@@ -91,14 +91,13 @@ func recordLock(t *thread, f file, cmd int, addr uint64) (uint64, unix.Errno) {
 		if e := vf.h.Lock(get, &lk); e != 0 {
 			return 0, e
 		}
-		if lk.Type != unix.F_UNLCK {
-			lk.Pid = -1
-		}
 		le.PutUint16(b[0:], uint16(lk.Type))
-		le.PutUint16(b[2:], uint16(lk.Whence))
-		le.PutUint64(b[8:], uint64(lk.Start))
-		le.PutUint64(b[16:], uint64(lk.Len))
-		le.PutUint32(b[24:], uint32(lk.Pid))
+		if lk.Type != unix.F_UNLCK { // the conflicting lock, as SEEK_SET; free: only l_type changes
+			le.PutUint16(b[2:], uint16(lk.Whence))
+			le.PutUint64(b[8:], uint64(lk.Start))
+			le.PutUint64(b[16:], uint64(lk.Len))
+			le.PutUint32(b[24:], ^uint32(0)) // l_pid -1
+		}
 		return 0, 0
 	}
 	wait := cmd == unix.F_SETLKW || cmd == unix.F_OFD_SETLKW

@@ -12,7 +12,7 @@ import (
 // sysMmap implements mmap of anonymous memory, of files as a copy
 // (MAP_PRIVATE, or MAP_SHARED without PROT_WRITE, where a copy cannot be
 // told apart), of a volume's files shared and writable (the file's own
-// pages: guestmem.MapShared), and of a network device's frame rings.
+// pages: guestmem.MmapShared), and of a network device's frame rings.
 func sysMmap(t *thread, a sysArgs) (uint64, unix.Errno) {
 	flags := a[3]
 	var src *vfsFile
@@ -51,16 +51,16 @@ func sysMmap(t *thread, a sysArgs) (uint64, unix.Errno) {
 	case flags&unix.MAP_FIXED != 0:
 		mf = guestmem.Fixed
 	}
+	if shared >= 0 {
+		if mf != 0 {
+			return t.unsupported("a shared writable file mapping at a fixed address", unix.EINVAL)
+		}
+		addr, e := t.vm.mem.MmapShared(a[1], shared, int64(a[5]))
+		return uint64(addr), e
+	}
 	addr, e := t.vm.mem.Mmap(guestmem.GuestAddr(a[0]), a[1], int(a[2]), mf)
 	if e != 0 || src == nil {
 		return uint64(addr), e
-	}
-	if shared >= 0 {
-		if e := t.vm.mem.MapShared(addr, a[1], shared, int64(a[5])); e != 0 {
-			t.vm.mem.Munmap(addr, a[1])
-			return 0, e
-		}
-		return uint64(addr), 0
 	}
 	b, err := t.vm.mem.Populate(addr, a[1])
 	if err != nil {

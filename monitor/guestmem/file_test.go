@@ -85,12 +85,13 @@ func (m *Memory) hostBytes(a GuestAddr, n uint64) []byte {
 	return r.host[off : off+n]
 }
 
-// TestMapShared maps a file shared: the guest's stores reach the file and
-// the file's writes show in the guest; Slice refuses the pages (the
-// monitor never touches them: the file may shrink under them); msync
-// writes them; munmap, and a mapping made over them, leave anonymous,
-// zeroed memory again, the file as the guest left it.
-func TestMapShared(t *testing.T) {
+// TestMmapShared maps a file shared in the shared area: the guest's stores
+// reach the file and the file's writes show in the guest; Slice refuses
+// the whole area (the monitor never touches a page that may become a
+// file's); msync writes the pages; munmap leaves anonymous memory, the
+// file as the guest left it, and the area is used again; nothing else is
+// ever mapped there.
+func TestMmapShared(t *testing.T) {
 	m, _, _ := newTest(t)
 	path := filepath.Join(t.TempDir(), "shm")
 	if err := os.WriteFile(path, bytes.Repeat([]byte{'f'}, 3*PageSize), 0o644); err != nil {
@@ -101,12 +102,12 @@ func TestMapShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	a, e := m.Mmap(0, 2*PageSize, unix.PROT_READ|unix.PROT_WRITE, 0)
+	a, e := m.MmapShared(2*PageSize, int(f.Fd()), PageSize)
 	if e != 0 {
 		t.Fatal(e)
 	}
-	if e := m.MapShared(a, 2*PageSize, int(f.Fd()), PageSize); e != 0 {
-		t.Fatal(e)
+	if a < m.sharedLo || a+2*PageSize > m.sharedHi {
+		t.Fatalf("mapped at %#x, outside the shared area [%#x, %#x)", a, m.sharedLo, m.sharedHi)
 	}
 	g := m.hostBytes(a, 2*PageSize)
 	if g[0] != 'f' {
@@ -125,9 +126,9 @@ func TestMapShared(t *testing.T) {
 	for _, c := range []struct {
 		a GuestAddr
 		n uint64
-	}{{a, 1}, {a + PageSize, PageSize}, {a - 8, 16}} {
+	}{{a, 1}, {a + PageSize, PageSize}, {a + 2*PageSize, 1}, {m.sharedLo - 8, 16}} {
 		if _, err := m.Slice(c.a, c.n); err == nil {
-			t.Errorf("Slice(%#x, %d) of a shared page succeeded", c.a, c.n)
+			t.Errorf("Slice(%#x, %d) in the shared area succeeded", c.a, c.n)
 		}
 	}
 	if e := m.Msync(a, 2*PageSize, unix.MS_SYNC); e != 0 {
@@ -139,42 +140,43 @@ func TestMapShared(t *testing.T) {
 	if e := m.Msync(a+4*PageSize, PageSize, unix.MS_SYNC); e != unix.ENOMEM {
 		t.Errorf("msync of unmapped pages: %v", e)
 	}
-	// A mapping over the second page, then munmap of the first.
-	if _, e := m.Mmap(a+PageSize, PageSize, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != 0 {
+	// Nothing else maps in the area, fixed or not.
+	if _, e := m.Mmap(a+4*PageSize, PageSize, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != unix.ENOMEM {
+		t.Errorf("a fixed mapping in the shared area: %v, want ENOMEM", e)
+	}
+	if b, e := m.Mmap(a+4*PageSize, PageSize, unix.PROT_READ, 0); e != 0 || m.inShared(b, PageSize) {
+		t.Errorf("a hint in the shared area: %#x %v", b, e)
+	}
+	if e := m.Munmap(a, 2*PageSize); e != 0 {
 		t.Fatal(e)
 	}
-	if b, err := m.Slice(a+PageSize, PageSize); err != nil || !bytes.Equal(b, make([]byte, PageSize)) {
-		t.Errorf("a mapping over a shared page: %v, not zeros", err)
+	if n := m.SharedPages(); n != 0 || !bytes.Equal(m.hostBytes(a, 2*PageSize), make([]byte, 2*PageSize)) {
+		t.Errorf("after munmap: %d pages counted shared, or not zeros", n)
 	}
-	if e := m.Munmap(a, PageSize); e != 0 {
-		t.Fatal(e)
-	}
-	if _, e := m.Mmap(a, PageSize, unix.PROT_READ|unix.PROT_WRITE, Fixed); e != 0 {
-		t.Fatal(e)
-	}
-	b, err := m.Slice(a, 2*PageSize)
-	if err != nil || !bytes.Equal(b, make([]byte, 2*PageSize)) {
-		t.Fatalf("after munmap: %v, not zeros", err)
-	}
-	b[0] = 'z'
 	if got, _ := os.ReadFile(path); got[PageSize] != 'g' || got[2*PageSize] != 'h' || got[2*PageSize+1] != 'H' {
-		t.Error("the file changed after the guest unmapped it")
+		t.Error("the file changed when the guest unmapped it")
 	}
-	if m.shared.Load() != 0 {
-		t.Errorf("%d pages still counted shared", m.shared.Load())
+	if b, e := m.MmapShared(PageSize, int(f.Fd()), 0); e != 0 || b != a {
+		t.Errorf("the area used again: %#x %v, want %#x", b, e, a)
 	}
 
-	// A read-only descriptor cannot be mapped shared and writable, and
-	// leaves the pages anonymous.
+	// A read-only descriptor cannot be mapped shared and writable.
 	ro, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ro.Close()
-	if e := m.MapShared(a, PageSize, int(ro.Fd()), 0); e != unix.EACCES {
+	if _, e := m.MmapShared(PageSize, int(ro.Fd()), 0); e != unix.EACCES {
 		t.Errorf("a read-only descriptor: %v, want EACCES", e)
 	}
-	if b, err := m.Slice(a, 1); err != nil || b[0] != 'z' {
-		t.Errorf("after a refused MapShared: %v %q", err, b)
+	// At most maxSharedMaps at once.
+	n := 1
+	for ; n < maxSharedMaps+10; n++ {
+		if _, e := m.MmapShared(PageSize, int(f.Fd()), 0); e != 0 {
+			break
+		}
+	}
+	if n != maxSharedMaps {
+		t.Errorf("%d shared mappings, want at most %d", n, maxSharedMaps)
 	}
 }

@@ -87,9 +87,6 @@ type region struct {
 	granule uint64 // bytes
 	// held marks the 2 MiB chunks present in the page tables (hold.go).
 	held heldSet
-	// shared marks the pages backed by a shared file mapping
-	// (shared.go); guarded by Memory.sharedMu.
-	shared bitmap
 	// fixed counts the chunks at the region's start that are present
 	// from the start and never held or released: the low region's
 	// page-table pool and system area.
@@ -119,11 +116,12 @@ type Memory struct {
 	low       *region
 	zone      zone
 	nextSlot  uint32 // the next KVM memory slot number
+	// sharedMaps are the shared file mappings (shared.go).
+	sharedMaps []span
 
-	// sharedMu guards the regions' shared bitmaps, which Slice reads
-	// without mu; shared counts the pages marked there (shared.go).
-	sharedMu sync.RWMutex
-	shared   atomic.Int64
+	// sharedLo and sharedHi bound the shared area (shared.go), at the top
+	// of the low region; set once by New.
+	sharedLo, sharedHi GuestAddr
 }
 
 // Layout describes the low region.
@@ -160,11 +158,12 @@ func New(vm Slots, l Layout, limit uint64) (*Memory, GuestAddr, error) {
 	stackTop := l.stackTop()
 	zoneEnd := stackTop + alignUp(l.ZoneSize, LargePage)
 	arenaStart := zoneEnd
-	end := arenaStart + alignUp(l.ArenaSize, LargePage)
+	sharedLo := arenaStart + alignUp(l.ArenaSize, LargePage)
+	end := sharedLo + sharedSize
 	if end > maxUserAddr {
 		return nil, 0, fmt.Errorf("address space too large: %#x", end)
 	}
-	m := &Memory{vm: vm, limit: limit, ptNext: ptPoolBase + PageSize}
+	m := &Memory{vm: vm, limit: limit, ptNext: ptPoolBase + PageSize, sharedLo: GuestAddr(sharedLo), sharedHi: GuestAddr(end)}
 	low, err := m.newRegion(0, 0, end, arenaGranule)
 	if err != nil {
 		return nil, 0, err
@@ -226,7 +225,7 @@ func (m *Memory) newRegion(base GuestAddr, phys, size, granule uint64) (*region,
 	noHugePages(host)
 	pages := size / PageSize
 	return &region{base: base, phys: phys, host: host, alloc: newBitmap(pages), access: newBitmap(pages),
-		slotted: newBitmap(size / granule), granule: granule, held: newHeldSet(size / LargePage), shared: newBitmap(pages)}, nil
+		slotted: newBitmap(size / granule), granule: granule, held: newHeldSet(size / LargePage)}, nil
 }
 
 // Close releases the host memory behind every region. The VM using it
@@ -280,8 +279,8 @@ func (m *Memory) find(a GuestAddr) *region {
 }
 
 // Slice returns the host bytes backing [a, a+n). It fails with ErrFault
-// unless the whole range lies in guest memory, none of it a shared file
-// mapping's (shared.go). n == 0 is valid anywhere.
+// unless the whole range lies in guest memory, none of it in the shared
+// area (shared.go). n == 0 is valid anywhere.
 func (m *Memory) Slice(a GuestAddr, n uint64) ([]byte, error) {
 	_, b, err := m.slice(a, n)
 	return b, err
@@ -300,7 +299,7 @@ func (m *Memory) slice(a GuestAddr, n uint64) (*region, []byte, error) {
 		return nil, nil, ErrFault
 	}
 	off := uint64(a - r.base)
-	if n > uint64(len(r.host))-off || m.isShared(r, off, n) {
+	if n > uint64(len(r.host))-off || m.inShared(a, n) {
 		return nil, nil, ErrFault
 	}
 	return r, r.host[off : off+n : off+n], nil

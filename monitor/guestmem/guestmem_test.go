@@ -73,7 +73,7 @@ func (m *Memory) leaf(a uint64) (uint64, bool) {
 
 func TestPageTablesIdentityMap(t *testing.T) {
 	m, stackTop, _ := newTest(t)
-	end := uint64(m.low.end())
+	end := uint64(m.sharedLo) // the arena's end
 	if p, ok := m.walk(uint64(SystemBase)); !ok || p != uint64(SystemBase) {
 		t.Errorf("walk(%#x) = %#x, %v; want identity", uint64(SystemBase), p, ok)
 	}
@@ -121,7 +121,9 @@ func TestSliceBounds(t *testing.T) {
 		ok bool
 	}{
 		{SystemBase, 8, true},
-		{end - 8, 8, true},
+		{m.sharedLo - 8, 8, true},
+		{m.sharedLo - 8, 9, false}, // the shared area (shared.go)
+		{end - 8, 8, false},
 		{0, 8, false},
 		{0x1000, 8, false}, // page tables: physical only
 		{end - 8, 9, false},

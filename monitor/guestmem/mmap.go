@@ -32,7 +32,7 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (
 	var at GuestAddr
 	switch {
 	case fixed:
-		if r = m.mappable(hint, length); r == nil {
+		if r = m.mappable(hint, length); r == nil || m.inShared(hint, length) {
 			return 0, unix.ENOMEM
 		}
 		if flags&FixedNoReplace != 0 && r.alloc.count(r.page(hint), r.page(hint)+length/PageSize) != 0 {
@@ -40,7 +40,7 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (
 		}
 		at = hint
 	case hint != 0 && hint%PageSize == 0:
-		if r = m.mappable(hint, length); r != nil && r.alloc.count(r.page(hint), r.page(hint)+length/PageSize) == 0 && !m.unclaimed(hint, length) {
+		if r = m.mappable(hint, length); r != nil && !m.inShared(hint, length) && r.alloc.count(r.page(hint), r.page(hint)+length/PageSize) == 0 && !m.unclaimed(hint, length) {
 			at = hint
 		} else if m.heap == nil && length >= heapHintMin && length <= m.heapSize() {
 			if err := m.createHeap(hint, length); err == nil {
@@ -55,7 +55,7 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (
 	}
 	if at == 0 {
 		r = m.low
-		i, ok := r.alloc.findFree(r.page(m.zone.hi), uint64(len(r.host))/PageSize, length/PageSize)
+		i, ok := r.alloc.findFree(r.page(m.zone.hi), r.page(m.sharedLo), length/PageSize)
 		if !ok {
 			return 0, unix.ENOMEM
 		}
@@ -68,7 +68,6 @@ func (m *Memory) Mmap(hint GuestAddr, length uint64, prot int, flags MapFlags) (
 		r.access.clear(lo, hi)
 	}
 	if r.alloc.count(lo, hi) != 0 {
-		m.unshare(r, lo, hi)
 		r.zero(lo, hi)
 	}
 	r.alloc.set(lo, hi)
@@ -88,9 +87,13 @@ func (m *Memory) Munmap(a GuestAddr, length uint64) unix.Errno {
 	if e != 0 {
 		return e
 	}
+	if r == m.low {
+		if e := m.unshare(lo, hi); e != 0 {
+			return e // as Linux when unmapping needs a mapping the host refuses
+		}
+	}
 	r.access.clear(lo, hi)
 	r.alloc.clear(lo, hi)
-	m.unshare(r, lo, hi)
 	r.zero(lo, hi)
 	return 0
 }
