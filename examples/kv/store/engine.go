@@ -362,10 +362,11 @@ func (tx *Tx) persistFlush() {
 	tx.batch().DeleteRange([]byte{prefixMeta}, []byte{prefixSub + 1}, nil)
 }
 
-// flockFS is Pebble's file system with its lock taken by flock(2), which
-// a unikernel's volumes offer, instead of fcntl(F_SETLK), which they do
-// not; flock also excludes another process on the host opening the same
-// directory.
+// flockFS is Pebble's file system with its lock taken by flock(2) rather
+// than Pebble's fcntl(F_SETLK) (atoll serves both, on volumes with the
+// host's locks), so that a second kv on the same directory, in this
+// process, another or another unikernel, is told plainly that it is in
+// use: a process's own POSIX locks never conflict with each other.
 type flockFS struct{ vfs.FS }
 
 // Lock creates name if needed and takes an exclusive flock on it.
