@@ -3,6 +3,7 @@ package monitor
 import (
 	"encoding/binary"
 	"os"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -10,13 +11,15 @@ import (
 	"atoll.dev/atoll/abi"
 	"atoll.dev/atoll/framering"
 	"atoll.dev/atoll/manifest"
+	"atoll.dev/atoll/monitor/vfs"
 	"atoll.dev/atoll/netpolicy"
 )
 
 // FuzzSyscall drives the whole system-call table in-process, as a hostile
 // guest would: arbitrary calls with arbitrary arguments over arbitrary
 // guest memory, and arbitrary CPU exceptions, on a VM with a block and a
-// network device and host sockets. Whatever happens, the monitor must not panic, must keep
+// network device, a volume (files to lock and map shared) and host
+// sockets. Whatever happens, the monitor must not panic, must keep
 // the guest within its memory limit and descriptor table, and must leave
 // no host descriptor behind when the VM is closed.
 //
@@ -41,11 +44,17 @@ func FuzzSyscall(f *testing.F) {
 			t.Fatal(err)
 		}
 		guest := os.NewFile(uintptr(pair[0]), "guest")
+		vol, err := os.Open(t.TempDir()) // the volume /data: files to lock and map shared
+		if err != nil {
+			t.Fatal(err)
+		}
 		tv := newTestVM(t, vmOptions{console: devnull, mem: 64 << 20, devices: []Device{
 			{Device: manifest.Device{Name: "data", Kind: abi.KindBlock, Spec: &manifest.BlockSpec{Size: 64 << 10, SectorSize: 512}}, File: disk},
 			{Device: manifest.Device{Name: "net", Kind: abi.KindNet}, File: guest},
-		}, hostNet: &HostNet{Outbound: netpolicy.OutboundNone}}) // sockets, which reach nothing beyond the guest
+		}, hostNet: &HostNet{Outbound: netpolicy.OutboundNone}, // sockets, which reach nothing beyond the guest
+			volumes: []vfs.Volume{{Path: "/data", Dir: vol}}})
 		guest.Close()
+		vol.Close()
 		tv.exit(-1)
 		in := fuzzInput{data: data}
 		copy(tv.bytes(t, tv.scratch, scratchSize), in.take(min(len(data)/2, 4096)))
@@ -149,7 +158,20 @@ func fuzzSeeds() [][]byte {
 		}
 		return append(b, memory...) // as much again, so the first half is memory
 	}
+	// A volume's file, truncated, mapped shared, locked, truncated again
+	// under its mapping: its path at 0, a struct flock at 64.
+	file := make([]byte, 256)
+	copy(file, "/data/f\x00")
+	file[64] = unix.F_WRLCK
+	fileCalls := slices.Concat(call(unix.SYS_OPEN, ptr(0), small(unix.O_RDWR|unix.O_CREAT), raw(0o644)),
+		call(unix.SYS_FTRUNCATE, small(5), raw(8192)),
+		call(unix.SYS_MMAP, small(0), raw(8192), small(3), small(unix.MAP_SHARED), small(5)),
+		call(unix.SYS_FCNTL, small(5), small(unix.F_SETLK), ptr(64)),
+		call(unix.SYS_FTRUNCATE, small(5), small(0)),
+		call(unix.SYS_WRITE, small(5), raw(0x50000000), raw(4096)))
 	return [][]byte{
+		// The first half is the memory: the calls, then zeros to match.
+		slices.Concat(file, fileCalls, make([]byte, len(file)-len(fileCalls))),
 		seq(call(unix.SYS_PIPE2, ptr(0), small(0)), call(unix.SYS_WRITE, small(6), ptr(64), small(8)),
 			call(unix.SYS_READ, small(5), ptr(128), small(8)), call(unix.SYS_CLOSE, small(5))),
 		seq(call(unix.SYS_EPOLL_CREATE1, small(0)), call(unix.SYS_EPOLL_CTL, small(5), small(1), small(4), ptr(0)),
