@@ -117,6 +117,11 @@ func FuzzFramer(f *testing.F) {
 			if len(c) > int(lim.MaxArgs) {
 				return
 			}
+			for _, a := range c {
+				if len(a) > int(lim.MaxBulk) {
+					return // refused as Redis does: invalid bulk length (the raw inputs cover it)
+				}
+			}
 		}
 		got, pool, err := frameAll(encode(want), chunks, lim)
 		if !errors.Is(err, io.EOF) {
