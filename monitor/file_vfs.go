@@ -18,6 +18,7 @@ type vfsFile struct {
 	path     string // the guest path it was opened by, for *at calls and fchdir
 	flags    int    // access mode, O_APPEND, O_PATH
 	nonblock atomic.Bool
+	vm       *VM // whose mappings of the file writes are mirrored in
 
 	// mu guards the fields below.
 	mu   sync.Mutex
@@ -96,6 +97,7 @@ func (f *vfsFile) writev(_ *thread, iov [][]byte) (int, unix.Errno) {
 	done := 0
 	for _, b := range iov {
 		n, e := f.h.WriteAt(b, f.pos, appending)
+		f.mirror(f.pos, b[:n], appending)
 		done += n
 		if appending {
 			if a, e := f.h.Attr(); e == 0 {
@@ -132,7 +134,26 @@ func (f *vfsFile) pwrite(b []byte, off uint64) (int, unix.Errno) {
 	if int64(off) < 0 {
 		return 0, unix.EINVAL
 	}
-	return f.h.WriteAt(b, int64(off), f.flags&unix.O_APPEND != 0)
+	appending := f.flags&unix.O_APPEND != 0
+	n, e := f.h.WriteAt(b, int64(off), appending)
+	f.mirror(int64(off), b[:n], appending)
+	return n, e
+}
+
+// mirror copies b, just written at off (or, appended, at the end), into
+// the guest's shared read-only mappings of the file (file_mirror.go).
+func (f *vfsFile) mirror(off int64, b []byte, appended bool) {
+	if f.vm == nil || len(b) == 0 || !f.vm.mirrors.any() {
+		return
+	}
+	a, e := f.h.Attr()
+	if e != 0 {
+		return
+	}
+	if appended {
+		off = a.Size - int64(len(b))
+	}
+	f.vm.mirrors.written(f.vm.mem, a.Dev, a.Ino, off, b)
 }
 
 func (f *vfsFile) seek(off int64, whence int) (int64, unix.Errno) {

@@ -1081,3 +1081,37 @@ func TestMmapShared(t *testing.T) {
 		t.Errorf("mapped again at %#x, want the freed %#x", b, a)
 	}
 }
+
+// TestMmapMirrors maps a file shared and read-only, a copy, on a volume
+// and in /tmp: the guest's later writes to the file, by pwrite and by
+// write through another descriptor, show in the mapping, as they would in
+// Linux's (bbolt depends on it); a private mapping and memory the guest
+// unmapped are left alone.
+func TestMmapMirrors(t *testing.T) {
+	tv, _ := newVolumeVM(t)
+	for _, p := range []string{"/data/db\x00", "/tmp/db\x00"} {
+		tv.put(t, tv.at(0), []byte(p))
+		fd := tv.mustCall(t, unix.SYS_OPEN, tv.at(0), unix.O_CREAT|unix.O_RDWR, 0o644)
+		other := tv.mustCall(t, unix.SYS_OPEN, tv.at(0), unix.O_WRONLY|unix.O_APPEND, 0)
+		tv.put(t, tv.at(4096), bytes.Repeat([]byte("a"), 8192))
+		tv.mustCall(t, unix.SYS_PWRITE64, fd, tv.at(4096), 8192, 0)
+		shared := tv.mustCall(t, unix.SYS_MMAP, 0, 8192, unix.PROT_READ, unix.MAP_SHARED, fd, 0)
+		private := tv.mustCall(t, unix.SYS_MMAP, 0, 8192, unix.PROT_READ, unix.MAP_PRIVATE, fd, 0)
+		gone := tv.mustCall(t, unix.SYS_MMAP, 0, 4096, unix.PROT_READ, unix.MAP_SHARED, fd, 4096)
+		tv.mustCall(t, unix.SYS_MUNMAP, gone, 4096)
+		again := tv.mustCall(t, unix.SYS_MMAP, gone, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED, ^uint64(0), 0)
+
+		tv.put(t, tv.at(0), []byte("new"))
+		tv.mustCall(t, unix.SYS_PWRITE64, fd, tv.at(0), 3, 4094) // across the page boundary
+		tv.mustCall(t, unix.SYS_WRITE, other, tv.at(0), 3)       // appended: 8192..8194, past the mapping
+		if got := tv.bytes(t, shared+4092, 6); string(got) != "aanewa" {
+			t.Errorf("%s: the shared mapping reads %q after pwrite, want %q", p, got, "aanewa")
+		}
+		if got := tv.bytes(t, private+4094, 3); string(got) != "aaa" {
+			t.Errorf("%s: the private mapping reads %q", p, got)
+		}
+		if got := tv.bytes(t, again, 4); !bytes.Equal(got, make([]byte, 4)) || again != gone {
+			t.Errorf("%s: memory the guest unmapped and mapped again at %#x reads %q", p, again, got)
+		}
+	}
+}

@@ -10,8 +10,8 @@ import (
 // System calls about the address space (package guestmem keeps it).
 
 // sysMmap implements mmap of anonymous memory, of files as a copy
-// (MAP_PRIVATE, or MAP_SHARED without PROT_WRITE, where a copy cannot be
-// told apart), of a volume's files shared and writable (the file's own
+// (MAP_PRIVATE, or MAP_SHARED without PROT_WRITE, whose copy the guest's
+// own writes to the file keep current: file_mirror.go), of a volume's files shared and writable (the file's own
 // pages: guestmem.MmapShared), and of a network device's frame rings.
 func sysMmap(t *thread, a sysArgs) (uint64, unix.Errno) {
 	flags := a[3]
@@ -58,6 +58,9 @@ func sysMmap(t *thread, a sysArgs) (uint64, unix.Errno) {
 		addr, e := t.vm.mem.MmapShared(a[1], shared, int64(a[5]))
 		return uint64(addr), e
 	}
+	if mf != 0 {
+		t.vm.mirrors.forget(a[0], a[1]) // before the pages can be anything else
+	}
 	addr, e := t.vm.mem.Mmap(guestmem.GuestAddr(a[0]), a[1], int(a[2]), mf)
 	if e != 0 || src == nil {
 		return uint64(addr), e
@@ -77,6 +80,11 @@ func sysMmap(t *thread, a sysArgs) (uint64, unix.Errno) {
 			break // past the end of the file: zeros, as Linux's last page
 		}
 		off += n
+	}
+	if flags&unix.MAP_SHARED != 0 {
+		if at, e := src.h.Attr(); e == 0 {
+			t.vm.mirrors.add(mirror{dev: at.Dev, ino: at.Ino, addr: uint64(addr), off: int64(a[5]), length: uint64(len(b))})
+		}
 	}
 	return uint64(addr), 0
 }
@@ -102,6 +110,7 @@ func sysMsync(t *thread, a sysArgs) (uint64, unix.Errno) {
 }
 
 func sysMunmap(t *thread, a sysArgs) (uint64, unix.Errno) {
+	t.vm.mirrors.forget(a[0], a[1]) // before the pages can be anything else
 	return 0, t.vm.mem.Munmap(guestmem.GuestAddr(a[0]), a[1])
 }
 

@@ -96,7 +96,7 @@ func openAt(t *thread, dirfd, p, flags, mode uint64) (uint64, unix.Errno) {
 		t.logPath("open", abs, e)
 		return 0, e
 	}
-	f := &vfsFile{h: h, path: abs, flags: int(flags) & (unix.O_ACCMODE | unix.O_APPEND | unix.O_PATH)}
+	f := &vfsFile{h: h, path: abs, flags: int(flags) & (unix.O_ACCMODE | unix.O_APPEND | unix.O_PATH), vm: t.vm}
 	f.nonblock.Store(flags&unix.O_NONBLOCK != 0)
 	return t.installNew(f)
 }

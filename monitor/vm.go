@@ -152,6 +152,7 @@ type VM struct {
 	clock    *vdso.Clock        // set before the first thread runs
 	fds      fdTable
 	fs       *vfs.FS
+	mirrors  mirrors  // shared read-only file mappings kept coherent (file_mirror.go)
 	net      *hostNet // the host network backend, if attached
 	// devicesEnv is abi.DevicesEnv=..., when devices are attached.
 	devicesEnv string

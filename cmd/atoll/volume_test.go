@@ -309,7 +309,8 @@ func TestVolumeRecordLocks(t *testing.T) {
 }
 
 // TestVolumeSharedMapping maps a volume's file shared and writable in a
-// unikernel: its stores reach the file, the host's show in it; and a
+// unikernel: its stores reach the file, the host's show in it; mapped
+// shared and read-only, the guest's own writes show in it; and a
 // mapping whose file is truncated under it ends the VM with a report when
 // touched, where the program as a process dies of SIGBUS.
 func TestVolumeSharedMapping(t *testing.T) {
@@ -326,6 +327,11 @@ func TestVolumeSharedMapping(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(file); !strings.HasPrefix(string(b), "from the guest") {
 		t.Errorf("the file starts %q", b[:16])
+	}
+	// A read-only shared mapping sees the guest's own later writes.
+	r = runCmd(t, exec.Command(atoll, "run", "--volume", data+":/data", guest, "--", "/data/shm", "mirror"))
+	if r.code != 0 || r.stdout != "the mapping reads \"written later\"\n" {
+		t.Errorf("mirror: exit %d, stdout %q\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 
 	os.WriteFile(file, content, 0o644)

@@ -6,6 +6,8 @@
 //	                       host put at offset 4096
 //	sharedmap FILE shrink  truncates FILE to nothing, then reads its
 //	                       mapping: a fault, as natively (SIGBUS)
+//	sharedmap FILE mirror  maps FILE shared and read-only, writes it with
+//	                       pwrite, and prints what the mapping reads
 package main
 
 import (
@@ -20,6 +22,19 @@ func main() {
 	if err != nil {
 		fmt.Println(err)
 		os.Exit(1)
+	}
+	if len(os.Args) > 2 && os.Args[2] == "mirror" {
+		m, err := syscall.Mmap(int(f.Fd()), 0, 8192, syscall.PROT_READ, syscall.MAP_SHARED)
+		if err != nil {
+			fmt.Println("mmap:", err)
+			os.Exit(1)
+		}
+		if _, err := f.WriteAt([]byte("written later"), 4096); err != nil {
+			fmt.Println("pwrite:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("the mapping reads %q\n", m[4096:4096+13])
+		return
 	}
 	b, err := syscall.Mmap(int(f.Fd()), 0, 8192, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 	if err != nil {
