@@ -45,9 +45,11 @@ func (ms *mirrors) any() bool {
 	return len(ms.maps) != 0
 }
 
-// forget drops the guest addresses [a, a+n) from the mappings, before the
-// guest unmaps or replaces them: the rest of a mapping stays coherent.
+// forget drops the guest pages of [a, a+n) from the mappings, before the
+// guest unmaps or replaces them (whole pages, as munmap does): the rest of
+// a mapping stays coherent.
 func (ms *mirrors) forget(a, n uint64) {
+	n = (n + guestmem.PageSize - 1) &^ (guestmem.PageSize - 1)
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	kept := ms.maps[:0:0]
