@@ -21,21 +21,7 @@ import (
 func TestBolt(t *testing.T) {
 	testenv.RequireKVM(t)
 	dir := t.TempDir()
-	atoll, img, native := filepath.Join(dir, "atoll"), filepath.Join(dir, "bolt.img"), filepath.Join(dir, "bolt")
-	for _, c := range []struct {
-		args []string
-		env  []string
-	}{
-		{[]string{"go", "build", "-C", "../..", "-o", atoll, "./cmd/atoll"}, nil},
-		{[]string{atoll, "build", "-o", img, "."}, nil},
-		{[]string{"go", "build", "-o", native, "."}, []string{"CGO_ENABLED=0"}},
-	} {
-		cmd := exec.Command(c.args[0], c.args[1:]...)
-		cmd.Env = append(os.Environ(), c.env...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", c.args, err, out)
-		}
-	}
+	atoll, img, native := testenv.BuildExample(t, dir, "bolt")
 	data := filepath.Join(dir, "data")
 	os.Mkdir(data, 0o755)
 	unikernel := func(args ...string) *exec.Cmd {

@@ -24,21 +24,7 @@ import (
 func TestSharedDatabase(t *testing.T) {
 	testenv.RequireKVM(t)
 	dir := t.TempDir()
-	atoll, img, native := filepath.Join(dir, "atoll"), filepath.Join(dir, "sqlite.img"), filepath.Join(dir, "sqlite")
-	for _, c := range []struct {
-		args []string
-		env  []string
-	}{
-		{[]string{"go", "build", "-C", "../..", "-o", atoll, "./cmd/atoll"}, nil},
-		{[]string{atoll, "build", "-o", img, "."}, nil},
-		{[]string{"go", "build", "-o", native, "."}, []string{"CGO_ENABLED=0"}},
-	} {
-		cmd := exec.Command(c.args[0], c.args[1:]...)
-		cmd.Env = append(os.Environ(), c.env...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", c.args, err, out)
-		}
-	}
+	atoll, img, native := testenv.BuildExample(t, dir, "sqlite")
 	for _, journal := range []string{"WAL", "DELETE"} {
 		t.Run(journal, func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "data")

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -166,4 +167,28 @@ func WaitGet(url string, timeout time.Duration) (string, error) {
 			return "", err
 		}
 	}
+}
+
+// BuildExample builds, for the boot test of an example in a module of its
+// own (examples/NAME, the repository two levels up), atoll from the
+// repository, the example's image with it, and the example as a static
+// host executable, all into dir; it returns their paths.
+func BuildExample(t testing.TB, dir, name string) (atoll, image, native string) {
+	t.Helper()
+	atoll, image, native = filepath.Join(dir, "atoll"), filepath.Join(dir, name+".img"), filepath.Join(dir, name)
+	for _, c := range []struct {
+		args []string
+		env  []string
+	}{
+		{[]string{"go", "build", "-C", "../..", "-o", atoll, "./cmd/atoll"}, nil},
+		{[]string{atoll, "build", "-o", image, "."}, nil},
+		{[]string{"go", "build", "-o", native, "."}, []string{"CGO_ENABLED=0"}},
+	} {
+		cmd := exec.Command(c.args[0], c.args[1:]...)
+		cmd.Env = append(os.Environ(), c.env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", c.args, err, out)
+		}
+	}
+	return atoll, image, native
 }
